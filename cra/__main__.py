@@ -1,0 +1,5 @@
+"""`python -m cra` runs the CLI."""
+
+from cra.cli import main
+
+main()

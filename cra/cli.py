@@ -1,0 +1,120 @@
+"""The `cra` command line: parse, call one function, print.
+
+This is the one error boundary: a CraError becomes one line with a hint and a non-zero
+exit code; anything else is a bug and keeps its traceback. `--debug` (or CRA_DEBUG=1)
+shows the traceback of a CraError too.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from cra import __version__
+from cra.errors import CraError
+from cra.workspace import Workspace, open_workspace
+
+
+@dataclass
+class Context:
+    """What the top-level options decided, handed to every command."""
+
+    workspace_path: Path | None
+    debug: bool
+
+    def workspace(self) -> Workspace:
+        """Resolve and open the workspace this command works on."""
+        return open_workspace(self.workspace_path)
+
+
+def _debug_from_env() -> bool:
+    return os.environ.get("CRA_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def report_error(exc: CraError) -> None:
+    """Print a CraError as one line, and its hint, on stderr."""
+    click.secho(f"error: {exc}", fg="red", err=True)
+    if exc.hint:
+        click.echo(f"hint: {exc.hint}", err=True)
+
+
+class CraGroup(click.Group):
+    """A click group that turns CraError into a one-line message and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except CraError as exc:
+            obj = ctx.find_object(Context)
+            if (obj.debug if obj else False) or _debug_from_env():
+                raise
+            report_error(exc)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=CraGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="cra")
+@click.option(
+    "--workspace",
+    "-w",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Workspace directory. Default: $CRA_HOME, else the nearest parent holding "
+    "cra.toml, else the current directory.",
+)
+@click.option("--debug", is_flag=True, default=False, help="Show tracebacks (also CRA_DEBUG=1).")
+@click.pass_context
+def cli(ctx: click.Context, workspace: Path | None, debug: bool) -> None:
+    """cra: turn real commits into verified tasks, logs into training data, data into
+    LoRA adapters, and serve them back to the agent, on one machine, offline.
+
+    Every command works on a workspace (see --workspace); `cra init` creates one.
+    """
+    ctx.obj = Context(workspace, debug or _debug_from_env())
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.pass_obj
+def init(obj: Context, path: Path | None) -> None:
+    """Create a workspace at PATH (default: the resolved workspace), idempotently.
+
+    Writes cra.toml with every setting at its default, the folders repos/ db/ harness/
+    planning/ training/ adapters/, and the databases. Nothing that exists is overwritten.
+    """
+    from cra.workspace import init_workspace, resolve_root
+
+    report = init_workspace(path if path is not None else resolve_root(obj.workspace_path))
+    root = report.workspace.root
+    if not report.created:
+        click.echo(f"workspace {root} is already complete; nothing to do")
+        return
+    click.echo(f"initialised workspace {root}")
+    for created in report.created:
+        rel = created.relative_to(root) if created != root else Path(".")
+        click.echo(f"  created {rel}")
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path), default="cra-demo")
+def demo(path: Path) -> None:
+    """Run the whole flow on a bundled sample repository, in a workspace at PATH.
+
+    PATH defaults to ./cra-demo. Re-running reuses what is already there.
+    """
+    from cra.demo import run_demo
+
+    run_demo(path, echo=click.echo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point."""
+    cli.main(args=argv, prog_name="cra")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

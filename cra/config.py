@@ -1,0 +1,245 @@
+"""`cra.toml`: every setting, its default, and strict parsing with line numbers.
+
+Settings are declared once, in :data:`SETTINGS`. `cra init` writes them all with their
+defaults and comments; loading rejects unknown keys and wrong types, naming the key and
+the line, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cra.errors import ConfigError
+
+CONFIG_NAME = "cra.toml"
+
+Check = Callable[[Any], str | None]
+
+
+def positive(value: Any) -> str | None:
+    """Reject zero and negative numbers."""
+    return None if value > 0 else "must be greater than 0"
+
+
+def non_negative(value: Any) -> str | None:
+    """Reject negative numbers."""
+    return None if value >= 0 else "must be 0 or more"
+
+
+def unit_interval(value: Any) -> str | None:
+    """Accept numbers in [0, 1] only."""
+    return None if 0 <= value <= 1 else "must be between 0 and 1"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of `cra.toml`: where it lives, its type, default and meaning."""
+
+    section: str
+    key: str
+    default: Any
+    type: type
+    help: str
+    check: Check | None = None
+
+    @property
+    def name(self) -> str:
+        """The dotted name, `section.key`."""
+        return f"{self.section}.{self.key}"
+
+
+SECTION_HELP: dict[str, str] = {
+    "db": "The SQLite databases under db/.",
+}
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "db",
+        "busy_timeout_ms",
+        10_000,
+        int,
+        "How long a writer waits for another process's lock before failing, in ms.",
+        positive,
+    ),
+)
+
+
+def _by_name() -> dict[str, Setting]:
+    return {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The settings in force: the defaults, overridden by a workspace's `cra.toml`."""
+
+    values: Mapping[str, Any]
+    path: Path | None = None
+    _lines: Mapping[str, int] = field(default_factory=dict, repr=False)
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise KeyError(f"unknown setting {name!r}") from None
+
+    def line_of(self, name: str) -> int | None:
+        """The line of `cra.toml` that set `name`, if the file set it."""
+        return self._lines.get(name)
+
+    @classmethod
+    def defaults(cls) -> Config:
+        """Every setting at its default."""
+        return cls({s.name: s.default for s in SETTINGS})
+
+
+_DECODE_LINE = re.compile(r"line (\d+)")
+_HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Map `section.key` (and `section`) to the line that defines it."""
+    lines: dict[str, int] = {}
+    section = ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(raw)
+        if header:
+            section = header.group(1)
+            lines.setdefault(section, number)
+            continue
+        key = _KEY.match(raw)
+        if key:
+            name = f"{section}.{key.group(1)}" if section else key.group(1)
+            lines.setdefault(name, number)
+    return lines
+
+
+def _type_ok(value: Any, expected: type) -> bool:
+    if expected is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _suggest(word: str, choices: list[str]) -> str | None:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"did you mean {close[0]!r}?" if close else None
+
+
+def load_config(path: Path) -> Config:
+    """Read `path` and return the settings in force; raise ConfigError naming key and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read: {exc}", path=path, hint="check the file's permissions and encoding"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = _DECODE_LINE.search(str(exc))
+        raise ConfigError(
+            f"not valid TOML: {exc}",
+            path=path,
+            line=int(found.group(1)) if found else None,
+            hint="fix the syntax, or move the file away and run `cra init` for a fresh one",
+        ) from exc
+    lines = _key_lines(text)
+    known = _by_name()
+    sections = sorted({s.section for s in SETTINGS})
+    values = {s.name: s.default for s in SETTINGS}
+    set_lines: dict[str, int] = {}
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                "settings belong in a [section]",
+                path=path,
+                key=section,
+                line=lines.get(section),
+                hint=f"known sections: {', '.join(sections)}",
+            )
+        if section not in sections:
+            raise ConfigError(
+                "unknown section",
+                path=path,
+                key=section,
+                line=lines.get(section),
+                hint=_suggest(section, sections) or f"known sections: {', '.join(sections)}",
+            )
+        for key, value in table.items():
+            name = f"{section}.{key}"
+            line = lines.get(name)
+            setting = known.get(name)
+            if setting is None:
+                keys = [s.key for s in SETTINGS if s.section == section]
+                raise ConfigError(
+                    "unknown setting",
+                    path=path,
+                    key=name,
+                    line=line,
+                    hint=_suggest(key, keys) or f"known keys in [{section}]: {', '.join(keys)}",
+                )
+            if not _type_ok(value, setting.type):
+                raise ConfigError(
+                    f"must be {_TYPE_NAMES.get(setting.type, setting.type.__name__)}, "
+                    f"got {value!r}",
+                    path=path,
+                    key=name,
+                    line=line,
+                    hint=f"default: {render_value(setting.default)}",
+                )
+            if setting.type is float:
+                value = float(value)
+            problem = setting.check(value) if setting.check else None
+            if problem:
+                raise ConfigError(
+                    f"{problem}, got {value!r}",
+                    path=path,
+                    key=name,
+                    line=line,
+                    hint=setting.help,
+                )
+            values[name] = value
+            if line is not None:
+                set_lines[name] = line
+    return Config(values, path, set_lines)
+
+
+def render_value(value: Any) -> str:
+    """Render a default as TOML."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, int | float):
+        return repr(value).replace("_", "")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(render_value(v) for v in value) + "]"
+    raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def default_config_text() -> str:
+    """The `cra.toml` that `cra init` writes: every setting, its default and a comment."""
+    out = [
+        "# cra workspace settings. Every setting is shown with its default;",
+        "# change a value here to override it. Unknown keys are an error.",
+    ]
+    for section in dict.fromkeys(s.section for s in SETTINGS):
+        out.append("")
+        if section in SECTION_HELP:
+            out.append(f"# {SECTION_HELP[section]}")
+        out.append(f"[{section}]")
+        for setting in (s for s in SETTINGS if s.section == section):
+            out.append(f"# {setting.help}")
+            out.append(f"{setting.key} = {render_value(setting.default)}")
+    return "\n".join(out) + "\n"

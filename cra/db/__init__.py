@@ -1,0 +1,45 @@
+"""The databases: `raw.db` (what happened) and `curated.db` (what the agent retrieves)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from cra.db.connection import connect, transaction
+from cra.db.curated_schema import CURATED_MIGRATIONS
+from cra.db.migrations import Migration, migrate, schema_version
+from cra.db.raw_schema import RAW_MIGRATIONS
+
+__all__ = [
+    "CURATED_MIGRATIONS",
+    "RAW_MIGRATIONS",
+    "connect",
+    "open_curated",
+    "open_db",
+    "open_raw",
+    "schema_version",
+    "transaction",
+]
+
+
+def open_db(
+    path: Path, migrations: tuple[Migration, ...], *, busy_timeout_ms: int
+) -> sqlite3.Connection:
+    """Open (creating if needed) the database at `path` and bring its schema up to date."""
+    conn = connect(path, busy_timeout_ms=busy_timeout_ms)
+    try:
+        migrate(conn, migrations, path=Path(path))
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_raw(path: Path, *, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
+    """Open `raw.db` at `path`, migrated to the current schema."""
+    return open_db(path, RAW_MIGRATIONS, busy_timeout_ms=busy_timeout_ms)
+
+
+def open_curated(path: Path, *, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
+    """Open `curated.db` at `path`, migrated to the current schema."""
+    return open_db(path, CURATED_MIGRATIONS, busy_timeout_ms=busy_timeout_ms)

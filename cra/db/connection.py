@@ -1,0 +1,56 @@
+"""Opening SQLite databases the one way cra does it, and writing in transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cra.errors import DatabaseError
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def connect(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
+    """Open `path` with busy_timeout (set first), WAL, foreign keys on, rows as `sqlite3.Row`.
+
+    The connection is in autocommit mode: group writes with :func:`transaction`.
+    """
+    if busy_timeout_ms <= 0:
+        raise ValueError(f"busy_timeout_ms must be > 0, got {busy_timeout_ms!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise DatabaseError("is a directory, not a database file", path=path)
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+        if head != SQLITE_MAGIC:
+            raise DatabaseError(
+                "is not an SQLite database",
+                path=path,
+                hint="move the file away; cra creates a fresh database on the next run",
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"cannot open: {exc}", path=path) from exc
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block in one write transaction (BEGIN IMMEDIATE); roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

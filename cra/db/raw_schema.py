@@ -1,0 +1,226 @@
+"""The schema of `raw.db`: everything the harness, curation, training and serving did.
+
+Append-mostly. Every row says where it came from (repo, commit, task_id, run id).
+Times are ISO 8601 strings in UTC; `*_ts` columns hold the same instant as Unix
+seconds for ordering and range queries. JSON columns hold JSON text.
+Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+from cra.db.migrations import Migration, sql
+
+M0001_CORE = sql(
+    """
+CREATE TABLE repos (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    source_url      TEXT,
+    head_sha        TEXT,
+    domain          TEXT,
+    manifest_sha256 TEXT,
+    added_at        TEXT NOT NULL
+);
+
+-- Every commit the miner saw, with the funnel's verdict on it.
+CREATE TABLE commits (
+    id             INTEGER PRIMARY KEY,
+    repo_id        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    sha            TEXT NOT NULL,
+    parent_sha     TEXT,
+    authored_at    TEXT NOT NULL,
+    authored_ts    INTEGER NOT NULL,
+    author         TEXT,
+    subject        TEXT NOT NULL,
+    task_text      TEXT,
+    message_score  REAL,
+    files_source   TEXT NOT NULL DEFAULT '[]',  -- JSON list of non-test paths changed
+    files_tests    TEXT NOT NULL DEFAULT '[]',  -- JSON list of test paths changed
+    files_other    TEXT NOT NULL DEFAULT '[]',  -- JSON list of other paths changed
+    lines_added    INTEGER NOT NULL DEFAULT 0,
+    lines_deleted  INTEGER NOT NULL DEFAULT 0,
+    verdict        TEXT NOT NULL CHECK (verdict IN ('qualified', 'dropped')),
+    stage          TEXT NOT NULL,               -- the funnel stage that decided
+    reason         TEXT,                        -- why it was dropped (NULL if qualified)
+    mined_at       TEXT NOT NULL,
+    UNIQUE (repo_id, sha)
+);
+CREATE INDEX commits_repo_verdict ON commits (repo_id, verdict, authored_ts);
+
+-- A qualifying commit turned into a task: the commit message is the task.
+CREATE TABLE tasks (
+    task_id     TEXT PRIMARY KEY,
+    repo_id     INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+    commit_id   INTEGER NOT NULL UNIQUE REFERENCES commits(id) ON DELETE CASCADE,
+    task_text   TEXT NOT NULL,
+    gold_files  TEXT NOT NULL DEFAULT '[]',     -- JSON: non-test files the commit changed
+    gold_symbols TEXT NOT NULL DEFAULT '[]',    -- JSON: definitions the diff touches
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX tasks_repo ON tasks (repo_id);
+
+-- One invocation of the harness over a repository.
+CREATE TABLE harness_runs (
+    id          INTEGER PRIMARY KEY,
+    repo_id     INTEGER REFERENCES repos(id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,                  -- mine, plan, validate, eval, ...
+    planner     TEXT,
+    params      TEXT NOT NULL DEFAULT '{}',     -- JSON
+    status      TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'finished', 'interrupted', 'failed')),
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    error       TEXT
+);
+
+-- Every request cra sent to a model, whatever it returned.
+CREATE TABLE llm_calls (
+    id                INTEGER PRIMARY KEY,
+    task_id           TEXT REFERENCES tasks(task_id) ON DELETE SET NULL,
+    run_id            INTEGER REFERENCES harness_runs(id) ON DELETE SET NULL,
+    stage             TEXT NOT NULL,
+    endpoint          TEXT,
+    model             TEXT NOT NULL,
+    adapter           TEXT,
+    adapter_version   INTEGER,
+    temperature       REAL,
+    params            TEXT NOT NULL DEFAULT '{}',   -- JSON: every other request parameter
+    messages          TEXT NOT NULL,                -- JSON list of chat messages
+    response          TEXT,
+    finish_reason     TEXT,
+    prompt_tokens     INTEGER,
+    completion_tokens INTEGER,
+    latency_ms        REAL,
+    attempts          INTEGER NOT NULL DEFAULT 1,
+    error             TEXT,
+    created_at        TEXT NOT NULL
+);
+CREATE INDEX llm_calls_task ON llm_calls (task_id);
+CREATE INDEX llm_calls_stage ON llm_calls (stage, created_at);
+
+-- What retrieval picked for a task, with scores.
+CREATE TABLE retrievals (
+    id          INTEGER PRIMARY KEY,
+    task_id     TEXT NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+    run_id      INTEGER REFERENCES harness_runs(id) ON DELETE SET NULL,
+    method      TEXT NOT NULL,
+    query       TEXT NOT NULL,
+    k           INTEGER NOT NULL,
+    results     TEXT NOT NULL,                  -- JSON list of {symbol, file, score}
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX retrievals_task ON retrievals (task_id);
+
+CREATE TABLE plans (
+    id          INTEGER PRIMARY KEY,
+    task_id     TEXT NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+    run_id      INTEGER REFERENCES harness_runs(id) ON DELETE SET NULL,
+    planner     TEXT NOT NULL,
+    temperature REAL,
+    llm_call_id INTEGER REFERENCES llm_calls(id) ON DELETE SET NULL,
+    valid       INTEGER NOT NULL CHECK (valid IN (0, 1)),
+    plan        TEXT,                           -- JSON plan (NULL when invalid)
+    raw         TEXT,                           -- the text it was parsed from
+    error       TEXT,                           -- why it is invalid
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX plans_task ON plans (task_id, planner);
+
+CREATE TABLE plan_scores (
+    plan_id          INTEGER PRIMARY KEY REFERENCES plans(id) ON DELETE CASCADE,
+    file_precision   REAL NOT NULL,
+    file_recall      REAL NOT NULL,
+    file_f1          REAL NOT NULL,
+    symbol_precision REAL NOT NULL,
+    symbol_recall    REAL NOT NULL,
+    symbol_f1        REAL NOT NULL,
+    order_score      REAL,                      -- NULL when no step pair depends on another
+    alignment        REAL NOT NULL,
+    weights          TEXT NOT NULL,             -- JSON weights used
+    details          TEXT NOT NULL DEFAULT '{}',
+    created_at       TEXT NOT NULL
+);
+
+-- One test's outcome in one run of the tests.
+CREATE TABLE test_runs (
+    id          INTEGER PRIMARY KEY,
+    task_id     TEXT NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+    run_id      INTEGER REFERENCES harness_runs(id) ON DELETE SET NULL,
+    phase       TEXT NOT NULL,                  -- before, after, patch
+    attempt     INTEGER NOT NULL,
+    test_id     TEXT NOT NULL,                  -- the pytest node id, exactly
+    outcome     TEXT NOT NULL,                  -- passed, failed, error, skipped
+    duration_s  REAL,
+    env_id      TEXT,
+    isolation   TEXT,
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX test_runs_task ON test_runs (task_id, phase);
+
+-- A verdict on a task: validation of the gold commit, or grading of a patch.
+CREATE TABLE outcomes (
+    id            INTEGER PRIMARY KEY,
+    task_id       TEXT NOT NULL REFERENCES tasks(task_id) ON DELETE CASCADE,
+    run_id        INTEGER REFERENCES harness_runs(id) ON DELETE SET NULL,
+    kind          TEXT NOT NULL,                -- validation, patch_grade
+    verdict       TEXT NOT NULL,
+    fail_to_pass  TEXT NOT NULL DEFAULT '[]',   -- JSON list of test ids
+    pass_to_pass  TEXT NOT NULL DEFAULT '[]',
+    flaky         TEXT NOT NULL DEFAULT '[]',
+    isolation     TEXT,
+    details       TEXT NOT NULL DEFAULT '{}',
+    created_at    TEXT NOT NULL
+);
+CREATE INDEX outcomes_task ON outcomes (task_id, kind);
+
+CREATE TABLE training_datasets (
+    id          TEXT PRIMARY KEY,
+    plan_path   TEXT,
+    path        TEXT NOT NULL,
+    counts      TEXT NOT NULL DEFAULT '{}',     -- JSON
+    sha256      TEXT NOT NULL DEFAULT '{}',     -- JSON: file name -> sha256
+    replay_of   TEXT,                           -- JSON list of earlier dataset ids
+    created_at  TEXT NOT NULL
+);
+
+-- Every adapter version ever trained. Versions are immutable; status moves.
+CREATE TABLE adapter_versions (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL,
+    version         INTEGER NOT NULL CHECK (version >= 1),
+    status          TEXT NOT NULL DEFAULT 'candidate'
+                    CHECK (status IN ('candidate', 'active', 'retired', 'rejected')),
+    path            TEXT NOT NULL,
+    base_model      TEXT NOT NULL,
+    base_model_hash TEXT NOT NULL,
+    tokenizer_hash  TEXT NOT NULL,
+    dataset_id      TEXT REFERENCES training_datasets(id),
+    method          TEXT NOT NULL,
+    hyperparams     TEXT NOT NULL DEFAULT '{}',
+    train_metrics   TEXT NOT NULL DEFAULT '{}',
+    eval_metrics    TEXT,
+    files_sha256    TEXT NOT NULL DEFAULT '{}',
+    created_at      TEXT NOT NULL,
+    UNIQUE (name, version)
+);
+-- At most one active version per adapter name.
+CREATE UNIQUE INDEX adapter_versions_one_active ON adapter_versions (name)
+    WHERE status = 'active';
+
+-- Append-only history of what happened to adapter versions (who was active when).
+CREATE TABLE adapter_events (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL,
+    version      INTEGER,
+    event        TEXT NOT NULL,                 -- registered, promoted, rolled_back, ...
+    from_version INTEGER,
+    reason       TEXT,
+    forced       INTEGER NOT NULL DEFAULT 0 CHECK (forced IN (0, 1)),
+    details      TEXT NOT NULL DEFAULT '{}',
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX adapter_events_name ON adapter_events (name, id);
+"""
+)
+
+RAW_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "core tables", M0001_CORE),)

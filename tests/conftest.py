@@ -1,0 +1,97 @@
+"""Fixtures every test can use: an isolated workspace and home, real git histories,
+and a real tiny model.
+
+Every test runs with `CRA_HOME` and `HOME` pointed at temporary directories. A test
+that writes to the real home directory fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from cra.workspace import Workspace, init_workspace
+
+if TYPE_CHECKING:
+    from cra.testing.gitrepo import ProjectRepo
+
+REAL_HOME = Path(os.path.expanduser("~")).resolve()
+# Where tools write when they think HOME is theirs; a change here means a leak.
+WATCHED = (".cache", ".config", ".local", ".cra", ".gitconfig", ".huggingface")
+
+
+def home_snapshot(home: Path) -> dict[str, float]:
+    """mtime of each watched entry of `home` and of its direct children."""
+    snap: dict[str, float] = {}
+    for name in WATCHED:
+        top = home / name
+        if not top.exists():
+            continue
+        snap[name] = top.stat().st_mtime
+        if top.is_dir():
+            for child in top.iterdir():
+                try:
+                    snap[f"{name}/{child.name}"] = child.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+    return snap
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point HOME, CRA_HOME and the XDG folders at a temporary directory; fail on leaks."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CRA_HOME", str(tmp_path / "cra-home"))
+    for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("CRA_DEBUG", raising=False)
+    before = home_snapshot(REAL_HOME)
+    yield home
+    after = home_snapshot(REAL_HOME)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        pytest.fail(f"test wrote to the real home directory: {', '.join(changed)}")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    """A freshly initialised workspace, also named by CRA_HOME."""
+    root = Path(os.environ["CRA_HOME"])
+    return init_workspace(root).workspace
+
+
+@pytest.fixture(scope="session")
+def _project_repo_template(tmp_path_factory: pytest.TempPathFactory) -> ProjectRepo:
+    from cra.testing.gitrepo import build_project_repo
+
+    return build_project_repo(tmp_path_factory.mktemp("factory") / "tally")
+
+
+@pytest.fixture
+def project_repo(_project_repo_template: ProjectRepo, tmp_path: Path) -> ProjectRepo:
+    """A private copy of the factory-made `tally` history (built once per session)."""
+    target = tmp_path / "tally"
+    shutil.copytree(_project_repo_template.path, target, symlinks=True)
+    return dataclasses.replace(_project_repo_template, path=target)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real tiny Qwen2 model directory with a trained BPE tokenizer (built once)."""
+    pytest.importorskip("transformers", reason="the train extra is not installed")
+    from cra.testing.tinymodel import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2")

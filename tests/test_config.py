@@ -1,0 +1,91 @@
+"""`cra.toml`: defaults, strict parsing, errors that name key and line."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from cra.config import SETTINGS, Config, default_config_text, load_config
+from cra.errors import ConfigError
+
+
+def test_default_text_lists_every_setting_with_a_comment() -> None:
+    text = default_config_text()
+    data = tomllib.loads(text)
+    for setting in SETTINGS:
+        assert data[setting.section][setting.key] == setting.default
+        assert f"# {setting.help}\n{setting.key} = " in text
+
+
+def test_default_text_loads_to_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_text(default_config_text())
+    assert load_config(path).values == Config.defaults().values
+
+
+def test_override_is_applied_and_its_line_known(tmp_path: Path) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_text("# comment\n\n[db]\nbusy_timeout_ms = 250\n")
+    config = load_config(path)
+    assert config["db.busy_timeout_ms"] == 250
+    assert config.line_of("db.busy_timeout_ms") == 4
+
+
+def test_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_text("[db]\nbusy_timeout_ms = 5\noops = = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.line == 3
+    assert "line 3" in str(info.value)
+
+
+def test_unknown_key_names_key_line_and_suggests(tmp_path: Path) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_text("[db]\n\nbusy_timeout = 5\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.key == "db.busy_timeout"
+    assert info.value.line == 3
+    assert "busy_timeout_ms" in (info.value.hint or "")
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_text("[dbb]\nx = 1\n")
+    with pytest.raises(ConfigError, match="unknown section") as info:
+        load_config(path)
+    assert info.value.line == 1
+    assert "'db'" in (info.value.hint or "")
+
+
+def test_wrong_type_names_key_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_text('[db]\nbusy_timeout_ms = "soon"\n')
+    with pytest.raises(ConfigError, match="must be an integer") as info:
+        load_config(path)
+    assert (info.value.key, info.value.line) == ("db.busy_timeout_ms", 2)
+
+
+def test_bool_is_not_an_integer(tmp_path: Path) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_text("[db]\nbusy_timeout_ms = true\n")
+    with pytest.raises(ConfigError, match="must be an integer"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_invalid_limit_is_an_error_never_unlimited(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_text(f"[db]\nbusy_timeout_ms = {value}\n")
+    with pytest.raises(ConfigError, match="greater than 0"):
+        load_config(path)
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "cra.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(path)
