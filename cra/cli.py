@@ -9,26 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
 from cra import __version__
+from cra.commands import Context
 from cra.errors import CraError
-from cra.workspace import Workspace, open_workspace
-
-
-@dataclass
-class Context:
-    """What the top-level options decided, handed to every command."""
-
-    workspace_path: Path | None
-    debug: bool
-
-    def workspace(self) -> Workspace:
-        """Resolve and open the workspace this command works on."""
-        return open_workspace(self.workspace_path)
 
 
 def _debug_from_env() -> bool:
@@ -109,6 +96,11 @@ def demo(path: Path) -> None:
     from cra.demo import run_demo
 
     run_demo(path, echo=click.echo)
+
+
+# Command groups, one module each under cra/commands/.
+for _group in ():
+    cli.add_command(_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,1 @@
+"""Repo packages: `repos/NAME/{repo/, packages/, manifest.json}`, and their DB rows."""
