@@ -1,0 +1,1 @@
+"""Talking to models: the one client every stage uses, logging every call."""

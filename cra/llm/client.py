@@ -1,0 +1,230 @@
+"""`LLMClient`: the one way cra talks to a model, over any OpenAI-compatible endpoint.
+
+Every call, successful or not, is recorded in `llm_calls` with its task, run, stage,
+model, adapter, parameters, messages, response, token counts, latency and error.
+Transient failures (connection errors, timeouts, 429 and 5xx) are retried a bounded
+number of times with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from cra.db import transaction
+from cra.errors import CraError
+from cra.fsutil import now_iso
+
+
+class EndpointUnreachable(CraError, ConnectionError):
+    """The model endpoint does not answer."""
+
+    def __init__(self, endpoint: str, detail: str) -> None:
+        super().__init__(
+            f"model endpoint {endpoint} is unreachable: {detail}",
+            hint="start it (`cra serve`, or your teacher API), or set [llm] endpoint in cra.toml",
+        )
+        self.endpoint = endpoint
+
+
+class LLMError(CraError, RuntimeError):
+    """A model call failed after its retries; the call is logged with the error."""
+
+    def __init__(self, message: str, *, call_id: int | None) -> None:
+        super().__init__(message)
+        self.call_id = call_id
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a model returned for one call, and the id of its `llm_calls` row."""
+
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    latency_ms: float
+    call_id: int | None
+    model: str
+    adapter: str | None
+    adapter_version: int | None
+
+
+_RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class LLMClient:
+    """A chat-completions client for one endpoint that logs every call to `raw.db`."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        model: str,
+        conn: sqlite3.Connection | None,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        run_id: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
+        self.endpoint = endpoint.rstrip("/")
+        self.model = model
+        self.conn = conn
+        self.run_id = run_id
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(timeout=timeout_s, headers=headers, transport=transport)
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> LLMClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def models(self) -> list[str]:
+        """The model ids the endpoint serves; raise EndpointUnreachable when it is down."""
+        try:
+            response = self._http.get(f"{self.endpoint}/models", timeout=10.0)
+            response.raise_for_status()
+            data = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise EndpointUnreachable(self.endpoint, str(exc) or type(exc).__name__) from exc
+        return [str(m.get("id")) for m in data.get("data", []) if isinstance(m, dict)]
+
+    def _log(self, row: dict[str, Any]) -> int | None:
+        if self.conn is None:
+            return None
+        columns = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        with transaction(self.conn):
+            cursor = self.conn.execute(
+                f"INSERT INTO llm_calls ({columns}) VALUES ({marks})", tuple(row.values())
+            )
+        return cursor.lastrowid
+
+    def _send(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, int]:
+        """POST with bounded retries: (response JSON or None, error or None, attempts)."""
+        attempts = 0
+        while True:
+            attempts += 1
+            retry = False
+            try:
+                response = self._http.post(f"{self.endpoint}/chat/completions", json=body)
+                if response.status_code >= 400:
+                    error = f"HTTP {response.status_code}: {response.text[:500]}"
+                    retry = response.status_code in _RETRY_STATUS
+                else:
+                    return response.json(), None, attempts
+            except httpx.TransportError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                retry = True
+            except ValueError as exc:
+                return None, f"response is not JSON: {exc}", attempts
+            if not retry or attempts > self.max_retries:
+                return None, error, attempts
+            time.sleep(self.backoff_s * 2 ** (attempts - 1))
+
+    def complete(
+        self,
+        *,
+        stage: str,
+        messages: list[dict[str, Any]],
+        task_id: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        response_format: dict[str, Any] | None = None,
+        model: str | None = None,
+        adapter: str | None = None,
+        adapter_version: int | None = None,
+        **params: Any,
+    ) -> Completion:
+        """Send one chat completion and log it; raise LLMError when it finally fails.
+
+        `model` overrides the client's model for this request (the served name of an
+        adapter version, say); `adapter`/`adapter_version` are recorded with the call.
+        """
+        if not stage:
+            raise ValueError("stage must be a non-empty string")
+        if not messages:
+            raise ValueError("messages must not be empty")
+        used_model = model or self.model
+        body: dict[str, Any] = {"model": used_model, "messages": messages, **params}
+        if temperature is not None:
+            body["temperature"] = temperature
+        if max_tokens is not None:
+            body["max_tokens"] = max_tokens
+        if response_format is not None:
+            body["response_format"] = response_format
+        started = time.perf_counter()
+        data, error, attempts = self._send(body)
+        latency_ms = (time.perf_counter() - started) * 1000
+        text = finish = prompt_tokens = completion_tokens = None
+        if data is not None:
+            try:
+                choice = data["choices"][0]
+                text = choice["message"].get("content")
+                finish = choice.get("finish_reason")
+                usage = data.get("usage") or {}
+                prompt_tokens = usage.get("prompt_tokens")
+                completion_tokens = usage.get("completion_tokens")
+            except (KeyError, IndexError, TypeError, AttributeError):
+                error = f"unexpected response shape: {json.dumps(data)[:300]}"
+        call_id = self._log(
+            {
+                "task_id": task_id,
+                "run_id": self.run_id,
+                "stage": stage,
+                "endpoint": self.endpoint,
+                "model": used_model,
+                "adapter": adapter,
+                "adapter_version": adapter_version,
+                "temperature": temperature,
+                "params": json.dumps(
+                    {k: v for k, v in body.items() if k not in ("messages", "model")},
+                    sort_keys=True,
+                ),
+                "messages": json.dumps(messages, ensure_ascii=False),
+                "response": text,
+                "finish_reason": finish,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "latency_ms": latency_ms,
+                "attempts": attempts,
+                "error": error,
+                "created_at": now_iso(),
+            }
+        )
+        if error is not None:
+            raise LLMError(
+                f"{stage} call to {self.endpoint} failed after {attempts} attempt(s): {error}",
+                call_id=call_id,
+            )
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+            call_id=call_id,
+            model=used_model,
+            adapter=adapter,
+            adapter_version=adapter_version,
+        )
