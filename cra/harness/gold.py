@@ -81,9 +81,17 @@ def diff_changes(repo_dir: Path, parent: str, sha: str) -> list[FileChange]:
     """The files changed between `parent` and `sha` with their touched line numbers
     (renames detected; binary files have no lines)."""
     out = git_bytes(
-        "diff", "-U0", "-M", "--no-color", "--no-ext-diff", "--src-prefix=a/",
-        "--dst-prefix=b/", parent, sha, cwd=repo_dir,
-    )  # fmt: skip
+        "diff",
+        "-U0",
+        "-M",
+        "--no-color",
+        "--no-ext-diff",
+        "--src-prefix=a/",
+        "--dst-prefix=b/",
+        parent,
+        sha,
+        cwd=repo_dir,
+    )
     changes: list[FileChange] = []
     section: dict[str, object] | None = None
 

@@ -124,9 +124,11 @@ def score_plan(
     canon = {f: gold.canonical(f) for f in plan_files}
     file_hits = {c for c in canon.values() if c is not None}
     fp, fr, ff = _prf(
-        sum(1 for c in canon.values() if c is not None), len(plan_files),
-        len(file_hits), len(gold.files),
-    )  # fmt: skip
+        sum(1 for c in canon.values() if c is not None),
+        len(plan_files),
+        len(file_hits),
+        len(gold.files),
+    )
 
     named = _plan_symbols(plan, gold)
     matched_named = {n for n in named if any(_matches(n, g) for g in gold.symbols)}
