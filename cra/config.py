@@ -56,6 +56,10 @@ class Setting:
 
 SECTION_HELP: dict[str, str] = {
     "db": "The SQLite databases under db/.",
+    "llm": "The model endpoint (OpenAI-compatible: the local vLLM server, or a teacher API).",
+    "harness": "cra harness run: retrieval and the baseline planner.",
+    "score": "Plan-diff alignment: weights of the components (any non-negative numbers;\n"
+    "# the score is their weighted mean over the components a task defines).",
 }
 
 SETTINGS: tuple[Setting, ...] = (
@@ -67,6 +71,58 @@ SETTINGS: tuple[Setting, ...] = (
         "How long a writer waits for another process's lock before failing, in ms.",
         positive,
     ),
+    Setting(
+        "llm",
+        "endpoint",
+        "http://127.0.0.1:8000/v1",
+        str,
+        "Base URL of the OpenAI-compatible API (ends in /v1).",
+        lambda v: None if v.startswith(("http://", "https://")) else "must be an http(s) URL",
+    ),
+    Setting(
+        "llm",
+        "model",
+        "",
+        str,
+        "Model name to request; empty means the first model the endpoint lists.",
+    ),
+    Setting(
+        "llm",
+        "api_key_env",
+        "",
+        str,
+        "Name of the environment variable holding the API key (never the key itself).",
+    ),
+    Setting("llm", "timeout_s", 120.0, float, "Timeout of one request, in seconds.", positive),
+    Setting(
+        "llm",
+        "max_retries",
+        2,
+        int,
+        "Retries of a request that failed on the network, 429 or 5xx (with backoff).",
+        non_negative,
+    ),
+    Setting("llm", "max_tokens", 1024, int, "Completion token limit of a plan.", positive),
+    Setting("harness", "top_k", 20, int, "Definitions retrieval keeps per task.", positive),
+    Setting(
+        "harness",
+        "baseline_max_files",
+        3,
+        int,
+        "Files the baseline planner plans (the top retrieved ones).",
+        positive,
+    ),
+    Setting(
+        "harness",
+        "baseline_max_symbols",
+        3,
+        int,
+        "Symbols per file the baseline planner names.",
+        non_negative,
+    ),
+    Setting("score", "weight_files", 0.4, float, "Weight of file-target F1.", non_negative),
+    Setting("score", "weight_symbols", 0.4, float, "Weight of symbol F1.", non_negative),
+    Setting("score", "weight_order", 0.2, float, "Weight of dependency ordering.", non_negative),
 )
 
 
