@@ -71,7 +71,8 @@ def _unquote(raw: bytes) -> str:
 
 
 def _side(raw: bytes, prefix: str) -> str | None:
-    path = _unquote(raw)
+    # git ends a ---/+++ path that holds a space with a tab, to mark where it ends.
+    path = _unquote(raw[:-1] if raw.endswith(b"\t") else raw)
     if path == "/dev/null":
         return None
     return path[len(prefix) :] if path.startswith(prefix) else path
