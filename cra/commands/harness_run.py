@@ -1,0 +1,103 @@
+"""`cra harness run`: plan every qualifying commit and score the plans."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+
+from cra.commands import Context, pass_context
+from cra.errors import UsageError
+
+
+def _parse_since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} is not a date", hint="use YYYY-MM-DD or an ISO 8601 timestamp"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@click.command("run")
+@click.option(
+    "--repo", "repo", required=True, help="Repository package name (see `cra repo list`)."
+)
+@click.option(
+    "--planner",
+    type=click.Choice(["baseline", "llm"]),
+    default="baseline",
+    show_default=True,
+    help="baseline: retrieval only, no model. llm: the [llm] endpoint of cra.toml.",
+)
+@click.option(
+    "--temperatures",
+    default="0.2",
+    show_default=True,
+    help="Comma-separated sampling temperatures; the llm planner plans once per value.",
+)
+@click.option("--limit", type=int, default=None, help="Plan at most N commits.")
+@click.option("--since", default=None, help="Only commits authored on or after this date.")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Commits in parallel.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@pass_context
+def run_command(
+    ctx: Context,
+    repo: str,
+    planner: str,
+    temperatures: str,
+    limit: int | None,
+    since: str | None,
+    jobs: int,
+    as_json: bool,
+) -> None:
+    """Plan each qualifying commit of REPO and score the plan against the real diff.
+
+    Per commit, oldest first: check out the parent (no later history), index it with
+    tree-sitter, retrieve with BM25, plan, score plan-diff alignment, record it all in
+    raw.db. Interrupting is safe: running again resumes without duplicating anything.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from cra.harness.run import RunOptions, parse_temperatures, run_harness
+
+    options = RunOptions(
+        planner=planner,
+        temperatures=parse_temperatures(temperatures),
+        limit=limit,
+        since=_parse_since(since),
+        jobs=jobs,
+    )
+    workspace = ctx.workspace()
+    columns = (
+        TextColumn("planning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+    )
+    with Progress(*columns, transient=True, disable=as_json) as bar:
+        task = bar.add_task("run", total=None, last="")
+
+        def progress(done: int, total: int, last: str) -> None:
+            bar.update(task, completed=done, total=total, last=last)
+
+        try:
+            summary = run_harness(workspace, repo, options, progress=progress)
+        except KeyboardInterrupt:
+            click.echo("interrupted: what finished is recorded; run again to resume", err=True)
+            raise SystemExit(130) from None
+    data = summary.as_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    mean = data["mean_alignment"]
+    click.echo(
+        f"run {summary.run_id} on {repo} ({planner}): {summary.tasks_done} planned, "
+        f"{summary.tasks_skipped} already done, {summary.plans} plans "
+        f"({summary.invalid_plans} invalid), mean alignment "
+        + ("n/a" if mean is None else f"{mean:.3f}")
+    )

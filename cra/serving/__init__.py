@@ -1,0 +1,1 @@
+"""Serving: vLLM with one base model and per-request LoRA adapters."""
