@@ -1,6 +1,6 @@
 """`cra demo`: the whole flow on a bundled sample repository, step by step.
 
-The sample is the `tally` project that `cra.testing.gitrepo` builds: a real git history
+The sample is the `tally` project that `cra.fixtures.history` builds: a real git history
 of a small Python package with bug fixes and their tests, refactors, docs and noise.
 Each step says what it did; re-running reuses what exists.
 """
@@ -25,7 +25,7 @@ def sample_source(root: Path) -> Path:
 
 
 def _build_sample(root: Path, echo: Echo) -> Path:
-    from cra.testing.gitrepo import build_project_repo
+    from cra.fixtures.history import build_project_repo
 
     source = sample_source(root)
     if (source / ".git").exists():

@@ -19,7 +19,7 @@ import pytest
 from cra.workspace import Workspace, init_workspace
 
 if TYPE_CHECKING:
-    from cra.testing.gitrepo import ProjectRepo
+    from cra.fixtures.history import ProjectRepo
 
 REAL_HOME = Path(os.path.expanduser("~")).resolve()
 # Where tools write when they think HOME is theirs; a change here means a leak.
@@ -75,7 +75,7 @@ def workspace(tmp_path: Path) -> Workspace:
 
 @pytest.fixture(scope="session")
 def _project_repo_template(tmp_path_factory: pytest.TempPathFactory) -> ProjectRepo:
-    from cra.testing.gitrepo import build_project_repo
+    from cra.fixtures.history import build_project_repo
 
     return build_project_repo(tmp_path_factory.mktemp("factory") / "tally")
 
@@ -92,6 +92,6 @@ def project_repo(_project_repo_template: ProjectRepo, tmp_path: Path) -> Project
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real tiny Qwen2 model directory with a trained BPE tokenizer (built once)."""
     pytest.importorskip("transformers", reason="the train extra is not installed")
-    from cra.testing.tinymodel import build_tiny_model
+    from cra.fixtures.model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2")

@@ -1,0 +1,23 @@
+"""`cra demo` sets up a workspace with the sample repository, and re-runs cleanly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cra.cli import cli
+
+
+def test_demo_runs_twice(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    first = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
+    assert first.exit_code == 0
+    assert "built sample repository" in first.output
+    assert "20 commits" not in first.output  # the demo's sample has extra history
+    assert (target / "sources" / "tally" / ".git").is_dir()
+    assert "raw.db schema v1: 0 repos, 0 commits, 0 tasks" in first.output
+    second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
+    assert second.exit_code == 0
+    assert "reused" in second.output
+    assert "sample repository already at" in second.output
