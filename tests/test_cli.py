@@ -61,7 +61,7 @@ def _cra(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
-def test_unknown_workspace_is_one_line_and_nonzero(tmp_path: Path) -> None:
+def test_invalid_workspace_config_is_one_line_and_nonzero(tmp_path: Path) -> None:
     # A real process: the console entry point, stderr and exit code as a user sees them.
     (tmp_path / "not-a-ws").mkdir()
     (tmp_path / "not-a-ws" / "cra.toml").write_text("[db]\nbusy_timeout_ms = -1\n")
@@ -98,3 +98,12 @@ def test_newer_schema_is_one_line(workspace) -> None:
     result = CliRunner().invoke(cli, ["init"])
     assert result.exit_code == 1
     assert "newer than this cra knows" in result.output
+
+
+def test_workspace_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    result = _cra("--workspace", str(target), "init")
+    assert result.returncode == 2
+    assert "is a file" in result.stderr
+    assert "Traceback" not in result.stderr
