@@ -23,10 +23,14 @@ __all__ = [
 
 
 def open_db(
-    path: Path, migrations: tuple[Migration, ...], *, busy_timeout_ms: int
+    path: Path,
+    migrations: tuple[Migration, ...],
+    *,
+    busy_timeout_ms: int,
+    check_same_thread: bool = True,
 ) -> sqlite3.Connection:
     """Open (creating if needed) the database at `path` and bring its schema up to date."""
-    conn = connect(path, busy_timeout_ms=busy_timeout_ms)
+    conn = connect(path, busy_timeout_ms=busy_timeout_ms, check_same_thread=check_same_thread)
     try:
         migrate(conn, migrations, path=Path(path))
     except BaseException:

@@ -12,10 +12,14 @@ from cra.errors import DatabaseError
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def connect(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
+def connect(
+    path: Path, *, busy_timeout_ms: int, check_same_thread: bool = True
+) -> sqlite3.Connection:
     """Open `path` with busy_timeout (set first), WAL, foreign keys on, rows as `sqlite3.Row`.
 
     The connection is in autocommit mode: group writes with :func:`transaction`.
+    `check_same_thread=False` lets a thread other than the opener close it (the caller
+    still uses it from one thread at a time).
     """
     if busy_timeout_ms <= 0:
         raise ValueError(f"busy_timeout_ms must be > 0, got {busy_timeout_ms!r}")
@@ -33,7 +37,12 @@ def connect(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+        conn = sqlite3.connect(
+            path,
+            isolation_level=None,
+            timeout=busy_timeout_ms / 1000,
+            check_same_thread=check_same_thread,
+        )
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")

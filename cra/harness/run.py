@@ -174,7 +174,15 @@ class _Worker:
     """Per-thread state: DB connections and an indexer of the package's repository."""
 
     def __init__(self, workspace: Workspace, repo_dir: Path) -> None:
-        self.curated = workspace.curated_db()
+        from cra.db import CURATED_MIGRATIONS, open_db
+
+        # Used by its own thread only; closed by the run's thread when the run ends.
+        self.curated = open_db(
+            workspace.curated_db_path,
+            CURATED_MIGRATIONS,
+            busy_timeout_ms=workspace.config["db.busy_timeout_ms"],
+            check_same_thread=False,
+        )
         self.indexer = Indexer(self.curated, repo_dir)
 
     def close(self) -> None:

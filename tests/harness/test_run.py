@@ -1,0 +1,90 @@
+"""`run_harness` end to end with the baseline planner on the factory history.
+
+Commit rows are written here the way mining records qualifying commits.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from cra.db import transaction
+from cra.errors import NotFound
+from cra.harness.run import RunOptions, run_harness
+from cra.harness.testpaths import is_test_path
+from cra.repos.layout import register_repo
+
+
+def _package(workspace, project_repo) -> None:
+    target = workspace.repos_dir / "tally" / "repo"
+    subprocess.run(["git", "clone", "-q", str(project_repo.path), str(target)], check=True)
+
+
+def _record_qualified(workspace, project_repo) -> list:
+    conn = workspace.raw_db()
+    repo_id = register_repo(conn, "tally")
+    qualified = [c for c in project_repo.commits if c.expected_stage == "qualified"]
+    with transaction(conn):
+        for c in qualified:
+            names = subprocess.run(
+                ["git", "diff-tree", "--no-commit-id", "--name-only", "-r", "-M", f"{c.sha}^",
+                 c.sha], cwd=project_repo.path, check=True, capture_output=True, text=True,
+            ).stdout.split()  # fmt: skip
+            py = [n for n in names if n.endswith(".py")]
+            conn.execute(
+                "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
+                "subject, task_text, files_source, files_tests, verdict, stage, mined_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'qualified', 'qualified', 'now')",
+                (
+                    repo_id, c.sha, subprocess.run(
+                        ["git", "rev-parse", f"{c.sha}^"], cwd=project_repo.path,
+                        check=True, capture_output=True, text=True).stdout.strip(),
+                    c.authored_at.isoformat(), int(c.authored_at.timestamp()), c.subject,
+                    c.subject, json.dumps([n for n in py if not is_test_path(n)]),
+                    json.dumps([n for n in py if is_test_path(n)]),
+                ),
+            )  # fmt: skip
+    conn.close()
+    return qualified
+
+
+def test_unmined_repository_says_to_mine(workspace, project_repo) -> None:
+    _package(workspace, project_repo)
+    with pytest.raises(NotFound, match="not been mined") as info:
+        run_harness(workspace, "tally", RunOptions())
+    assert "cra harness mine --repo tally" in (info.value.hint or "")
+
+
+def test_baseline_run_scores_every_task_and_resumes(workspace, project_repo) -> None:
+    _package(workspace, project_repo)
+    qualified = _record_qualified(workspace, project_repo)
+    summary = run_harness(workspace, "tally", RunOptions())
+    assert summary.tasks_done == len(qualified)
+    assert summary.plans == len(qualified)
+    assert summary.invalid_plans == 0
+    conn = workspace.raw_db()
+    rows = conn.execute(
+        "SELECT t.task_text, t.gold_files, t.gold_symbols, s.alignment, s.file_recall "
+        "FROM plans p JOIN tasks t USING (task_id) JOIN plan_scores s ON s.plan_id = p.id"
+    ).fetchall()
+    assert len(rows) == len(qualified)
+    assert all(0.0 <= r["alignment"] <= 1.0 for r in rows)
+    fix = next(r for r in rows if r["task_text"].startswith("Fix ZeroDivisionError"))
+    assert json.loads(fix["gold_files"]) == [{"path": "src/tally/stats.py", "old_path": None}]
+    assert json.loads(fix["gold_symbols"]) == [
+        {"path": "src/tally/stats.py", "qualname": "mean", "change": "modified"}
+    ]
+    assert fix["file_recall"] == 1.0
+    rename = next(r for r in rows if r["task_text"].startswith("Rename utils"))
+    assert json.loads(rename["gold_files"])[0]["old_path"] == "src/tally/utils.py"
+    retrievals = conn.execute("SELECT count(*) FROM retrievals").fetchone()[0]
+    assert retrievals == len(qualified)
+    # No worktree is left behind.
+    assert not any((workspace.harness_dir / "worktrees").iterdir())
+    again = run_harness(workspace, "tally", RunOptions())
+    assert (again.tasks_done, again.tasks_skipped) == (0, len(qualified))
+    assert conn.execute("SELECT count(*) FROM plans").fetchone()[0] == len(qualified)
+    runs = conn.execute("SELECT status FROM harness_runs ORDER BY id").fetchall()
+    assert [r[0] for r in runs] == ["finished", "finished"]
