@@ -88,3 +88,70 @@ def test_baseline_run_scores_every_task_and_resumes(workspace, project_repo) -> 
     assert conn.execute("SELECT count(*) FROM plans").fetchone()[0] == len(qualified)
     runs = conn.execute("SELECT status FROM harness_runs ORDER BY id").fetchall()
     assert [r[0] for r in runs] == ["finished", "finished"]
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+from cra.workspace import open_workspace
+from cra.harness.run import RunOptions, run_harness
+
+def slow(done, total, last):
+    print(done, flush=True)
+    time.sleep(0.3)
+
+run_harness(open_workspace(Path(sys.argv[1])), "tally", RunOptions(), progress=slow)
+"""
+
+
+def _rows(conn) -> list[tuple]:
+    """The recorded content of a run, without ids, run ids and times."""
+    return conn.execute(
+        "SELECT p.task_id, t.gold_files, t.gold_symbols, r.results, p.planner, p.valid, "
+        "p.plan, s.file_f1, s.symbol_f1, s.order_score, s.alignment "
+        "FROM plans p JOIN tasks t USING (task_id) JOIN plan_scores s ON s.plan_id = p.id "
+        "JOIN retrievals r ON r.task_id = p.task_id ORDER BY p.task_id"
+    ).fetchall()
+
+
+def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(
+    workspace, project_repo, tmp_path
+) -> None:
+    import os
+    import signal
+    import sys
+
+    from cra.workspace import init_workspace
+
+    _package(workspace, project_repo)
+    qualified = _record_qualified(workspace, project_repo)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_SCRIPT, str(workspace.root)],
+        stdout=subprocess.PIPE, text=True, cwd=os.getcwd(),
+    )  # fmt: skip
+    seen = 0
+    for line in proc.stdout:
+        seen = int(line)
+        if seen >= 3:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    proc.stdout.close()
+    conn = workspace.raw_db()
+    partial = conn.execute("SELECT count(*) FROM plans").fetchone()[0]
+    assert 0 < partial < len(qualified)
+    # Every task recorded so far is whole: a plan has its score and its retrieval.
+    assert (
+        conn.execute(
+            "SELECT count(*) FROM plans p LEFT JOIN plan_scores s ON s.plan_id = p.id "
+            "WHERE s.plan_id IS NULL"
+        ).fetchone()[0]
+        == 0
+    )
+    resumed = run_harness(workspace, "tally", RunOptions())
+    assert resumed.tasks_skipped == partial
+    other = init_workspace(tmp_path / "clean").workspace
+    _package(other, project_repo)
+    _record_qualified(other, project_repo)
+    run_harness(other, "tally", RunOptions())
+    assert [tuple(r) for r in _rows(conn)] == [tuple(r) for r in _rows(other.raw_db())]
