@@ -155,3 +155,21 @@ def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(
     _record_qualified(other, project_repo)
     run_harness(other, "tally", RunOptions())
     assert [tuple(r) for r in _rows(conn)] == [tuple(r) for r in _rows(other.raw_db())]
+
+
+def test_unreachable_endpoint_fails_before_the_run_starts(workspace, project_repo) -> None:
+    from cra.llm.client import EndpointUnreachable
+    from cra.serving.process import free_port
+    from cra.workspace import open_workspace
+
+    (workspace.root / "cra.toml").write_text(
+        f'[llm]\nendpoint = "http://127.0.0.1:{free_port()}/v1"\n'
+    )
+    ws = open_workspace(workspace.root)
+    _package(ws, project_repo)
+    _record_qualified(ws, project_repo)
+    with pytest.raises(EndpointUnreachable, match="unreachable"):
+        run_harness(ws, "tally", RunOptions(planner="llm", temperatures=(0.2, 0.7)))
+    conn = ws.raw_db()
+    assert conn.execute("SELECT count(*) FROM harness_runs").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM plans").fetchone()[0] == 0
