@@ -173,6 +173,10 @@ class Indexer:
                     [(blob, i.module, i.name, i.alias, i.level, i.line) for i in entry.imports],
                 )
 
+    def sharing_cache(self, repo_dir: Path) -> Indexer:
+        """An indexer reading blobs from `repo_dir` that shares this one's cache and DB."""
+        return Indexer(self.curated, repo_dir, self.cache_size, self._cache)
+
     def parse_blobs(self, blobs: list[str]) -> tuple[dict[str, ParsedFile], int]:
         """ParsedFile for each blob sha, from memory, the DB, or by parsing; and how many
         had to be parsed now."""

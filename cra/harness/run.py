@@ -9,10 +9,11 @@ are recorded is skipped, never duplicated.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from cra.harness.index import Indexer, SnapshotIndex, python_blobs
 from cra.harness.planners import PLANNERS, PlanAttempt, baseline_plan, llm_plans
 from cra.harness.retrieve import Hit, retrieve
 from cra.harness.score import Gold, PlanScore, Weights, score_plan
+from cra.harness.testpaths import is_test_path
 from cra.llm.client import LLMClient
 from cra.repos.layout import require_package
 from cra.workspace import Workspace
@@ -212,8 +214,6 @@ def _gold(
 
 
 def _is_test(path: str, tests: set[str]) -> bool:
-    from cra.harness.testpaths import is_test_path
-
     return path in tests or is_test_path(path)
 
 
@@ -233,7 +233,7 @@ def process_commit(
     scratch = workspace.harness_dir / "worktrees" / task_id.replace("@", "-")
     with parent_checkout(repo_dir, commit.parent, scratch) as checkout:
         # The planner sees the parent only: index it from the checkout's own objects.
-        view = Indexer(worker.curated, checkout, _cache=worker.indexer._cache)
+        view = worker.indexer.sharing_cache(checkout)
         index = view.index("HEAD")
     gold_files, gold_symbols = _gold(worker.indexer, repo_dir, commit, index)
     deps = closure(import_graph({p: index.imports(p) for p in index.parsed}))
@@ -370,8 +370,6 @@ def _done(conn: sqlite3.Connection, task_id: str, planner: str) -> bool:
 
 def make_client(workspace: Workspace, conn: sqlite3.Connection, run_id: int | None) -> LLMClient:
     """The LLM client `cra.toml` configures, checked to be reachable."""
-    import os
-
     config = workspace.config
     key_var = config["llm.api_key_env"]
     client = LLMClient(
@@ -531,6 +529,3 @@ def parse_temperatures(text: str) -> tuple[float, ...]:
                 f"temperature {item!r} is not a number", hint="e.g. --temperatures 0.2,0.7,1.0"
             ) from None
     return tuple(values)
-
-
-__all__: Sequence[str] = ("RunOptions", "RunSummary", "parse_temperatures", "run_harness")
