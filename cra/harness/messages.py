@@ -1,0 +1,140 @@
+"""Commit messages as task descriptions: every word list and threshold in one place.
+
+A subject qualifies when, after cleaning, it
+- starts with an imperative verb from :data:`GOOD_VERBS` (CommitPackFT style: the verb
+  must be followed by a space, so "Fixed", "fixing" and "Fixes" do not pass);
+- has between :data:`MIN_WORDS` and :data:`MAX_WORDS` words and between
+  :data:`MIN_CHARS` and :data:`MAX_CHARS` characters;
+- is not noise: a version bump or release (:data:`NOISE_PREFIXES`, a bare version
+  string), typo/WIP/merge/revert (:data:`NOISE_WORDS`), a bot author
+  (:data:`BOT_MARKERS`), an "update readme"-style subject (:data:`TRIVIAL_SUBJECTS`), or a
+  bare issue number.
+
+The text kept as the task is the cleaned subject plus body: trailers (Signed-off-by,
+Co-authored-by, ...), URLs, SHAs and issue references are stripped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+GOOD_VERBS: frozenset[str] = frozenset(
+    """add adjust allow append apply avoid build bump cache catch change check clarify clean
+    clear close combine convert correct create decouple default define delete deprecate
+    detect disable drop enable enforce ensure expand expose extend extract fix forbid format
+    generalize guard handle hide ignore implement improve include increase inline introduce
+    keep limit load log make mark merge move normalize optimize override parse pass permit
+    preserve prevent print propagate raise read reduce refactor reject remove rename reorder
+    replace report require reset resolve restore restrict return reuse revert rewrite run
+    save separate set show simplify skip sort speed split stop store strip support switch
+    teach test throw tidy track treat trim tweak unify update upgrade use validate verify
+    warn wrap write""".split()
+)
+"""Imperative verbs a subject may start with (lower case; matched as `verb + " "`)."""
+
+NOISE_WORDS: tuple[str, ...] = ("typo", "wip", "work in progress", "merge", "revert")
+"""Whole words that mark a subject as noise wherever they appear."""
+
+NOISE_PREFIXES: tuple[str, ...] = (
+    "bump", "release", "prepare release", "prepare version", "set version", "update version",
+    "version", "changelog", "update changelog",
+)  # fmt: skip
+"""Subject starts (lower case) of release chores."""
+
+TRIVIAL_SUBJECTS: tuple[str, ...] = (
+    r"update(d)? (the )?(readme|changelog|gitignore|docs?|license|authors|contributors)(\.\w+)?",
+    r"update(d)? (dependency|dependencies|deps|requirements|submodules?)\b.*",
+    r"(add|update|fix) (readme|changelog)(\.\w+)?",
+    r"update",
+    r"initial commit",
+)
+"""Regular expressions (full match, lower case) of subjects that describe no code task."""
+
+BOT_MARKERS: tuple[str, ...] = ("[bot]", "dependabot", "renovate", "pre-commit-ci")
+"""Author name or email substrings of bots."""
+
+MIN_WORDS, MAX_WORDS = 3, 30
+MIN_CHARS, MAX_CHARS = 12, 200
+
+VERSION_RE = re.compile(r"\bv?\d+\.\d+(\.\d+)?\b")
+ISSUE_ONLY_RE = re.compile(r"^\W*(#|gh-)?\d+\W*$", re.IGNORECASE)
+TRAILER_RE = re.compile(
+    r"^(signed-off-by|co-authored-by|reviewed-by|reviewed-on|acked-by|tested-by|"
+    r"reported-by|suggested-by|change-id|cc|fixes|closes|resolves|refs?|see|bug|"
+    r"piperorigin-revid|differential revision|git-svn-id)\s*:.*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+URL_RE = re.compile(r"https?://\S+")
+SHA_RE = re.compile(r"\b[0-9a-f]{7,40}\b")
+ISSUE_REF_RE = re.compile(r"(\(\s*)?(\b(gh-|[A-Z][A-Z0-9]+-)\d+\b|#\d+\b)(\s*\))?")
+CHERRY_RE = re.compile(r"\(cherry picked from commit [0-9a-f]+\)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class MessageVerdict:
+    """Whether a subject qualifies as a task, a score in [0, 1], and why not."""
+
+    ok: bool
+    score: float
+    reason: str | None
+
+
+def _clean_line(text: str) -> str:
+    text = CHERRY_RE.sub("", text)
+    text = URL_RE.sub("", text)
+    text = ISSUE_REF_RE.sub("", text)
+    text = SHA_RE.sub("", text)
+    text = re.sub(r"^\s*\[[^\]]*\]\s*", "", text)  # a leading [tag]
+    text = re.sub(r"\s*\[(skip ci|ci skip)\]", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"\s+([.,;:!?)])", r"\1", " ".join(text.split()))
+    return text.strip(" :;,-")
+
+
+def clean_task_text(message: str) -> str:
+    """The message as a task: subject and body without trailers, URLs, SHAs, issue refs."""
+    body = TRAILER_RE.sub("", message)
+    lines = [_clean_line(line) for line in body.splitlines()]
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def score_subject(subject: str, *, author: str = "") -> MessageVerdict:
+    """Judge a commit subject (first line) as a task description."""
+    raw = subject.strip()
+    if any(marker in author.lower() for marker in BOT_MARKERS):
+        return MessageVerdict(False, 0.0, "bot author")
+    if not raw:
+        return MessageVerdict(False, 0.0, "empty subject")
+    if ISSUE_ONLY_RE.match(raw):
+        return MessageVerdict(False, 0.0, "bare issue number")
+    lower = raw.lower()
+    for word in NOISE_WORDS:
+        if re.search(rf"\b{re.escape(word)}\b", lower):
+            return MessageVerdict(False, 0.0, f"noise: {word}")
+    for prefix in NOISE_PREFIXES:
+        if lower == prefix or lower.startswith(prefix + " "):
+            return MessageVerdict(False, 0.0, f"noise: {prefix}")
+    text = _clean_line(raw)
+    lower = text.lower()
+    if VERSION_RE.fullmatch(lower.strip()):
+        return MessageVerdict(False, 0.0, "noise: version string")
+    for pattern in TRIVIAL_SUBJECTS:
+        if re.fullmatch(pattern, lower):
+            return MessageVerdict(False, 0.0, "trivial subject")
+    words = text.split()
+    if not words or words[0].lower() not in GOOD_VERBS:
+        first = words[0] if words else ""
+        return MessageVerdict(False, 0.1, f"not imperative: starts with {first!r}")
+    if len(words) < MIN_WORDS:
+        return MessageVerdict(False, 0.2, f"too short: {len(words)} words < {MIN_WORDS}")
+    if len(words) > MAX_WORDS:
+        return MessageVerdict(False, 0.2, f"too long: {len(words)} words > {MAX_WORDS}")
+    if not MIN_CHARS <= len(text) <= MAX_CHARS:
+        return MessageVerdict(False, 0.2, f"length {len(text)} outside {MIN_CHARS}..{MAX_CHARS}")
+    # More descriptive subjects score higher, saturating at 10 words.
+    score = 0.6 + 0.4 * min(len(words), 10) / 10
+    return MessageVerdict(True, round(score, 3), None)
