@@ -99,7 +99,9 @@ def demo(path: Path) -> None:
 
 
 # Command groups, one module each under cra/commands/.
-for _group in ():
+from cra.commands.harness import harness  # noqa: E402
+
+for _group in (harness,):
     cli.add_command(_group)
 
 

@@ -58,6 +58,8 @@ SECTION_HELP: dict[str, str] = {
     "db": "The SQLite databases under db/.",
     "llm": "The model endpoint (OpenAI-compatible: the local vLLM server, or a teacher API).",
     "harness": "cra harness run: retrieval and the baseline planner.",
+    "mine": "cra harness mine: size bounds of the funnel (word lists live in\n"
+    "# cra/harness/messages.py).",
     "score": "Plan-diff alignment: weights of the components (any non-negative numbers;\n"
     "# the score is their weighted mean over the components a task defines).",
 }
@@ -119,6 +121,30 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "Symbols per file the baseline planner names.",
         non_negative,
+    ),
+    Setting(
+        "mine",
+        "max_source_files",
+        4,
+        int,
+        "Most non-test files a qualifying commit may change.",
+        positive,
+    ),
+    Setting(
+        "mine",
+        "max_source_lines",
+        199,
+        int,
+        "Most non-test Python lines (added + deleted) a qualifying commit may change.",
+        positive,
+    ),
+    Setting(
+        "mine",
+        "max_patch_chars",
+        10_000,
+        int,
+        "Largest full patch (characters) of a qualifying commit.",
+        positive,
     ),
     Setting("score", "weight_files", 0.4, float, "Weight of file-target F1.", non_negative),
     Setting("score", "weight_symbols", 0.4, float, "Weight of symbol F1.", non_negative),

@@ -3,24 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import click
 
 from cra.commands import Context, pass_context
-from cra.errors import UsageError
-
-
-def _parse_since(text: str | None) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is not a date", hint="use YYYY-MM-DD or an ISO 8601 timestamp"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @click.command("run")
@@ -63,13 +49,14 @@ def run_command(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from cra.commands.harness import parse_date
     from cra.harness.run import RunOptions, parse_temperatures, run_harness
 
     options = RunOptions(
         planner=planner,
         temperatures=parse_temperatures(temperatures),
         limit=limit,
-        since=_parse_since(since),
+        since=parse_date(since, "--since"),
         jobs=jobs,
     )
     workspace = ctx.workspace()

@@ -1,0 +1,129 @@
+"""`cra harness`: mine commits into tasks, plan and score them, show the funnel."""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+from datetime import UTC, datetime
+
+import click
+
+from cra.commands import Context, pass_context
+from cra.commands.harness_run import run_command
+from cra.errors import UsageError
+
+
+def parse_date(text: str | None, option: str) -> datetime | None:
+    """Parse YYYY-MM-DD or ISO 8601 (UTC when no zone is given); UsageError otherwise."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not a date", hint="use YYYY-MM-DD or an ISO 8601 timestamp"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@click.group()
+def harness() -> None:
+    """Turn commits into tasks: mine the history, run planners, show the funnel."""
+
+
+@harness.command("mine")
+@click.option("--repo", "repo", required=True, help="Repository package name.")
+@click.option("--since", default=None, help="Only commits authored on or after this date.")
+@click.option("--until", default=None, help="Only commits authored on or before this date.")
+@click.option("--rescore", is_flag=True, help="Recompute every verdict (after changing [mine]).")
+@click.option("--json", "as_json", is_flag=True, help="Print the funnel as JSON.")
+@pass_context
+def mine(
+    ctx: Context, repo: str, since: str | None, until: str | None, rescore: bool, as_json: bool
+) -> None:
+    """Run REPO's history through the commit funnel and record every verdict.
+
+    Stages: structural (merges, root, no Python), message (imperative, descriptive, not
+    noise), size (files, lines, binaries, patch size), tests (changes tests and source).
+    Only commits not seen before are examined, unless --rescore.
+    """
+    from cra.harness.mine import mine_repo
+
+    start, end = parse_date(since, "--since"), parse_date(until, "--until")
+    if start and end and start > end:
+        raise UsageError("--since is after --until")
+    result = mine_repo(ctx.workspace(), repo, since=start, until=end, rescore=rescore)
+    data = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(
+        f"{repo}: {data['commits_in']} commits ({result.new} new, {result.rescored} rescored), "
+        f"{result.qualified} qualifying ({data['yield_pct']}%)"
+    )
+    for stage in ("structural", "message", "size", "tests"):
+        reasons = ", ".join(f"{r} ×{n}" for r, n in data["reasons"][stage].items())  # type: ignore[index]
+        click.echo(f"  dropped at {stage:<10} {data['dropped'][stage]:>6}  {reasons}")  # type: ignore[index]
+
+
+@harness.command("status")
+@click.option("--repo", "repo", default=None, help="Only this repository.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_context
+def status(ctx: Context, repo: str | None, as_json: bool) -> None:
+    """The funnel of every mined repository, and plan alignment per planner."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from cra.harness.mine import funnel
+
+    workspace = ctx.workspace()
+    with closing(workspace.raw_db()) as conn:
+        rows = funnel(conn, repo)
+        plans = conn.execute(
+            "SELECT r.name, p.planner, count(*), avg(s.alignment), sum(1 - p.valid) "
+            "FROM plans p JOIN plan_scores s ON s.plan_id = p.id JOIN tasks t USING (task_id) "
+            "JOIN repos r ON r.id = t.repo_id WHERE (? IS NULL OR r.name = ?) "
+            "GROUP BY r.name, p.planner ORDER BY r.name, p.planner",
+            (repo, repo),
+        ).fetchall()
+    alignment = [
+        {"repo": r[0], "planner": r[1], "plans": r[2], "mean_alignment": r[3], "invalid": r[4]}
+        for r in plans
+    ]
+    if as_json:
+        click.echo(json.dumps({"funnel": rows, "alignment": alignment}, indent=2))
+        return
+    if not rows:
+        click.echo("no repository mined yet: run `cra harness mine --repo NAME`")
+        return
+    table = Table(title="commit funnel")
+    for column in ("repo", "in", "structural", "message", "size", "tests", "qualifying", "yield"):
+        table.add_column(column, justify="left" if column == "repo" else "right")
+    for row in rows:
+        d = row["dropped"]
+        table.add_row(
+            str(row["repo"]), str(row["commits_in"]),
+            *(str(d[s]) for s in ("structural", "message", "size", "tests")),  # type: ignore[index]
+            str(row["qualified"]), f"{row['yield_pct']}%",
+        )  # fmt: skip
+    console = Console()
+    console.print(table)
+    for row in rows:
+        for stage, reasons in row["reasons"].items():  # type: ignore[union-attr]
+            if reasons:
+                top = ", ".join(f"{r} ×{n}" for r, n in reasons.items())
+                console.print(f"  {row['repo']} {stage}: {top}")
+    if alignment:
+        plan_table = Table(title="plan alignment")
+        for column in ("repo", "planner", "plans", "invalid", "mean alignment"):
+            plan_table.add_column(column)
+        for a in alignment:
+            plan_table.add_row(
+                a["repo"], a["planner"], str(a["plans"]), str(a["invalid"]),
+                f"{a['mean_alignment']:.3f}",
+            )  # fmt: skip
+        console.print(plan_table)
+
+
+harness.add_command(run_command)

@@ -1,0 +1,386 @@
+"""`cra harness mine`: a repository's history through the commit funnel into `raw.db`.
+
+Stages, in order; the first one a commit fails decides its verdict and reason:
+1. structural: merge commits, the root commit, commits that touch no Python file;
+2. message: the subject scored as a task (see :mod:`cra.harness.messages`);
+3. size: non-test files changed, non-test Python lines changed, added or removed binary
+   files, and the patch size;
+4. tests: the commit must change test files and non-test Python source.
+
+Speed: one `git log --raw --numstat` pass gives every commit's metadata and line
+counts, which decide stages 1–3 except the patch size. Only the survivors get their
+full diff computed, once each, through PyDriller.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from collections import Counter
+from collections.abc import Callable, Iterable
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cra.config import Config
+from cra.db import transaction
+from cra.fsutil import now_iso
+from cra.git import git_env
+from cra.harness.messages import clean_task_text, score_subject
+from cra.harness.testpaths import is_test_path
+from cra.repos.layout import register_repo, require_package
+from cra.workspace import Workspace
+
+STAGES = ("structural", "message", "size", "tests")
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file a commit changed: status (A, M, D, R, C, T), paths, line counts (None for
+    a binary file)."""
+
+    path: str
+    old_path: str | None
+    status: str
+    added: int | None
+    deleted: int | None
+
+    @property
+    def binary(self) -> bool:
+        """Whether git saw the file as binary."""
+        return self.added is None
+
+
+@dataclass(frozen=True)
+class CommitFacts:
+    """What the funnel needs to know about a commit."""
+
+    sha: str
+    parents: tuple[str, ...]
+    authored_ts: int
+    authored_at: str
+    author: str
+    message: str
+    files: tuple[FileChange, ...]
+
+    @property
+    def subject(self) -> str:
+        """The first line of the message."""
+        return self.message.strip().split("\n", 1)[0].strip()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size bounds of stage 3, from `[mine]` in cra.toml."""
+
+    max_source_files: int = 4
+    max_source_lines: int = 199
+    max_patch_chars: int = 10_000
+
+    @classmethod
+    def from_config(cls, config: Config) -> Limits:
+        """The limits a workspace configures."""
+        return cls(
+            config["mine.max_source_files"],
+            config["mine.max_source_lines"],
+            config["mine.max_patch_chars"],
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The funnel's decision on a commit."""
+
+    stage: str  # the stage that decided: one of STAGES, or "qualified"
+    reason: str | None
+    message_score: float | None
+
+    @property
+    def qualified(self) -> bool:
+        """Whether the commit passed every stage."""
+        return self.stage == "qualified"
+
+
+def _split(
+    files: Iterable[FileChange],
+) -> tuple[list[FileChange], list[FileChange], list[FileChange]]:
+    source, tests, other = [], [], []
+    for f in files:
+        if is_test_path(f.path):
+            tests.append(f)
+        elif f.path.endswith(".py"):
+            source.append(f)
+        else:
+            other.append(f)
+    return source, tests, other
+
+
+def judge(facts: CommitFacts, limits: Limits, patch_chars: Callable[[], int]) -> Verdict:
+    """Run the funnel on one commit. `patch_chars` is called only when stages 1–3's cheap
+    checks pass, so the full diff is computed for survivors only."""
+    if len(facts.parents) > 1:
+        return Verdict("structural", "merge commit", None)
+    if not facts.parents:
+        return Verdict("structural", "root commit", None)
+    if not any(f.path.endswith(".py") or (f.old_path or "").endswith(".py") for f in facts.files):
+        return Verdict("structural", "no Python file changed", None)
+    message = score_subject(facts.subject, author=facts.author)
+    if not message.ok:
+        return Verdict("message", message.reason, message.score)
+    source, tests, other = _split(facts.files)
+    non_test = source + other
+    if any(f.binary and f.status in ("A", "D") for f in facts.files):
+        return Verdict("size", "adds or removes a binary file", message.score)
+    if len(non_test) > limits.max_source_files:
+        return Verdict(
+            "size", f"{len(non_test)} non-test files > {limits.max_source_files}", message.score
+        )
+    lines = sum((f.added or 0) + (f.deleted or 0) for f in source)
+    if lines > limits.max_source_lines:
+        return Verdict(
+            "size", f"{lines} non-test Python lines > {limits.max_source_lines}", message.score
+        )
+    if not tests:
+        return Verdict("tests", "changes no test file", message.score)
+    if not source:
+        return Verdict("tests", "changes no non-test Python source", message.score)
+    chars = patch_chars()
+    if chars > limits.max_patch_chars:
+        return Verdict("size", f"patch of {chars} chars > {limits.max_patch_chars}", message.score)
+    return Verdict("qualified", None, message.score)
+
+
+LOG_FORMAT = "%x1eC%x1f%H%x1f%P%x1f%at%x1f%aI%x1f%an <%ae>%x1f%B%x1f"
+
+
+def scan_history(repo_dir: Path) -> list[CommitFacts]:
+    """Every commit reachable from HEAD with its changed files, oldest first (by author
+    date), from one `git log` pass."""
+    proc = subprocess.run(
+        ["git", "log", "HEAD", "--no-color", "--raw", "--numstat", "-z", "-M",
+         "--no-abbrev", f"--format={LOG_FORMAT}"],
+        cwd=repo_dir, capture_output=True, env=git_env(), check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        from cra.git import GitError
+
+        raise GitError(["log"], proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    text = proc.stdout.decode("utf-8", "replace")
+    commits: list[CommitFacts] = []
+    for chunk in text.split("\x1eC\x1f")[1:]:
+        head, _, rest = chunk.partition("\x1f\x00")
+        sha, parents, ts, iso, author, message = head.split("\x1f", 5)
+        tokens = rest.lstrip("\n").split("\x00")
+        status: dict[str, tuple[str, str | None]] = {}
+        counts: dict[str, tuple[int | None, int | None]] = {}
+        i = 0
+        while i < len(tokens):
+            token = tokens[i].lstrip("\n")
+            if not token:
+                i += 1
+                continue
+            if token.startswith(":"):
+                kind = token.split(" ")[4][0]
+                if kind in "RC":
+                    status[tokens[i + 2]] = (kind, tokens[i + 1])
+                    i += 3
+                else:
+                    status[tokens[i + 1]] = (kind, None)
+                    i += 2
+                continue
+            added, deleted, path = token.split("\t", 2)
+            if path == "":
+                path = tokens[i + 2]
+                i += 3
+            else:
+                i += 1
+            counts[path] = (
+                None if added == "-" else int(added),
+                None if deleted == "-" else int(deleted),
+            )
+        files = tuple(
+            FileChange(path, old, kind, *counts.get(path, (0, 0)))
+            for path, (kind, old) in status.items()
+        )
+        commits.append(
+            CommitFacts(sha, tuple(parents.split()), int(ts), iso, author, message, files)
+        )
+    commits.sort(key=lambda c: (c.authored_ts, c.sha))
+    return commits
+
+
+def pydriller_patch_sizes(repo_dir: Path, shas: list[str]) -> dict[str, int]:
+    """Full patch size (characters) of each commit in `shas`, computed once each."""
+    if not shas:
+        return {}
+    from pydriller import Repository
+
+    sizes: dict[str, int] = {}
+    for commit in Repository(str(repo_dir), only_commits=list(shas)).traverse_commits():
+        sizes[commit.hash] = sum(len(f.diff or "") for f in commit.modified_files)
+    return sizes
+
+
+@dataclass
+class MineResult:
+    """What a mining run did, and the funnel it produced."""
+
+    repo: str
+    seen: int
+    new: int
+    rescored: int
+    dropped: Counter[str] = field(default_factory=Counter)
+    reasons: dict[str, Counter[str]] = field(default_factory=dict)
+    qualified: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "repo": self.repo,
+            "commits_in": self.seen,
+            "new": self.new,
+            "rescored": self.rescored,
+            "dropped": {s: self.dropped.get(s, 0) for s in STAGES},
+            "reasons": {s: dict(self.reasons.get(s, Counter()).most_common(5)) for s in STAGES},
+            "qualified": self.qualified,
+            "yield_pct": round(100 * self.qualified / self.seen, 2) if self.seen else 0.0,
+        }
+
+
+def _in_range(facts: CommitFacts, since: datetime | None, until: datetime | None) -> bool:
+    if since is not None and facts.authored_ts < since.timestamp():
+        return False
+    return not (until is not None and facts.authored_ts > until.timestamp())
+
+
+def mine_history(
+    conn: sqlite3.Connection,
+    repo_id: int,
+    repo_name: str,
+    repo_dir: Path,
+    limits: Limits,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    rescore: bool = False,
+) -> MineResult:
+    """Mine `repo_dir` into `commits`: new commits only, or all of them with `rescore`."""
+    history = [c for c in scan_history(repo_dir) if _in_range(c, since, until)]
+    known = {
+        row[0] for row in conn.execute("SELECT sha FROM commits WHERE repo_id = ?", (repo_id,))
+    }
+    todo = history if rescore else [c for c in history if c.sha not in known]
+    # Cheap pass: decide everything the metadata can decide; note who needs a diff.
+    need_diff = []
+    for facts in todo:
+        probe = judge(facts, limits, patch_chars=lambda: -1)
+        if probe.qualified:
+            need_diff.append(facts.sha)
+    sizes = pydriller_patch_sizes(repo_dir, need_diff)
+    result = MineResult(repo_name, len(history), 0, 0)
+    now = now_iso()
+    with transaction(conn):
+        for facts in todo:
+            verdict = judge(facts, limits, patch_chars=lambda f=facts: sizes[f.sha])
+            source, tests, other = _split(facts.files)
+            row = (
+                repo_id, facts.sha, facts.parents[0] if facts.parents else None,
+                facts.authored_at, facts.authored_ts, facts.author, facts.subject,
+                clean_task_text(facts.message) if verdict.qualified else None,
+                verdict.message_score, json.dumps([f.path for f in source]),
+                json.dumps([f.path for f in tests]), json.dumps([f.path for f in other]),
+                sum(f.added or 0 for f in facts.files), sum(f.deleted or 0 for f in facts.files),
+                "qualified" if verdict.qualified else "dropped",
+                verdict.stage, verdict.reason, now,
+            )  # fmt: skip
+            conn.execute(
+                "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
+                "author, subject, task_text, message_score, files_source, files_tests, "
+                "files_other, lines_added, lines_deleted, verdict, stage, reason, mined_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (repo_id, sha) DO UPDATE SET task_text = excluded.task_text, "
+                "message_score = excluded.message_score, verdict = excluded.verdict, "
+                "stage = excluded.stage, reason = excluded.reason, mined_at = excluded.mined_at",
+                row,
+            )
+            if facts.sha in known:
+                result.rescored += 1
+            else:
+                result.new += 1
+    _fill_funnel(conn, repo_id, result, [c.sha for c in history])
+    return result
+
+
+def _fill_funnel(
+    conn: sqlite3.Connection, repo_id: int, result: MineResult, shas: list[str]
+) -> None:
+    wanted = set(shas)
+    for sha, stage, reason in conn.execute(
+        "SELECT sha, stage, reason FROM commits WHERE repo_id = ?", (repo_id,)
+    ):
+        if sha not in wanted:
+            continue
+        if stage == "qualified":
+            result.qualified += 1
+        else:
+            result.dropped[stage] += 1
+            result.reasons.setdefault(stage, Counter())[reason or "?"] += 1
+
+
+def mine_repo(
+    workspace: Workspace,
+    name: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    rescore: bool = False,
+) -> MineResult:
+    """Mine the repo package `name` of `workspace` (see :func:`mine_history`)."""
+    package = require_package(workspace, name)
+    domain = source_url = None
+    if package.manifest_path.is_file():
+        try:
+            manifest = json.loads(package.manifest_path.read_text(encoding="utf-8"))
+            domain = manifest.get("domain")
+            source_url = (manifest.get("source") or {}).get("url")
+        except (OSError, ValueError, AttributeError):
+            pass  # the manifest is checked by `cra repo verify`; mining needs only the clone
+    with closing(workspace.raw_db()) as conn:
+        repo_id = register_repo(conn, name, domain=domain, source_url=source_url)
+        return mine_history(
+            conn, repo_id, name, package.repo_dir, Limits.from_config(workspace.config),
+            since=since, until=until, rescore=rescore,
+        )  # fmt: skip
+
+
+def funnel(conn: sqlite3.Connection, repo: str | None = None) -> list[dict[str, object]]:
+    """The funnel of each mined repository (or of `repo`): commits in, dropped per stage
+    with the top reasons, qualifying out, yield %."""
+    rows = conn.execute(
+        "SELECT r.name, c.stage, c.reason, count(*) AS n FROM commits c "
+        "JOIN repos r ON r.id = c.repo_id WHERE (? IS NULL OR r.name = ?) "
+        "GROUP BY r.name, c.stage, c.reason ORDER BY r.name",
+        (repo, repo),
+    ).fetchall()
+    out: dict[str, dict[str, object]] = {}
+    for name, stage, reason, n in rows:
+        entry = out.setdefault(
+            name, {"repo": name, "commits_in": 0, "dropped": {s: 0 for s in STAGES},
+                   "reasons": {s: {} for s in STAGES}, "qualified": 0},
+        )  # fmt: skip
+        entry["commits_in"] += n  # type: ignore[operator]
+        if stage == "qualified":
+            entry["qualified"] += n  # type: ignore[operator]
+        else:
+            entry["dropped"][stage] += n  # type: ignore[index]
+            entry["reasons"][stage][reason or "?"] = n  # type: ignore[index]
+    for entry in out.values():
+        total = entry["commits_in"]
+        entry["yield_pct"] = round(100 * entry["qualified"] / total, 2) if total else 0.0  # type: ignore[operator]
+        entry["reasons"] = {
+            s: dict(sorted(r.items(), key=lambda kv: -kv[1])[:3])
+            for s, r in entry["reasons"].items()  # type: ignore[union-attr]
+        }
+    return list(out.values())
