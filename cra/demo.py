@@ -51,6 +51,45 @@ def _show_databases(workspace: Workspace, echo: Echo) -> None:
     echo(f"  curated.db schema v{curated_version}")
 
 
+def _package_sample(workspace: Workspace, source: Path, echo: Echo) -> None:
+    from cra.git import git
+
+    target = workspace.repos_dir / SAMPLE_NAME / "repo"
+    if (target / ".git").exists():
+        echo(f"  repos/{SAMPLE_NAME}/repo already present")
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    git("clone", "-q", "--no-local", str(source), str(target), cwd=workspace.root)
+    git("remote", "remove", "origin", cwd=target)
+    echo(f"  cloned the sample into repos/{SAMPLE_NAME}/repo (full history, no remote)")
+
+
+def _mine(workspace: Workspace, echo: Echo) -> None:
+    from cra.harness.mine import mine_repo
+
+    data = mine_repo(workspace, SAMPLE_NAME).as_dict()
+    echo(f"  {data['commits_in']} commits in, {data['qualified']} qualifying "
+         f"({data['yield_pct']}%)")  # fmt: skip
+    for stage, n in data["dropped"].items():  # type: ignore[union-attr]
+        reasons = ", ".join(f"{r} ×{c}" for r, c in data["reasons"][stage].items())  # type: ignore[index]
+        echo(f"  dropped at {stage:<10} {n:>4}  {reasons}")
+
+
+def _plan(workspace: Workspace, echo: Echo) -> None:
+    from cra.harness.run import RunOptions, run_harness
+
+    summary = run_harness(workspace, SAMPLE_NAME, RunOptions(planner="baseline"))
+    with closing(workspace.raw_db()) as raw:
+        values = [r[0] for r in raw.execute(
+            "SELECT s.alignment FROM plan_scores s JOIN plans p ON p.id = s.plan_id "
+            "WHERE p.planner = 'baseline' ORDER BY s.alignment"
+        )]  # fmt: skip
+    echo(f"  planned {summary.tasks_done} tasks ({summary.tasks_skipped} already done)")
+    if values:
+        q = [values[int(f * (len(values) - 1))] for f in (0, 0.25, 0.5, 0.75, 1)]
+        echo("  alignment min/q1/median/q3/max: " + " / ".join(f"{v:.2f}" for v in q))
+
+
 def run_demo(path: Path, *, echo: Echo) -> Workspace:
     """Run every demo step in a workspace at `path` and return the workspace."""
     echo(f"[1] workspace at {Path(path).absolute()}")
@@ -58,8 +97,13 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     workspace = report.workspace
     echo(f"  {'created ' + str(len(report.created)) + ' paths' if report.created else 'reused'}")
     echo("[2] sample repository")
-    _build_sample(workspace.root, echo)
+    source = _build_sample(workspace.root, echo)
+    _package_sample(workspace, source, echo)
     echo("[3] databases")
     _show_databases(workspace, echo)
-    echo("done: the funnel is empty until the sample repository is mined")
+    echo("[4] mine the history (cra harness mine)")
+    _mine(workspace, echo)
+    echo("[5] plan every qualifying commit with the baseline planner (cra harness run)")
+    _plan(workspace, echo)
+    echo("done")
     return workspace

@@ -17,7 +17,10 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "20 commits" not in first.output  # the demo's sample has extra history
     assert (target / "sources" / "tally" / ".git").is_dir()
     assert "raw.db schema v1: 0 repos, 0 commits, 0 tasks" in first.output
+    assert "qualifying" in first.output
+    assert "alignment min/q1/median/q3/max" in first.output
     second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
     assert second.exit_code == 0
     assert "reused" in second.output
     assert "sample repository already at" in second.output
+    assert "planned 0 tasks" in second.output
