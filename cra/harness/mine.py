@@ -384,3 +384,69 @@ def funnel(conn: sqlite3.Connection, repo: str | None = None) -> list[dict[str, 
             for s, r in entry["reasons"].items()  # type: ignore[union-attr]
         }
     return list(out.values())
+
+
+def _pydriller_facts(commit: object) -> tuple[CommitFacts, int]:
+    """Facts and patch size of a PyDriller commit, from its full diffs."""
+    from pydriller import ModificationType
+
+    kinds = {
+        ModificationType.ADD: "A",
+        ModificationType.DELETE: "D",
+        ModificationType.MODIFY: "M",
+        ModificationType.RENAME: "R",
+        ModificationType.COPY: "C",
+    }
+    files = []
+    patch = 0
+    for mf in commit.modified_files:  # type: ignore[attr-defined]
+        diff = mf.diff or ""
+        patch += len(diff)
+        binary = diff.startswith("Binary files") or (
+            diff == "" and mf.added_lines == 0 and mf.deleted_lines == 0
+            and mf.change_type in (ModificationType.ADD, ModificationType.DELETE)
+            and not (mf.new_path or mf.old_path or "").endswith(".py")
+        )  # fmt: skip
+        status = kinds.get(mf.change_type, "M")
+        path = mf.new_path if status != "D" else mf.old_path
+        files.append(
+            FileChange(
+                path,
+                mf.old_path if status in ("R", "C") else None,
+                status,
+                None if binary else mf.added_lines,
+                None if binary else mf.deleted_lines,
+            )
+        )
+    author = f"{commit.author.name} <{commit.author.email}>"  # type: ignore[attr-defined]
+    date = commit.author_date  # type: ignore[attr-defined]
+    facts = CommitFacts(
+        commit.hash,  # type: ignore[attr-defined]
+        tuple(commit.parents),  # type: ignore[attr-defined]
+        int(date.timestamp()),
+        date.isoformat(),
+        author,
+        commit.msg,  # type: ignore[attr-defined]
+        tuple(files),
+    )
+    return facts, patch
+
+
+def slow_verdicts(repo_dir: Path, limits: Limits) -> dict[str, Verdict]:
+    """The naive path, for comparison and benchmarks: PyDriller materialises every
+    commit's full diff, then the same :func:`judge` decides."""
+    from pydriller import Repository
+
+    verdicts: dict[str, Verdict] = {}
+    for commit in Repository(str(repo_dir)).traverse_commits():
+        facts, patch = _pydriller_facts(commit)
+        verdicts[facts.sha] = judge(facts, limits, patch_chars=lambda p=patch: p)
+    return verdicts
+
+
+def fast_verdicts(repo_dir: Path, limits: Limits) -> dict[str, Verdict]:
+    """The fast path without the database: one log pass, full diffs for survivors only."""
+    history = scan_history(repo_dir)
+    survivors = [f.sha for f in history if judge(f, limits, patch_chars=lambda: -1).qualified]
+    sizes = pydriller_patch_sizes(repo_dir, survivors)
+    return {f.sha: judge(f, limits, patch_chars=lambda f=f: sizes[f.sha]) for f in history}

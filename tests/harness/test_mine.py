@@ -103,3 +103,17 @@ def test_unknown_repo_is_one_line(workspace) -> None:
     bad_date = CliRunner().invoke(cli, ["harness", "mine", "--repo", "x", "--since", "soon"])
     assert bad_date.exit_code == 2
     assert "not a date" in bad_date.output
+
+
+def test_fast_and_full_pydriller_paths_give_identical_verdicts(tmp_path) -> None:
+    from cra.fixtures.history import build_project_repo
+    from cra.harness.mine import Limits, fast_verdicts, slow_verdicts
+
+    repo = build_project_repo(tmp_path / "big", extra_commits=250)
+    for limits in (Limits(), Limits(max_source_files=1, max_source_lines=4, max_patch_chars=300)):
+        fast = fast_verdicts(repo.path, limits)
+        slow = slow_verdicts(repo.path, limits)
+        assert len(fast) == len(repo.commits) == 270
+        assert {s: (v.stage, v.reason) for s, v in fast.items()} == {
+            s: (v.stage, v.reason) for s, v in slow.items()
+        }
