@@ -95,3 +95,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cra.fixtures.model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2")
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real local wheelhouse (pytest, its dependencies, pytest-timeout, setuptools),
+    rebuilt from the running environment with no network (built once)."""
+    from cra.fixtures.wheelhouse import build_wheelhouse
+
+    dest = tmp_path_factory.mktemp("wheelhouse")
+    build_wheelhouse(dest)
+    return dest

@@ -156,7 +156,9 @@ def clone_ref(source: str, dest: Path, ref: str | None) -> tuple[str, str]:
         refs = git(
             "for-each-ref", "--format=%(refname:short)", "refs/remotes", "refs/tags", cwd=dest
         ).split()
-        shown = ", ".join(r.removeprefix("origin/") for r in refs if r != "origin")[:200]
+        shown = ", ".join(
+            r.removeprefix("origin/") for r in refs if r not in ("origin", "origin/HEAD")
+        )[:200]
         raise UsageError(f"unknown ref {ref!r} in {source}", hint=f"known refs: {shown}")
     branch = (
         want if _valid_branch(want, dest) and not re.fullmatch(r"[0-9a-f]{7,40}", want) else "main"
