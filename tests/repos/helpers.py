@@ -24,8 +24,12 @@ def git(path: Path, *args: str, date: str | None = None) -> str:
         env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
     proc = subprocess.run(
         ["git", "-c", "commit.gpgsign=false", *args],
-        cwd=path, env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        cwd=path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return proc.stdout
 
 

@@ -22,16 +22,28 @@ HEAD = "b" * 40
 
 
 def _manifest() -> Manifest:
-    env = Environment("2024", None, None, HEAD, None, "applied", ("pytest==8.0.0",),
-                      ("pytest-8.0.0-py3-none-any.whl",))  # fmt: skip
+    env = Environment(
+        "2024",
+        None,
+        None,
+        HEAD,
+        None,
+        "applied",
+        ("pytest==8.0.0",),
+        ("pytest-8.0.0-py3-none-any.whl",),
+    )
     return Manifest(
-        name="p", source={"url": "/x", "ref": "main", "head": HEAD, "branch": "main"},
-        python="3.11", platform="linux-x86_64",
+        name="p",
+        source={"url": "/x", "ref": "main", "head": HEAD, "branch": "main"},
+        python="3.11",
+        platform="linux-x86_64",
         importable={"mode": "pythonpath", "pythonpath": ["src"], "env": {}},
         test={"command": "python -m pytest", "timeout_s": 60, "per_test_timeout_s": 5},
-        domain="general", environments=(env,),
-        wheels=(Wheel("pytest-8.0.0-py3-none-any.whl", 10, SHA),), created_at="2024-01-01",
-    )  # fmt: skip
+        domain="general",
+        environments=(env,),
+        wheels=(Wheel("pytest-8.0.0-py3-none-any.whl", 10, SHA),),
+        created_at="2024-01-01",
+    )
 
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
@@ -71,12 +83,14 @@ def _resealed(tmp_path: Path, edit: object) -> Path:
         (lambda d: d["importable"].update(pythonpath=["../up"]), "escapes the checkout"),
         (lambda d: d["test"].update(timeout_s=0), r"test\.timeout_s: must be greater than 0"),
         (lambda d: d["wheels"][0].update(file="../x.whl"), "not a wheel file name"),
-        (lambda d: d["environments"][0].update(wheels=["other-1-py3-none-any.whl"]),
-         "is not in the wheel list"),
+        (
+            lambda d: d["environments"][0].update(wheels=["other-1-py3-none-any.whl"]),
+            "is not in the wheel list",
+        ),
         (lambda d: d.update(python="2.7"), "python: must look like 3.X"),
         (lambda d: d.update(format_version=9), "format_version 9 is not supported"),
     ],
-)  # fmt: skip
+)
 def test_schema_errors_name_the_field(tmp_path: Path, edit: object, message: str) -> None:
     with pytest.raises(ManifestError, match=message):
         load_manifest(_resealed(tmp_path, edit))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,21 +21,33 @@ from cra.workspace import Workspace
 from tests.repos.helpers import make_repo, repos_entries
 
 TALLY_PINS = [
-    "iniconfig==2.3.1", "packaging==26.3", "pluggy==1.7.0", "pygments==2.21.0",
-    "pytest==9.2.0", "pytest-timeout==2.4.0", "setuptools==84.2.1",
-]  # fmt: skip
+    "iniconfig==2.3.1",
+    "packaging==26.3",
+    "pluggy==1.7.0",
+    "pygments==2.21.0",
+    "pytest==9.2.0",
+    "pytest-timeout==2.4.0",
+    "setuptools==84.2.1",
+]
 
 
 def test_pack_from_a_local_wheelhouse(
     workspace: Workspace, project_repo: ProjectRepo, wheelhouse: Path
 ) -> None:
-    result = pack(workspace, str(project_repo.path),
-                  PackOptions(name="tally", find_links=wheelhouse, domain="stats"))  # fmt: skip
+    result = pack(
+        workspace,
+        str(project_repo.path),
+        PackOptions(name="tally", find_links=wheelhouse, domain="stats"),
+    )
     package = result.package
     manifest = load_manifest(package.manifest_path)
     assert manifest.head == project_repo.head
-    assert manifest.source == {"url": str(project_repo.path), "ref": "main",
-                               "head": project_repo.head, "branch": "main"}  # fmt: skip
+    assert manifest.source == {
+        "url": str(project_repo.path),
+        "ref": "main",
+        "head": project_repo.head,
+        "branch": "main",
+    }
     assert manifest.domain == "stats"
     assert manifest.importable == {"mode": "pythonpath", "pythonpath": ["src"], "env": {}}
     assert manifest.test["command"] == "python -m pytest"
@@ -56,7 +69,7 @@ def test_pack_from_a_local_wheelhouse(
     assert sorted(p.name for p in repo.iterdir()) == [".git"]
     assert list((repo / ".git" / "hooks").iterdir()) == []
     assert repos_entries(workspace.repos_dir) == ["tally"]
-    with workspace.raw_db() as conn:
+    with closing(workspace.raw_db()) as conn:
         row = conn.execute("SELECT head_sha, domain FROM repos WHERE name = 'tally'").fetchone()
     assert tuple(row) == (project_repo.head, "stats")
 
@@ -69,11 +82,14 @@ def test_eras_resolve_requirements_as_they_were(
     make_wheel(links, "eraprobe", "1.0")
     make_wheel(links, "eraprobe", "2.0")
     tests = {"tests/test_a.py": "def test_a():\n    pass\n", "a/__init__.py": ""}
-    repo = make_repo(tmp_path / "eras", [
-        ("2022-03-01T00:00:00Z", {**tests, "requirements.txt": "eraprobe<2\n"}),
-        ("2022-11-01T00:00:00Z", {"README": "x\n"}),
-        ("2023-06-01T00:00:00Z", {"requirements.txt": "eraprobe>=2\n"}),
-    ])  # fmt: skip
+    repo = make_repo(
+        tmp_path / "eras",
+        [
+            ("2022-03-01T00:00:00Z", {**tests, "requirements.txt": "eraprobe<2\n"}),
+            ("2022-11-01T00:00:00Z", {"README": "x\n"}),
+            ("2023-06-01T00:00:00Z", {"requirements.txt": "eraprobe>=2\n"}),
+        ],
+    )
     old_sha = git("rev-parse", "HEAD~1", cwd=repo).strip()
     manifest = pack(workspace, str(repo), PackOptions(name="eras", find_links=links)).manifest
     assert [e.id for e in manifest.environments] == ["2022", "2023"]
@@ -106,8 +122,11 @@ def test_an_sdist_only_dependency_is_built_at_pack_time(
     links = tmp_path / "links"
     shutil.copytree(wheelhouse, links)
     make_sdist(links, "sdistonly", "1.0")
-    result = pack(workspace, str(project_repo.path), PackOptions(
-        name="tally", find_links=links, requirements=("sdistonly",)))  # fmt: skip
+    result = pack(
+        workspace,
+        str(project_repo.path),
+        PackOptions(name="tally", find_links=links, requirements=("sdistonly",)),
+    )
     assert result.wheels_built == 1
     assert "sdistonly==1.0" in result.manifest.environments[0].requirements
     assert (result.package.packages_dir / "sdistonly-1.0-py3-none-any.whl").is_file()
@@ -125,10 +144,10 @@ def _pack_cli(*args: str) -> tuple[int, str]:
         ("empty", "is an empty repository (no commits)", "hint: commit something first"),
         ("unknown_ref", "unknown ref 'nope'", "hint: known refs: main"),
         ("python", "unsupported Python version '2.7'", "hint: give --python as one of 3.8"),
-        ("no_tests", "found no test command", 'hint: give one with --test-cmd, e.g. --test-cmd'),
+        ("no_tests", "found no test command", "hint: give one with --test-cmd, e.g. --test-cmd"),
         ("missing", "does not exist", "hint: give a local git repository or a URL"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_is_one_clear_line(
     workspace: Workspace, tmp_path: Path, wheelhouse: Path, case: str, message: str, hint: str
 ) -> None:
@@ -157,11 +176,19 @@ def test_an_existing_package_is_kept_unless_replaced(
 ) -> None:
     options = PackOptions(name="tally", find_links=wheelhouse)
     pack(workspace, str(project_repo.path), options)
-    code, output = _pack_cli(str(project_repo.path), "--name", "tally",
-                             "--find-links", str(wheelhouse))  # fmt: skip
+    code, output = _pack_cli(
+        str(project_repo.path), "--name", "tally", "--find-links", str(wheelhouse)
+    )
     assert code == 2 and "already exists" in output and "--replace" in output
-    code, output = _pack_cli(str(project_repo.path), "--name", "tally", "--replace",
-                             "--find-links", str(wheelhouse), "--single-env")  # fmt: skip
+    code, output = _pack_cli(
+        str(project_repo.path),
+        "--name",
+        "tally",
+        "--replace",
+        "--find-links",
+        str(wheelhouse),
+        "--single-env",
+    )
     assert code == 0, output
     assert (
         load_manifest(workspace.repos_dir / "tally" / "manifest.json").environments[0].id == "all"

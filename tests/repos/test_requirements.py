@@ -44,23 +44,34 @@ def _tree(tmp_path: Path, files: dict[str, str | None]) -> GitTree:
 
 
 def test_every_source_is_read_with_includes_and_self_extras(tmp_path: Path) -> None:
-    tree = _tree(tmp_path, {
-        "pyproject.toml": PYPROJECT,
-        "requirements-dev.txt": "-r requirements/base.txt\n-c constraints.txt\nmock  # tests\n"
-                                "-e .\n./local\nhttps://example.com/x.whl\n",
-        "requirements/base.txt": "requests>=2 ; python_version >= '3'\n",
-        "constraints.txt": "urllib3<3\n",
-        "tox.ini": "[testenv]\ndeps =\n    tox-only-dep\n    py38: old-dep\n    {[base]deps}\n",
-        "src/demo_pkg/__init__.py": "",
-    })  # fmt: skip
+    tree = _tree(
+        tmp_path,
+        {
+            "pyproject.toml": PYPROJECT,
+            "requirements-dev.txt": "-r requirements/base.txt\n-c constraints.txt\nmock  # tests\n"
+            "-e .\n./local\nhttps://example.com/x.whl\n",
+            "requirements/base.txt": "requests>=2 ; python_version >= '3'\n",
+            "constraints.txt": "urllib3<3\n",
+            "tox.ini": "[testenv]\ndeps =\n    tox-only-dep\n    py38: old-dep\n    {[base]deps}\n",
+            "src/demo_pkg/__init__.py": "",
+        },
+    )
     reqs = read_requirements(tree, extra_requirements=["pytest-timeout"])
     assert reqs.project_name == "demo-pkg"
     assert reqs.requires_python == ">=3.9"
     assert reqs.requirements == [
-        "setuptools>=61", "setuptools-scm>=8", "attrs>=22", "pytest>=7", "coverage",
-        "hypothesis", "ruff", "requests>=2 ; python_version >= '3'", "mock", "tox-only-dep",
+        "setuptools>=61",
+        "setuptools-scm>=8",
+        "attrs>=22",
+        "pytest>=7",
+        "coverage",
+        "hypothesis",
+        "ruff",
+        "requests>=2 ; python_version >= '3'",
+        "mock",
+        "tox-only-dep",
         "pytest-timeout",
-    ]  # fmt: skip
+    ]
     assert "sphinx" not in reqs.requirements  # the docs extra was not asked for
     assert reqs.constraints == ["urllib3<3"]
     skipped = dict(reqs.skipped)
@@ -82,14 +93,20 @@ def test_asked_extras_and_groups_must_exist(tmp_path: Path) -> None:
 
 
 def test_layout_prefers_pythonpath_for_src_layouts(tmp_path: Path) -> None:
-    tree = _tree(tmp_path, {
-        "pyproject.toml": '[project]\nname = "p"\n',
-        "src/p/__init__.py": "", "tests/test_p.py": "def test(): pass\n",
-    })  # fmt: skip
+    tree = _tree(
+        tmp_path,
+        {
+            "pyproject.toml": '[project]\nname = "p"\n',
+            "src/p/__init__.py": "",
+            "tests/test_p.py": "def test(): pass\n",
+        },
+    )
     layout = detect_layout(tree, read_requirements(tree))
     assert (layout.mode, layout.pythonpath, layout.test_command) == (
-        "pythonpath", ("src",), "python -m pytest",
-    )  # fmt: skip
+        "pythonpath",
+        ("src",),
+        "python -m pytest",
+    )
 
 
 def test_layout_of_a_flat_project_puts_its_root_on_the_path(tmp_path: Path) -> None:
