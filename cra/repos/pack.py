@@ -143,10 +143,12 @@ def clone_ref(source: str, dest: Path, ref: str | None) -> tuple[str, str]:
         default = "main"
     want = ref or default
     sha = None
+    is_branch = False
     for candidate in (f"refs/remotes/origin/{want}", f"refs/tags/{want}", want):
         try:
             sha = git("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}", cwd=dest)
             sha = sha.strip()
+            is_branch = candidate.startswith("refs/remotes/")
             break
         except GitError:
             continue
@@ -160,9 +162,8 @@ def clone_ref(source: str, dest: Path, ref: str | None) -> tuple[str, str]:
             r.removeprefix("origin/") for r in refs if r not in ("origin", "origin/HEAD")
         )[:200]
         raise UsageError(f"unknown ref {ref!r} in {source}", hint=f"known refs: {shown}")
-    branch = (
-        want if _valid_branch(want, dest) and not re.fullmatch(r"[0-9a-f]{7,40}", want) else "main"
-    )
+    # Keep a branch's name; a tag or a commit gets a branch called main.
+    branch = want if is_branch and _valid_branch(want, dest) else "main"
     git("update-ref", f"refs/heads/{branch}", sha, cwd=dest)
     git("symbolic-ref", "HEAD", f"refs/heads/{branch}", cwd=dest)
     for other in git("for-each-ref", "--format=%(refname)", "refs/heads", cwd=dest).split():

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from cra.cli import cli
 from cra.fixtures.history import ProjectRepo
 from cra.fixtures.wheelhouse import make_sdist, make_wheel
-from cra.git import git
+from cra.git import GitError, git
 from cra.repos.manifest import load_manifest
 from cra.repos.pack import PackOptions, pack, split_eras
 from cra.workspace import Workspace
@@ -216,3 +216,28 @@ def test_pack_from_the_registry_bounds_each_era_by_date(
     assert {w["file"] for w in data["wheels"]} == {
         p.name for p in result.package.packages_dir.iterdir()
     }
+
+
+def test_a_tag_or_commit_ref_packs_only_its_history(
+    workspace: Workspace, project_repo: ProjectRepo, wheelhouse: Path
+) -> None:
+    target = project_repo.commits[5]
+    git("tag", "v0.1", target.sha, cwd=project_repo.path)
+    result = pack(
+        workspace,
+        str(project_repo.path),
+        PackOptions(name="old", ref="v0.1", find_links=wheelhouse),
+    )
+    assert result.manifest.source["head"] == target.sha
+    assert result.manifest.source["branch"] == "main"
+    assert result.commits == 6
+    repo = result.package.repo_dir
+    assert git("for-each-ref", "--format=%(refname)", cwd=repo).split() == [
+        "refs/heads/main",
+        "refs/tags/v0.1",
+    ]
+    # Objects of later commits are gone, not just unreferenced.
+    later = project_repo.commits[6].sha
+    assert git("cat-file", "-t", target.sha, cwd=repo).strip() == "commit"
+    with pytest.raises(GitError):
+        git("cat-file", "-t", later, cwd=repo)
