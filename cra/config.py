@@ -37,6 +37,22 @@ def unit_interval(value: Any) -> str | None:
     return None if 0 <= value <= 1 else "must be between 0 and 1"
 
 
+def string_list(value: Any) -> str | None:
+    """Accept a list of non-empty strings."""
+    if all(isinstance(v, str) and v.strip() for v in value):
+        return None
+    return "must be a list of non-empty strings"
+
+
+def one_of(*choices: str) -> Check:
+    """Accept only one of `choices`."""
+
+    def check(value: Any) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+
+    return check
+
+
 @dataclass(frozen=True)
 class Setting:
     """One key of `cra.toml`: where it lives, its type, default and meaning."""
@@ -62,6 +78,8 @@ SECTION_HELP: dict[str, str] = {
     "# cra/harness/messages.py).",
     "score": "Plan-diff alignment: weights of the components (any non-negative numbers;\n"
     "# the score is their weighted mean over the components a task defines).",
+    "repos": "cra repo pack: environments per era, and the test timeouts written to manifests.",
+    "env": "cra env build: how offline environments are built.",
 }
 
 SETTINGS: tuple[Setting, ...] = (
@@ -149,6 +167,46 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("score", "weight_files", 0.4, float, "Weight of file-target F1.", non_negative),
     Setting("score", "weight_symbols", 0.4, float, "Weight of symbol F1.", non_negative),
     Setting("score", "weight_order", 0.2, float, "Weight of dependency ordering.", non_negative),
+    Setting(
+        "repos",
+        "era_months",
+        12,
+        int,
+        "Length of one era of history, in months: pack resolves one environment per era.",
+        positive,
+    ),
+    Setting(
+        "repos",
+        "test_timeout_s",
+        1800.0,
+        float,
+        "Timeout of one whole test run, in seconds (written to the manifest).",
+        positive,
+    ),
+    Setting(
+        "repos",
+        "per_test_timeout_s",
+        120.0,
+        float,
+        "Timeout of one test (pytest-timeout), in seconds (written to the manifest).",
+        positive,
+    ),
+    Setting(
+        "repos",
+        "harness_requirements",
+        ["pytest", "pytest-timeout"],
+        list,
+        "What the harness itself needs inside every environment.",
+        string_list,
+    ),
+    Setting(
+        "env",
+        "installer",
+        "uv",
+        str,
+        'Installer of offline environments: "uv" (pip --no-index if uv is missing) or "pip".',
+        one_of("uv", "pip"),
+    ),
 )
 
 
@@ -210,7 +268,13 @@ def _type_ok(value: Any, expected: type) -> bool:
     return isinstance(value, expected)
 
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_TYPE_NAMES = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    bool: "true or false",
+    list: "a list",
+}
 
 
 def _suggest(word: str, choices: list[str]) -> str | None:

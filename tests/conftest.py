@@ -11,6 +11,7 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,3 +96,40 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from cra.fixtures.model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "qwen2")
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real local wheelhouse (pytest, its dependencies, pytest-timeout, setuptools),
+    rebuilt from the running environment with no network (built once)."""
+    from cra.fixtures.wheelhouse import build_wheelhouse
+
+    dest = tmp_path_factory.mktemp("wheelhouse")
+    build_wheelhouse(dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def _packed_template(
+    tmp_path_factory: pytest.TempPathFactory, _project_repo_template: ProjectRepo, wheelhouse: Path
+) -> Path:
+    from cra.repos.pack import PackOptions, pack
+
+    workspace = init_workspace(tmp_path_factory.mktemp("packed") / "ws").workspace
+    options = PackOptions(name="tally", find_links=wheelhouse)
+    return pack(workspace, str(_project_repo_template.path), options).package.root
+
+
+@pytest.fixture
+def packed(workspace: Workspace, _packed_template: Path) -> Path:
+    """The `tally` package (factory history, packed from the local wheelhouse) in the
+    test's workspace, verified; returns its folder (packed once per session)."""
+    from cra.repos.layout import RepoPackage, register_repo
+    from cra.repos.verify import stamp_verified
+
+    target = workspace.repos_dir / "tally"
+    shutil.copytree(_packed_template, target, symlinks=True)
+    with closing(workspace.raw_db()) as conn:
+        register_repo(conn, "tally")
+    stamp_verified(workspace, RepoPackage(target))
+    return target

@@ -1,0 +1,95 @@
+"""`cra env`: offline environments of repo packages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cra.commands import Context, pass_context
+
+
+@click.group("env")
+def env() -> None:
+    """Offline virtualenvs built from a repo package's packages/ only."""
+
+
+@env.command("build")
+@click.argument("name")
+@click.option("--env", "env_id", default=None, help="Environment id (default: the newest).")
+@click.option("--all", "build_all", is_flag=True, help="Build every environment of NAME.")
+@click.option(
+    "--installer",
+    type=click.Choice(["uv", "pip"]),
+    default=None,
+    help="Installer (default: env.installer of cra.toml).",
+)
+@click.option(
+    "--project-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Checkout to install for editable/installed modes (default: an export of head).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_context
+def build_command(
+    ctx: Context,
+    name: str,
+    env_id: str | None,
+    build_all: bool,
+    installer: str | None,
+    project_dir: Path | None,
+    as_json: bool,
+) -> None:
+    """Build (or reuse) the environment of package NAME, with no network."""
+    from cra.env.build import build_env
+    from cra.repos.layout import require_package
+    from cra.repos.manifest import load_manifest
+
+    workspace = ctx.workspace()
+    if build_all:
+        manifest = load_manifest(require_package(workspace, name).manifest_path)
+        ids: list[str | None] = [e.id for e in manifest.environments]
+    else:
+        ids = [env_id]
+    results = [
+        build_env(
+            workspace,
+            name,
+            env_id=i,
+            installer=installer,
+            project_dir=project_dir,
+            echo=None if as_json else click.echo,
+        )
+        for i in ids
+    ]
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "package": r.package,
+                        "environment": r.env_id,
+                        "path": str(r.path),
+                        "key": r.key,
+                        "cached": r.cached,
+                        "installer": r.installer,
+                        "mode": r.mode,
+                        "wheels": r.wheels,
+                        "python": r.python_version,
+                        "seconds": round(r.seconds, 3),
+                        "test_argv": r.test_argv(),
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+        return
+    for r in results:
+        what = "reused" if r.cached else f"built with {r.installer}"
+        click.echo(
+            f"environment {r.env_id} of {r.package} {what} in {r.seconds:.2f}s: {r.path} "
+            f"({r.wheels} wheels, Python {r.python_version}, {r.mode})"
+        )

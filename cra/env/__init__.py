@@ -1,0 +1,1 @@
+"""Offline environments: virtualenvs built from a repo package's `packages/` only."""

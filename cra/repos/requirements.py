@@ -1,0 +1,394 @@
+"""What a project needs to build and test, read from its files at one commit.
+
+Sources, in order: `[build-system] requires`, PEP 621 `dependencies` and test extras,
+PEP 735 `[dependency-groups]` (with `include-group`), `setup.cfg` install/extras
+requirements, `requirements*.txt` (and `requirements/*.txt`) with `-r`/`-c` includes,
+`tox.ini` `[testenv] deps` where they are plain requirements, and the extra
+requirements the caller adds (the harness's own, `--requirement`). Lines that are not
+requirements (paths, URLs, editable installs, tox substitutions) are skipped and
+counted with the reason.
+"""
+
+from __future__ import annotations
+
+import configparser
+import posixpath
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from cra.errors import UsageError
+from cra.git import git, git_bytes
+
+DEFAULT_EXTRAS = ("test", "tests", "testing")
+DEFAULT_GROUPS = ("test", "tests", "testing", "dev")
+VCS_BACKENDS = (
+    "setuptools-scm",
+    "setuptools_scm",
+    "hatch-vcs",
+    "versioningit",
+    "poetry-dynamic-versioning",
+    "dunamai",
+    "pdm-backend",
+)
+COMPILED_BACKENDS = ("maturin", "scikit-build-core", "meson-python", "setuptools-rust", "cython")
+
+
+class GitTree:
+    """The files of one commit, read with git (no checkout)."""
+
+    def __init__(self, repo_dir: Path, sha: str) -> None:
+        self.repo_dir = repo_dir
+        self.sha = sha
+        out = git_bytes("ls-tree", "-r", "-z", "--name-only", "--full-tree", sha, cwd=repo_dir)
+        self.paths: tuple[str, ...] = tuple(
+            p.decode("utf-8", "replace") for p in out.split(b"\0") if p
+        )
+        self._set = set(self.paths)
+
+    def exists(self, path: str) -> bool:
+        """Whether the commit has a file at `path`."""
+        return path in self._set
+
+    def read(self, path: str) -> str | None:
+        """The text of `path` at the commit, or None when absent."""
+        if path not in self._set:
+            return None
+        return git("show", f"{self.sha}:{path}", cwd=self.repo_dir)
+
+
+@dataclass
+class RequirementSet:
+    """Requirements and constraints read from a project, with where each came from."""
+
+    requirements: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    project_name: str | None = None
+    requires_python: str | None = None
+    build_requires: list[str] = field(default_factory=list)
+    build_backend: str | None = None
+    pyproject: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, line: str, source: str) -> None:
+        """Add one requirement line if it is a valid requirement not naming the project."""
+        text = line.strip()
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            self.skipped.append((text, f"{source}: not a requirement"))
+            return
+        if req.url:
+            self.skipped.append((text, f"{source}: direct URL or path"))
+            return
+        if self.project_name and canonicalize_name(req.name) == canonicalize_name(
+            self.project_name
+        ):
+            return
+        if text not in self.requirements:
+            self.requirements.append(text)
+        if source not in self.sources:
+            self.sources.append(source)
+
+
+def _load_toml(text: str | None, where: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{where} is not valid TOML: {exc}") from exc
+
+
+def _self_extras(req_text: str, project: str | None) -> list[str] | None:
+    """The extras of `project[a,b]` when `req_text` names the project itself."""
+    try:
+        req = Requirement(req_text)
+    except InvalidRequirement:
+        return None
+    if project and canonicalize_name(req.name) == canonicalize_name(project):
+        return sorted(req.extras)
+    return None
+
+
+def _groups(data: dict[str, Any], name: str, seen: tuple[str, ...] = ()) -> list[str]:
+    """The requirements of dependency group `name`, include-groups expanded."""
+    groups = data.get("dependency-groups", {})
+    if name in seen:
+        raise UsageError(f"dependency group {name!r} includes itself through {' -> '.join(seen)}")
+    out: list[str] = []
+    for item in groups.get(name, []):
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and "include-group" in item:
+            out.extend(_groups(data, str(item["include-group"]), (*seen, name)))
+    return out
+
+
+def _requirements_files(tree: GitTree) -> list[str]:
+    pattern = re.compile(r"^(requirements[^/]*\.txt|requirements/[^/]+\.txt)$")
+    return sorted(p for p in tree.paths if pattern.match(p))
+
+
+def _read_requirements_file(
+    tree: GitTree, path: str, reqs: RequirementSet, seen: set[str], constraint: bool = False
+) -> None:
+    if path in seen:
+        return
+    seen.add(path)
+    text = tree.read(path)
+    if text is None:
+        reqs.skipped.append((path, "included file is missing"))
+        return
+    joined = re.sub(r"\\\n", " ", text)
+    for raw in joined.splitlines():
+        line = re.sub(r"(^|\s)#.*$", "", raw).strip()
+        if not line:
+            continue
+        include = re.match(r"^(-r|--requirement|-c|--constraint)\s*=?\s*(\S+)$", line)
+        if include:
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(path), include.group(2)))
+            _read_requirements_file(
+                tree, target, reqs, seen, constraint or include.group(1) in ("-c", "--constraint")
+            )
+            continue
+        if line.startswith("-"):
+            reqs.skipped.append((line, f"{path}: option"))
+            continue
+        if constraint:
+            if line not in reqs.constraints:
+                reqs.constraints.append(line)
+            continue
+        reqs.add(line, path)
+
+
+def _tox_deps(tree: GitTree, reqs: RequirementSet, seen: set[str]) -> None:
+    text = tree.read("tox.ini")
+    if text is None:
+        return
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error as exc:
+        reqs.skipped.append(("tox.ini", f"unreadable: {exc.__class__.__name__}"))
+        return
+    if not parser.has_option("testenv", "deps"):
+        return
+    for raw in parser.get("testenv", "deps").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        line = line.replace("{toxinidir}/", "").replace("{toxinidir}", ".")
+        include = re.match(r"^-r\s*(\S+)$", line)
+        if include and "{" not in line:
+            _read_requirements_file(tree, posixpath.normpath(include.group(1)), reqs, seen)
+        elif "{" in line or re.match(r"^[\w.,!-]+:\s", line):
+            reqs.skipped.append((line, "tox.ini: substitution or factor condition"))
+        else:
+            reqs.add(line, "tox.ini [testenv] deps")
+
+
+def read_requirements(
+    tree: GitTree,
+    *,
+    extras: Iterable[str] = (),
+    groups: Iterable[str] = (),
+    extra_requirements: Iterable[str] = (),
+    strict: bool = False,
+) -> RequirementSet:
+    """Everything the project at `tree` needs to build and test, plus `extra_requirements`.
+
+    `extras`/`groups` are added to the default test extras and groups; with `strict`, an
+    extra or group that the project does not define is a UsageError.
+    """
+    extras, groups = list(extras), list(groups)
+    pyproject = _load_toml(tree.read("pyproject.toml"), "pyproject.toml")
+    setup_cfg = configparser.ConfigParser(interpolation=None, strict=False)
+    cfg_text = tree.read("setup.cfg")
+    if cfg_text is not None:
+        try:
+            setup_cfg.read_string(cfg_text)
+        except configparser.Error:
+            setup_cfg = configparser.ConfigParser()
+    project = pyproject.get("project", {})
+    name = project.get("name") or (
+        setup_cfg.get("metadata", "name") if setup_cfg.has_option("metadata", "name") else None
+    )
+    reqs = RequirementSet(project_name=name, pyproject=pyproject)
+    reqs.requires_python = project.get("requires-python")
+
+    build = pyproject.get("build-system", {})
+    if build:
+        reqs.build_requires = [str(r) for r in build.get("requires", [])]
+        reqs.build_backend = build.get("build-backend")
+    elif tree.exists("setup.py") or tree.exists("setup.cfg"):
+        reqs.build_requires = ["setuptools>=40.8.0"]  # the PEP 517 fallback
+        reqs.build_backend = "setuptools.build_meta:__legacy__"
+    for line in reqs.build_requires:
+        reqs.add(line, "pyproject.toml [build-system] requires")
+
+    for line in project.get("dependencies", []):
+        reqs.add(line, "pyproject.toml [project] dependencies")
+    optional = project.get("optional-dependencies", {})
+    cfg_extras = (
+        dict(setup_cfg.items("options.extras_require"))
+        if setup_cfg.has_section("options.extras_require")
+        else {}
+    )
+    if setup_cfg.has_option("options", "install_requires"):
+        for line in setup_cfg.get("options", "install_requires").splitlines():
+            if line.strip():
+                reqs.add(line, "setup.cfg install_requires")
+    wanted = list(dict.fromkeys([*DEFAULT_EXTRAS, *extras]))
+    if strict:
+        missing = [e for e in extras if e not in optional and e not in cfg_extras]
+        if missing:
+            known = sorted({*optional, *cfg_extras})
+            raise UsageError(
+                f"the project has no extra {missing[0]!r}",
+                hint=f"its extras: {', '.join(known) or 'none'}",
+            )
+    done: set[str] = set()
+    while wanted:
+        extra = wanted.pop(0)
+        if extra in done:
+            continue
+        done.add(extra)
+        lines = list(optional.get(extra, []))
+        if extra in cfg_extras:
+            lines += [x for x in cfg_extras[extra].splitlines() if x.strip()]
+        for line in lines:
+            nested = _self_extras(line, name)
+            if nested is not None:
+                wanted.extend(nested)
+                continue
+            reqs.add(line, f"extra [{extra}]")
+
+    defined = pyproject.get("dependency-groups", {})
+    if strict:
+        missing = [g for g in groups if g not in defined]
+        if missing:
+            raise UsageError(
+                f"the project has no dependency group {missing[0]!r}",
+                hint=f"its groups: {', '.join(sorted(defined)) or 'none'}",
+            )
+    for group in dict.fromkeys([*DEFAULT_GROUPS, *groups]):
+        if group in defined:
+            for line in _groups(pyproject, group):
+                reqs.add(line, f"dependency group [{group}]")
+
+    seen: set[str] = set()
+    for path in _requirements_files(tree):
+        _read_requirements_file(tree, path, reqs, seen)
+    _tox_deps(tree, reqs, seen)
+    for line in extra_requirements:
+        reqs.add(line, "cra")
+    return reqs
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a project becomes importable for its tests, and how they are run."""
+
+    mode: str
+    pythonpath: tuple[str, ...]
+    env: dict[str, str]
+    test_command: str | None
+    reasons: tuple[str, ...]
+
+
+def _pytest_configured(tree: GitTree, pyproject: dict[str, Any]) -> bool:
+    tool = pyproject.get("tool", {})
+    if "pytest" in tool:
+        return True
+    if tree.exists("pytest.ini") or tree.exists("conftest.py"):
+        return True
+    for path, section in (("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]")):
+        text = tree.read(path)
+        if text and section in text:
+            return True
+    return False
+
+
+def _has_tests(tree: GitTree) -> bool:
+    pattern = re.compile(r"(^|/)(test_[^/]*|[^/]*_test)\.py$")
+    return any(
+        pattern.search(p) and (p.split("/")[0] in ("tests", "test", "testing") or "/" not in p)
+        for p in tree.paths
+    ) or any(pattern.search(p) for p in tree.paths)
+
+
+def detect_layout(
+    tree: GitTree, reqs: RequirementSet, *, mode: str = "auto", version: str = "0.0.0"
+) -> Layout:
+    """Decide how the project at `tree` is made importable and which command runs its tests.
+
+    `mode` "auto" prefers PYTHONPATH entries (no build per commit) when the layout allows,
+    and falls back to an editable install for compiled extensions or a version file that
+    only a build writes.
+    """
+    reasons: list[str] = []
+    pyproject = reqs.pyproject
+    tool = pyproject.get("tool", {})
+    backend_reqs = " ".join(reqs.build_requires).lower().replace("_", "-")
+    env: dict[str, str] = {}
+    vcs = any(b.replace("_", "-") in backend_reqs for b in VCS_BACKENDS[:5]) or (
+        "setuptools_scm" in tool or tool.get("hatch", {}).get("version", {}).get("source") == "vcs"
+    )
+    if vcs:
+        env["SETUPTOOLS_SCM_PRETEND_VERSION"] = version
+        reasons.append("version comes from git: SETUPTOOLS_SCM_PRETEND_VERSION set")
+    scm = tool.get("setuptools_scm", {})
+    version_file = bool(scm.get("write_to") or scm.get("version_file")) or bool(
+        tool.get("hatch", {}).get("build", {}).get("hooks", {}).get("vcs")
+    )
+    compiled = any(b in backend_reqs for b in COMPILED_BACKENDS)
+    setup_py = tree.read("setup.py") or ""
+    if "ext_modules" in setup_py or "Extension(" in setup_py:
+        compiled = True
+    pythonpath: list[str] = []
+    src_packages = [p for p in tree.paths if re.match(r"^src/[^/]+(/__init__\.py|\.py)$", p)]
+    if src_packages:
+        pythonpath.append("src")
+    elif any(
+        re.match(r"^[^/]+/__init__\.py$", p) and p.split("/")[0] not in ("tests", "test", "docs")
+        for p in tree.paths
+    ):
+        pythonpath.append(".")
+    for entry in tool.get("pytest", {}).get("ini_options", {}).get("pythonpath", []):
+        entry = str(entry).strip("/") or "."
+        if entry not in pythonpath and not entry.startswith("..") and not entry.startswith("/"):
+            pythonpath.append(entry)
+    if mode == "auto":
+        if compiled:
+            mode = "editable"
+            reasons.append("compiled extensions need a build: editable install")
+        elif version_file:
+            mode = "editable"
+            reasons.append("the version file is written by a build: editable install")
+        elif pythonpath:
+            mode = "pythonpath"
+            reasons.append(f"importable from PYTHONPATH {', '.join(pythonpath)}")
+        else:
+            mode = "editable"
+            reasons.append("no package directory found: editable install")
+    elif mode not in ("pythonpath", "editable", "installed"):
+        raise UsageError(
+            f"unknown install mode {mode!r}", hint="use auto, pythonpath, editable or installed"
+        )
+    if mode == "pythonpath" and not pythonpath:
+        raise UsageError(
+            "no package directory to put on PYTHONPATH",
+            hint="use --install-mode editable",
+        )
+    command = (
+        "python -m pytest" if _pytest_configured(tree, pyproject) or _has_tests(tree) else None
+    )
+    return Layout(mode, tuple(pythonpath), env, command, tuple(reasons))

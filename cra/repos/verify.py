@@ -1,0 +1,247 @@
+"""`cra repo verify`: a verdict per check on a repo package.
+
+Checks, in order: the layout (only `repo/`, `packages/`, `manifest.json`; no symlinks or
+special files anywhere), the manifest (schema and its own checksum), every wheel (present,
+size, sha256, and nothing in `packages/` the manifest does not list), and the clone (no
+hooks, alternates or config that would run or fetch anything, then `git fsck` and the
+head the manifest names). The git checks read the config before git runs in the clone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from cra.errors import CraError
+from cra.fsutil import atomic_write_text, now_iso, sha256_file
+from cra.git import GitError, git
+from cra.repos.layout import RepoPackage
+from cra.repos.manifest import Manifest, ManifestError, load_manifest
+from cra.workspace import Workspace
+
+TOP_LEVEL = {"repo": "dir", "packages": "dir", "manifest.json": "file"}
+SAFE_CONFIG = {
+    "core.repositoryformatversion",
+    "core.filemode",
+    "core.bare",
+    "core.logallrefupdates",
+    "core.ignorecase",
+    "core.precomposeunicode",
+    "core.symlinks",
+    "extensions.objectformat",
+}
+
+
+class PackageInvalid(CraError, ValueError):
+    """A repo package failed verification; names the first failing check and file."""
+
+    def __init__(self, root: Path, check: Check) -> None:
+        super().__init__(
+            f"{root.name}: {check.name} check failed: {check.detail}",
+            hint="the package was changed or damaged; re-import a good copy or re-pack it",
+        )
+        self.root = root
+        self.check = check
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verdict: the check's name, whether it passed, and what it found."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Every verdict on one package."""
+
+    root: Path
+    checks: tuple[Check, ...]
+    manifest: Manifest | None
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed."""
+        return all(c.ok for c in self.checks)
+
+    def raise_for_failure(self) -> None:
+        """Raise PackageInvalid for the first failed check, if any."""
+        for check in self.checks:
+            if not check.ok:
+                raise PackageInvalid(self.root, check)
+
+
+def _walk_problems(root: Path) -> list[str]:
+    """Symlinks, special files and unexpected top-level entries under `root`."""
+    problems: list[str] = []
+    for name in sorted(os.listdir(root)):
+        kind = TOP_LEVEL.get(name)
+        path = root / name
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            problems.append(f"{name} is a symlink")
+        elif kind is None:
+            problems.append(f"{name} is not part of a package")
+        elif (kind == "dir") != stat.S_ISDIR(mode):
+            problems.append(f"{name} must be a {'folder' if kind == 'dir' else 'file'}")
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for entry in sorted([*dirnames, *filenames]):
+            path = Path(dirpath) / entry
+            mode = path.lstat().st_mode
+            rel = path.relative_to(root).as_posix()
+            if stat.S_ISLNK(mode):
+                problems.append(f"{rel} is a symlink (to {os.readlink(path)})")
+            elif not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                problems.append(f"{rel} is not a regular file")
+    return problems
+
+
+def _check_wheels(package: RepoPackage, manifest: Manifest) -> Check:
+    problems: list[str] = []
+    listed = {w.file for w in manifest.wheels}
+    present = set(os.listdir(package.packages_dir)) if package.packages_dir.is_dir() else set()
+    for extra in sorted(present - listed):
+        problems.append(f"packages/{extra} is not in the manifest")
+    for wheel in manifest.wheels:
+        path = package.packages_dir / wheel.file
+        if wheel.file not in present:
+            problems.append(f"packages/{wheel.file} is missing")
+            continue
+        size = path.stat().st_size
+        if size != wheel.size:
+            problems.append(f"packages/{wheel.file}: size {size} != recorded {wheel.size}")
+            continue
+        actual = sha256_file(path)
+        if actual != wheel.sha256:
+            problems.append(
+                f"packages/{wheel.file}: sha256 {actual[:12]}… != recorded {wheel.sha256[:12]}…"
+            )
+    if problems:
+        return Check("wheels", False, "; ".join(problems))
+    return Check("wheels", True, f"{len(manifest.wheels)} wheels match their sha256")
+
+
+def _check_git_safety(repo_dir: Path) -> list[str]:
+    problems: list[str] = []
+    gitdir = repo_dir / ".git"
+    if not gitdir.is_dir():
+        return ["repo/.git is missing"]
+    for entry in sorted(os.listdir(repo_dir)):
+        if entry != ".git":
+            problems.append(f"repo/{entry}: the clone must have no checked-out files")
+    hooks = gitdir / "hooks"
+    if hooks.is_dir():
+        for hook in sorted(os.listdir(hooks)):
+            if not hook.endswith(".sample"):
+                problems.append(f"repo/.git/hooks/{hook} would run code")
+    alternates = gitdir / "objects" / "info" / "alternates"
+    if alternates.exists():
+        problems.append("repo/.git/objects/info/alternates points outside the package")
+    config = gitdir / "config"
+    if config.is_file():
+        try:
+            listing = git("config", "--file", str(config), "--no-includes", "--list", cwd=repo_dir)
+        except GitError as exc:
+            return [f"repo/.git/config is unreadable: {exc}"]
+        for line in listing.splitlines():
+            key = line.split("=", 1)[0].lower()
+            if key not in SAFE_CONFIG:
+                problems.append(f"repo/.git/config sets {key}, which a package must not")
+    return problems
+
+
+def _check_git(package: RepoPackage, manifest: Manifest | None) -> Check:
+    problems = _check_git_safety(package.repo_dir)
+    if problems:
+        return Check("git", False, "; ".join(problems))
+    try:
+        git("fsck", "--no-progress", "--full", "--no-dangling", cwd=package.repo_dir)
+    except GitError as exc:
+        return Check("git", False, f"git fsck of repo/: {exc}")
+    try:
+        head = git("rev-parse", "--verify", "HEAD^{commit}", cwd=package.repo_dir).strip()
+    except GitError:
+        return Check("git", False, "repo/ has no HEAD commit")
+    if manifest is not None and head != manifest.head:
+        return Check(
+            "git", False, f"repo/ HEAD is {head[:12]}, the manifest says {manifest.head[:12]}"
+        )
+    count = git("rev-list", "--count", "HEAD", cwd=package.repo_dir).strip()
+    return Check("git", True, f"git fsck clean, {count} commits, HEAD {head[:12]}")
+
+
+def verify_package(root: Path) -> VerifyReport:
+    """Run every check on the package at `root` and return the verdicts (never raises
+    for a bad package; see VerifyReport.raise_for_failure)."""
+    package = RepoPackage(Path(root))
+    checks: list[Check] = []
+    problems = _walk_problems(package.root)
+    checks.append(
+        Check("layout", not problems, "; ".join(problems) or "repo/, packages/, manifest.json")
+    )
+    manifest: Manifest | None = None
+    try:
+        manifest = load_manifest(package.manifest_path)
+        checks.append(Check("manifest", True, f"schema and checksum valid ({manifest.name})"))
+    except ManifestError as exc:
+        checks.append(Check("manifest", False, str(exc).replace(str(package.root) + "/", "")))
+    if problems and any("symlink" in p or "regular" in p for p in problems):
+        checks.append(Check("wheels", False, "skipped: the layout is unsafe"))
+        checks.append(Check("git", False, "skipped: the layout is unsafe"))
+        return VerifyReport(package.root, tuple(checks), manifest)
+    if manifest is None:
+        checks.append(Check("wheels", False, "skipped: no valid manifest to check against"))
+    else:
+        checks.append(_check_wheels(package, manifest))
+    checks.append(_check_git(package, manifest))
+    return VerifyReport(package.root, tuple(checks), manifest)
+
+
+def _stamp_path(workspace: Workspace, name: str) -> Path:
+    return workspace.harness_dir / "verified" / f"{name}.json"
+
+
+def fingerprint(root: Path) -> str:
+    """A cheap digest of the package's file names, sizes and mtimes (no content read)."""
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            info = path.lstat()
+            rel = path.relative_to(root).as_posix()
+            digest.update(f"{rel}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def stamp_verified(workspace: Workspace, package: RepoPackage) -> None:
+    """Record that `package` passed verification as it is now."""
+    data = {
+        "manifest_sha256": sha256_file(package.manifest_path),
+        "fingerprint": fingerprint(package.root),
+        "verified_at": now_iso(),
+    }
+    atomic_write_text(_stamp_path(workspace, package.name), json.dumps(data, indent=2) + "\n")
+
+
+def clear_stamp(workspace: Workspace, name: str) -> None:
+    """Forget a past verification of package `name`."""
+    _stamp_path(workspace, name).unlink(missing_ok=True)
+
+
+def verified_state(workspace: Workspace, package: RepoPackage) -> str:
+    """ "verified", "changed since verified" or "not verified" (cheap: no wheel is read)."""
+    path = _stamp_path(workspace, package.name)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "not verified"
+    if not isinstance(data, dict) or data.get("fingerprint") != fingerprint(package.root):
+        return "changed since verified"
+    return "verified"

@@ -1,0 +1,147 @@
+"""`cra env build`: an environment from packages/ only, cached by what it installs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cra.cli import cli
+from cra.env.build import MARKER, BuiltEnv, MissingRequirement, build_env
+from cra.errors import ChecksumMismatch
+from cra.git import git_bytes
+from cra.repos.manifest import load_manifest, write_manifest
+from cra.workspace import Workspace
+
+
+def checkout(packed: Path, dest: Path) -> Path:
+    """The head tree of a package's clone, exported to `dest`."""
+    import io
+    import tarfile
+
+    dest.mkdir()
+    data = git_bytes("archive", "--format=tar", "HEAD", cwd=packed / "repo")
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(dest, filter="data")
+    return dest
+
+
+def run_tests(env: BuiltEnv, tree: Path) -> subprocess.CompletedProcess[str]:
+    """The project's test command in `env`, on the checkout `tree`."""
+    return subprocess.run(
+        env.test_argv("-q", "-p", "no:cacheprovider"),
+        cwd=tree,
+        env=env.run_env(tree),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_build_then_reuse_and_run_the_tests(
+    workspace: Workspace, packed: Path, tmp_path: Path
+) -> None:
+    first = build_env(workspace, "tally")
+    assert not first.cached
+    assert first.path.parent == workspace.harness_dir / "envs"
+    assert (first.installer, first.mode, first.wheels) == ("uv", "pythonpath", 7)
+    marker = json.loads((first.path / MARKER).read_text())
+    assert marker["key"] == first.key
+    assert set(marker["wheels"]) == {p.name for p in (packed / "packages").iterdir()}
+    assert [p.name for p in first.path.parent.iterdir()] == [first.key]  # no temp dir left
+    second = build_env(workspace, "tally")
+    assert second.cached and second.path == first.path
+    assert second.seconds < 0.5
+    tree = checkout(packed, tmp_path / "tree")
+    proc = run_tests(first, tree)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " passed" in proc.stdout and "failed" not in proc.stdout
+    assert first.test_argv()[-1] == "--timeout=120"
+
+
+def test_pip_fallback_builds_the_same_wheels(workspace: Workspace, packed: Path) -> None:
+    built = build_env(workspace, "tally", installer="pip")
+    assert built.installer == "pip" and not built.cached
+    listed = subprocess.run(
+        [str(built.python), "-m", "pip", "--version"], capture_output=True, check=False
+    )
+    assert listed.returncode != 0  # no pip inside: the env holds only the packed wheels
+    import_ok = subprocess.run(
+        [str(built.python), "-c", "import pytest, pytest_timeout"], capture_output=True, check=False
+    )
+    assert import_ok.returncode == 0
+    assert build_env(workspace, "tally", installer="uv").key != built.key
+
+
+def test_a_requirement_with_no_wheel_names_it_and_the_fix(
+    workspace: Workspace, packed: Path
+) -> None:
+    path = packed / "manifest.json"
+    manifest = load_manifest(path)
+    gone = "pytest_timeout-2.4.0-py3-none-any.whl"
+    (packed / "packages" / gone).unlink()
+    env = manifest.environments[0]
+    from dataclasses import replace
+
+    write_manifest(
+        path,
+        replace(
+            manifest,
+            wheels=tuple(w for w in manifest.wheels if w.file != gone),
+            environments=(replace(env, wheels=tuple(f for f in env.wheels if f != gone)),),
+        ),
+    )
+    with pytest.raises(MissingRequirement) as info:
+        build_env(workspace, "tally")
+    assert info.value.requirement == "pytest-timeout==2.4.0"
+    result = CliRunner().invoke(cli, ["env", "build", "tally"])
+    assert result.exit_code == 1
+    assert "error: requirement pytest-timeout==2.4.0 of package 'tally': no wheel" in result.output
+    assert "hint: re-pack on a connected machine with `cra repo pack ... --requirement " in (
+        result.output
+    )
+    assert list((workspace.harness_dir / "envs").glob("*")) == []
+
+
+def test_a_wheel_changed_after_import_is_not_installed(workspace: Workspace, packed: Path) -> None:
+    wheel = packed / "packages" / "pluggy-1.7.0-py3-none-any.whl"
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    wheel.write_bytes(bytes(data))
+    with pytest.raises(ChecksumMismatch, match=r"pluggy-1\.7\.0-py3-none-any\.whl"):
+        build_env(workspace, "tally")
+
+
+def test_editable_mode_installs_the_project(
+    workspace: Workspace, packed: Path, wheelhouse: Path
+) -> None:
+    from cra.repos.pack import PackOptions, pack
+
+    source = packed / "repo"
+    pack(
+        workspace,
+        str(source),
+        PackOptions(name="tally-ed", find_links=wheelhouse, install_mode="editable"),
+    )
+    built = build_env(workspace, "tally-ed")
+    assert built.mode == "editable" and built.project_dir is not None
+    code = "import importlib.metadata as m, tally; print(m.version('tally'), tally.__file__)"
+    out = subprocess.run(
+        [str(built.python), "-c", code],
+        capture_output=True,
+        text=True,
+        env=built.run_env(built.project_dir),
+        check=True,
+    ).stdout.split()
+    assert out[0] == "0.1.0"
+    assert out[1].startswith(str(built.project_dir))
+    assert "PYTHONPATH" not in built.run_env(built.project_dir)
+
+
+def test_unknown_environment_lists_the_known_ones(workspace: Workspace, packed: Path) -> None:
+    result = CliRunner().invoke(cli, ["env", "build", "tally", "--env", "1999"])
+    assert result.exit_code == 1
+    assert "no environment '1999'" in result.output and "known: 2023..2024" in result.output

@@ -1,0 +1,127 @@
+"""Requirements and layout are read from a project's files as they were at one commit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cra.errors import UsageError
+from cra.repos.requirements import GitTree, detect_layout, read_requirements
+from tests.repos.helpers import git, make_repo
+
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=61", "setuptools-scm>=8"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "demo-pkg"
+version = "1.0"
+requires-python = ">=3.9"
+dependencies = ["attrs>=22"]
+
+[project.optional-dependencies]
+test = ["pytest>=7", "demo-pkg[cov]"]
+cov = ["coverage"]
+docs = ["sphinx"]
+
+[dependency-groups]
+lint = ["ruff"]
+test = ["hypothesis", {include-group = "lint"}]
+
+[tool.setuptools_scm]
+write_to = "src/demo_pkg/_version.py"
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+"""
+
+
+def _tree(tmp_path: Path, files: dict[str, str | None]) -> GitTree:
+    repo = make_repo(tmp_path / "r", [("2024-03-01T00:00:00Z", files)])
+    return GitTree(repo, git(repo, "rev-parse", "HEAD").strip())
+
+
+def test_every_source_is_read_with_includes_and_self_extras(tmp_path: Path) -> None:
+    tree = _tree(
+        tmp_path,
+        {
+            "pyproject.toml": PYPROJECT,
+            "requirements-dev.txt": "-r requirements/base.txt\n-c constraints.txt\nmock  # tests\n"
+            "-e .\n./local\nhttps://example.com/x.whl\n",
+            "requirements/base.txt": "requests>=2 ; python_version >= '3'\n",
+            "constraints.txt": "urllib3<3\n",
+            "tox.ini": "[testenv]\ndeps =\n    tox-only-dep\n    py38: old-dep\n    {[base]deps}\n",
+            "src/demo_pkg/__init__.py": "",
+        },
+    )
+    reqs = read_requirements(tree, extra_requirements=["pytest-timeout"])
+    assert reqs.project_name == "demo-pkg"
+    assert reqs.requires_python == ">=3.9"
+    assert reqs.requirements == [
+        "setuptools>=61",
+        "setuptools-scm>=8",
+        "attrs>=22",
+        "pytest>=7",
+        "coverage",
+        "hypothesis",
+        "ruff",
+        "requests>=2 ; python_version >= '3'",
+        "mock",
+        "tox-only-dep",
+        "pytest-timeout",
+    ]
+    assert "sphinx" not in reqs.requirements  # the docs extra was not asked for
+    assert reqs.constraints == ["urllib3<3"]
+    skipped = dict(reqs.skipped)
+    assert skipped["-e ."].endswith("option")
+    assert "not a requirement" in skipped["./local"]
+    assert skipped["py38: old-dep"] == "tox.ini: substitution or factor condition"
+    assert "dependency group [test]" in reqs.sources
+
+
+def test_asked_extras_and_groups_must_exist(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, {"pyproject.toml": PYPROJECT})
+    reqs = read_requirements(tree, extras=["docs"], groups=["lint"], strict=True)
+    assert "sphinx" in reqs.requirements
+    with pytest.raises(UsageError, match="no extra 'nope'") as info:
+        read_requirements(tree, extras=["nope"], strict=True)
+    assert "cov, docs, test" in (info.value.hint or "")
+    with pytest.raises(UsageError, match="no dependency group 'nope'"):
+        read_requirements(tree, groups=["nope"], strict=True)
+
+
+def test_layout_prefers_pythonpath_for_src_layouts(tmp_path: Path) -> None:
+    tree = _tree(
+        tmp_path,
+        {
+            "pyproject.toml": '[project]\nname = "p"\n',
+            "src/p/__init__.py": "",
+            "tests/test_p.py": "def test(): pass\n",
+        },
+    )
+    layout = detect_layout(tree, read_requirements(tree))
+    assert (layout.mode, layout.pythonpath, layout.test_command) == (
+        "pythonpath",
+        ("src",),
+        "python -m pytest",
+    )
+
+
+def test_layout_of_a_flat_project_puts_its_root_on_the_path(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, {"flat/__init__.py": "", "test_flat.py": "def test(): pass\n"})
+    layout = detect_layout(tree, read_requirements(tree))
+    assert (layout.mode, layout.pythonpath) == ("pythonpath", (".",))
+
+
+def test_vcs_version_file_needs_an_editable_install(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, {"pyproject.toml": PYPROJECT, "src/demo_pkg/__init__.py": ""})
+    layout = detect_layout(tree, read_requirements(tree), version="2.5")
+    assert layout.mode == "editable"
+    assert layout.env == {"SETUPTOOLS_SCM_PRETEND_VERSION": "2.5"}
+
+
+def test_no_tests_and_no_pytest_config_gives_no_command(tmp_path: Path) -> None:
+    tree = _tree(tmp_path, {"pkg/__init__.py": "", "README.md": "hi\n"})
+    assert detect_layout(tree, read_requirements(tree)).test_command is None
