@@ -51,17 +51,41 @@ def _show_databases(workspace: Workspace, echo: Echo) -> None:
     echo(f"  curated.db schema v{curated_version}")
 
 
-def _package_sample(workspace: Workspace, source: Path, echo: Echo) -> None:
-    from cra.git import git
+def _pack_sample(workspace: Workspace, source: Path, echo: Echo) -> None:
+    """`cra repo pack` the sample, from a local wheelhouse when the wheels can be made."""
+    from cra.errors import CraError
+    from cra.fixtures.wheelhouse import build_wheelhouse
+    from cra.repos.pack import PackOptions, pack
 
-    target = workspace.repos_dir / SAMPLE_NAME / "repo"
-    if (target / ".git").exists():
-        echo(f"  repos/{SAMPLE_NAME}/repo already present")
+    if (workspace.repos_dir / SAMPLE_NAME / "manifest.json").exists():
+        echo(f"  repos/{SAMPLE_NAME} already packed")
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    git("clone", "-q", "--no-local", str(source), str(target), cwd=workspace.root)
-    git("remote", "remove", "origin", cwd=target)
-    echo(f"  cloned the sample into repos/{SAMPLE_NAME}/repo (full history, no remote)")
+    wheels: Path | None = workspace.root / "sources" / "wheelhouse"
+    try:
+        build_wheelhouse(wheels)
+        echo(f"  wheelhouse of pytest and friends at {wheels} (rebuilt from installed copies)")
+    except CraError as exc:
+        echo(f"  no local wheelhouse ({exc}); resolving from the package index")
+        wheels = None
+    result = pack(
+        workspace,
+        str(source),
+        PackOptions(name=SAMPLE_NAME, find_links=wheels, domain="demo"),
+    )
+    manifest = result.manifest
+    echo(
+        f"  packed repos/{SAMPLE_NAME}: {result.commits} commits, "
+        f"{len(manifest.environments)} environment(s), {len(manifest.wheels)} wheels "
+        f"in {result.seconds:.1f} s"
+    )
+
+
+def _build_sample_env(workspace: Workspace, echo: Echo) -> None:
+    from cra.env.build import build_env
+
+    built = build_env(workspace, SAMPLE_NAME)
+    state = "reused" if built.cached else f"built in {built.seconds:.1f} s with {built.installer}"
+    echo(f"  environment {built.env_id} ({built.mode}): {state}, no network")
 
 
 def _mine(workspace: Workspace, echo: Echo) -> None:
@@ -98,12 +122,14 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     echo(f"  {'created ' + str(len(report.created)) + ' paths' if report.created else 'reused'}")
     echo("[2] sample repository")
     source = _build_sample(workspace.root, echo)
-    _package_sample(workspace, source, echo)
-    echo("[3] databases")
+    echo("[3] pack it as a repo package (cra repo pack) and build its environment (cra env build)")
+    _pack_sample(workspace, source, echo)
+    _build_sample_env(workspace, echo)
+    echo("[4] databases")
     _show_databases(workspace, echo)
-    echo("[4] mine the history (cra harness mine)")
+    echo("[5] mine the history (cra harness mine)")
     _mine(workspace, echo)
-    echo("[5] plan every qualifying commit with the baseline planner (cra harness run)")
+    echo("[6] plan every qualifying commit with the baseline planner (cra harness run)")
     _plan(workspace, echo)
     echo("done")
     return workspace

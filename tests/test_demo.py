@@ -16,7 +16,9 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "built sample repository" in first.output
     assert "20 commits" not in first.output  # the demo's sample has extra history
     assert (target / "sources" / "tally" / ".git").is_dir()
-    assert "raw.db schema v1: 0 repos, 0 commits, 0 tasks" in first.output
+    assert "raw.db schema v1: 1 repos, 0 commits, 0 tasks" in first.output
+    assert "packed repos/tally: 80 commits" in first.output
+    assert "no network" in first.output
     assert "qualifying" in first.output
     assert "alignment min/q1/median/q3/max" in first.output
     second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
@@ -24,3 +26,5 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "reused" in second.output
     assert "sample repository already at" in second.output
     assert "planned 0 tasks" in second.output
+    assert "already packed" in second.output
+    assert "reused, no network" in second.output
