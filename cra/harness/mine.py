@@ -9,12 +9,16 @@ Stages, in order; the first one a commit fails decides its verdict and reason:
 
 Speed: one `git log --raw --numstat` pass gives every commit's metadata and line
 counts, which decide stages 1–3 except the patch size. Only the survivors get their
-full diff computed, once each, through PyDriller.
+full diff computed, once each, in one `git diff-tree --stdin` process parsed exactly as
+PyDriller (GitPython) parses a diff. PyDriller itself is the reference: the naive path
+(:func:`slow_verdicts`) reads every commit's `modified_files`, and a test holds both
+paths to the same verdicts.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 from collections import Counter
@@ -211,8 +215,47 @@ def scan_history(repo_dir: Path) -> list[CommitFacts]:
     return commits
 
 
+def patch_sizes(repo_dir: Path, shas: list[str]) -> dict[str, int]:
+    """Full patch size (characters) of each commit in `shas`, one `git diff-tree` process
+    for all of them.
+
+    PyDriller's `ModifiedFile.diff` is GitPython's per-file diff text: what follows each
+    file's header, decoded as UTF-8 ignoring errors. The same command (`diff-tree -r -p -M
+    --full-index`), the same header grammar (GitPython's own `Diff.re_header`) and the same
+    decoding give the same numbers without a process and a GitPython object per commit
+    (a test pins equality with :func:`pydriller_patch_sizes`)."""
+    if not shas:
+        return {}
+    from git.diff import Diff
+
+    proc = subprocess.run(
+        ["git", "diff-tree", "--stdin", "-r", "-p", "-M", "--full-index", "--abbrev=40",
+         "--no-ext-diff", "--no-color"],
+        cwd=repo_dir, input=("\n".join(shas) + "\n").encode(), capture_output=True,
+        env=git_env(), check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        from cra.git import GitError
+
+        raise GitError(["diff-tree"], proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    out = proc.stdout
+    # Each commit's patch follows a line holding just its sha; no diff line can be one.
+    marks = list(re.finditer(rb"^([0-9a-f]{40})\n", out, re.MULTILINE))
+    sizes = dict.fromkeys(shas, 0)
+    for i, mark in enumerate(marks):
+        chunk = out[mark.end() : marks[i + 1].start() if i + 1 < len(marks) else len(out)]
+        headers = list(Diff.re_header.finditer(chunk))
+        sizes[mark.group(1).decode()] = sum(
+            len(chunk[h.end() : headers[j + 1].start() if j + 1 < len(headers) else None]
+                .decode("utf-8", "ignore"))
+            for j, h in enumerate(headers)
+        )  # fmt: skip
+    return sizes
+
+
 def pydriller_patch_sizes(repo_dir: Path, shas: list[str]) -> dict[str, int]:
-    """Full patch size (characters) of each commit in `shas`, computed once each."""
+    """Full patch size of each commit in `shas` through PyDriller (the reference for
+    :func:`patch_sizes`): a GitPython diff per commit."""
     if not shas:
         return {}
     from pydriller import Repository
@@ -278,7 +321,7 @@ def mine_history(
         probe = judge(facts, limits, patch_chars=lambda: -1)
         if probe.qualified:
             need_diff.append(facts.sha)
-    sizes = pydriller_patch_sizes(repo_dir, need_diff)
+    sizes = patch_sizes(repo_dir, need_diff)
     result = MineResult(repo_name, len(history), 0, 0)
     now = now_iso()
     with transaction(conn):
@@ -448,5 +491,5 @@ def fast_verdicts(repo_dir: Path, limits: Limits) -> dict[str, Verdict]:
     """The fast path without the database: one log pass, full diffs for survivors only."""
     history = scan_history(repo_dir)
     survivors = [f.sha for f in history if judge(f, limits, patch_chars=lambda: -1).qualified]
-    sizes = pydriller_patch_sizes(repo_dir, survivors)
+    sizes = patch_sizes(repo_dir, survivors)
     return {f.sha: judge(f, limits, patch_chars=lambda f=f: sizes[f.sha]) for f in history}

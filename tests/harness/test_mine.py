@@ -117,3 +117,16 @@ def test_fast_and_full_pydriller_paths_give_identical_verdicts(tmp_path) -> None
         assert {s: (v.stage, v.reason) for s, v in fast.items()} == {
             s: (v.stage, v.reason) for s, v in slow.items()
         }
+
+
+def test_one_process_patch_sizes_equal_pydriller_diffs(tmp_path) -> None:
+    """Renames, a binary file, a Latin-1 message, a 2,500-line commit: same characters."""
+    from cra.fixtures.history import build_project_repo
+    from cra.harness.mine import patch_sizes, pydriller_patch_sizes, scan_history
+
+    repo = build_project_repo(tmp_path / "r", extra_commits=40)
+    shas = [c.sha for c in scan_history(repo.path) if len(c.parents) == 1]
+    fast = patch_sizes(repo.path, shas)
+    assert fast == pydriller_patch_sizes(repo.path, shas)
+    assert len(fast) == len(shas) and all(size > 0 for size in fast.values())
+    assert patch_sizes(repo.path, []) == {}
