@@ -19,8 +19,11 @@ EXTRAS := dev,train
 endif
 
 STAMP := $(VENV)/.installed
+# vLLM lives in its own virtualenv (it pins torch and transformers builds of its own).
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install demo test lint format schema clean
+.PHONY: install vllm demo test lint format schema clean
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +33,13 @@ $(STAMP): pyproject.toml constraints/cpu.txt
 
 install: $(STAMP)
 
+# The tests that need a real vLLM server skip, saying why, only where it cannot be installed.
+$(VLLM_STAMP): scripts/install-vllm.sh
+	bash scripts/install-vllm.sh $(VLLM_VENV) && touch $@ || { rm -rf $(VLLM_VENV); \
+	  echo "vLLM could not be installed: the tests that need a vLLM server will be skipped"; }
+
+vllm: $(VLLM_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/cra demo cra-demo
 
@@ -38,7 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m cra.db.schema_doc --check
 
-test: lint
+test: lint $(VLLM_STAMP)
 	$(BIN)/python -m pytest
 
 format: $(STAMP)
@@ -49,4 +59,4 @@ schema: $(STAMP)
 	$(BIN)/python -m cra.db.schema_doc
 
 clean:
-	rm -rf $(VENV) cra-demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) cra-demo .pytest_cache .ruff_cache

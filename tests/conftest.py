@@ -133,3 +133,42 @@ def packed(workspace: Workspace, _packed_template: Path) -> Path:
         register_repo(conn, "tally")
     stamp_verified(workspace, RepoPackage(target))
     return target
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_VLLM_VENV = REPO_ROOT / ".venv-vllm"
+
+
+def vllm_python() -> Path | None:
+    """The interpreter that has vLLM: `$CRA_VLLM_PYTHON`, else `.venv-vllm/` of the
+    repository (what `scripts/install-vllm.sh` and `make test` create)."""
+    configured = os.environ.get("CRA_VLLM_PYTHON")
+    candidate = Path(configured) if configured else REAL_VLLM_VENV / "bin" / "python"
+    return candidate if candidate.exists() else None
+
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A real vLLM OpenAI-compatible server (CPU build) for the tiny model, served as
+    `tiny`, with LoRA and runtime adapter updates enabled (started once per session)."""
+    from cra.serving.process import start_vllm
+
+    python = vllm_python()
+    if python is None:
+        pytest.skip("vLLM is not installed: run scripts/install-vllm.sh (make test does)")
+    logs = tmp_path_factory.mktemp("vllm")
+    server = start_vllm(
+        python=python,
+        model=tiny_model_dir,
+        served_model="tiny",
+        log_path=logs / "server.log",
+        extra_args=["--max-model-len", "2048", "--dtype", "float32", "--enable-lora",
+                    "--max-lora-rank", "16", "--max-loras", "4"],
+        env={"HOME": str(logs), "XDG_CACHE_HOME": str(logs / "cache"),
+             "VLLM_CACHE_ROOT": str(logs / "vllm-cache")},
+    )  # fmt: skip
+    try:
+        yield server
+    finally:
+        server.stop()

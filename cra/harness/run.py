@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from cra.db import transaction
+from cra.db import RAW_MIGRATIONS, open_db, transaction
 from cra.errors import NotFound, UsageError
 from cra.fsutil import now_iso
 from cra.git import git
@@ -176,7 +176,7 @@ class _Worker:
     """Per-thread state: DB connections and an indexer of the package's repository."""
 
     def __init__(self, workspace: Workspace, repo_dir: Path) -> None:
-        from cra.db import CURATED_MIGRATIONS, open_db
+        from cra.db import CURATED_MIGRATIONS
 
         # Used by its own thread only; closed by the run's thread when the run ends.
         self.curated = open_db(
@@ -449,6 +449,7 @@ def run_harness(
         status, error = "interrupted", None
         local = threading.local()
         workers: list[_Worker] = []
+        thread_clients: list[LLMClient] = []
         lock = threading.Lock()
 
         def work(commit: Commit) -> TaskResult:
@@ -461,14 +462,16 @@ def run_harness(
             if client is not None and options.jobs > 1:
                 thread_client = getattr(local, "client", None)
                 if thread_client is None:
-                    thread_client = local.client = LLMClient(
-                        endpoint=client.endpoint,
-                        model=client.model,
-                        conn=workspace.raw_db(),
-                        run_id=run_id,
-                        timeout_s=workspace.config["llm.timeout_s"],
-                        max_retries=workspace.config["llm.max_retries"],
+                    # Used by this thread only; closed by the run's thread when the run ends.
+                    raw = open_db(
+                        workspace.raw_db_path,
+                        RAW_MIGRATIONS,
+                        busy_timeout_ms=workspace.config["db.busy_timeout_ms"],
+                        check_same_thread=False,
                     )
+                    thread_client = local.client = client.sibling(raw)
+                    with lock:
+                        thread_clients.append(thread_client)
             return process_commit(
                 worker,
                 workspace=workspace,
@@ -507,6 +510,10 @@ def run_harness(
         finally:
             for worker in workers:
                 worker.close()
+            for extra in thread_clients:
+                extra.close()
+                if extra.conn is not None:
+                    extra.conn.close()
             if client is not None:
                 client.close()
             with transaction(conn):

@@ -86,8 +86,22 @@ class LLMClient:
         self.run_id = run_id
         self.max_retries = max_retries
         self.backoff_s = backoff_s
+        self._settings = {"api_key": api_key, "timeout_s": timeout_s, "transport": transport}
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(timeout=timeout_s, headers=headers, transport=transport)
+
+    def sibling(self, conn: sqlite3.Connection | None) -> LLMClient:
+        """A client with the same endpoint, model, key, limits and run that logs through
+        `conn` and has its own connection pool: one per worker thread."""
+        return LLMClient(
+            endpoint=self.endpoint,
+            model=self.model,
+            conn=conn,
+            max_retries=self.max_retries,
+            backoff_s=self.backoff_s,
+            run_id=self.run_id,
+            **self._settings,  # type: ignore[arg-type]
+        )
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
