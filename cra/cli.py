@@ -102,8 +102,9 @@ def demo(path: Path) -> None:
 from cra.commands.env import env as _env_group  # noqa: E402
 from cra.commands.harness import harness  # noqa: E402
 from cra.commands.repo import repo as _repo_group  # noqa: E402
+from cra.commands.serve import serve  # noqa: E402
 
-for _group in (_repo_group, _env_group, harness):
+for _group in (_repo_group, _env_group, harness, serve):
     cli.add_command(_group)
 
 

@@ -80,6 +80,10 @@ SECTION_HELP: dict[str, str] = {
     "# the score is their weighted mean over the components a task defines).",
     "repos": "cra repo pack: environments per era, and the test timeouts written to manifests.",
     "env": "cra env build: how offline environments are built.",
+    "model": "The base model every adapter is trained on and served with (a local directory).",
+    "serve": "cra serve: the vLLM server, its LoRA slots and how versions are swapped.",
+    "stages": "Routing: which adapter serves each pipeline stage (its active version is\n"
+    "# looked up in the registry at request time; none active = the base model).",
 }
 
 SETTINGS: tuple[Setting, ...] = (
@@ -206,6 +210,66 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         'Installer of offline environments: "uv" (pip --no-index if uv is missing) or "pip".',
         one_of("uv", "pip"),
+    ),
+    Setting("model", "base", "", str, "Path of the base model directory (no downloads)."),
+    Setting(
+        "serve",
+        "python",
+        "",
+        str,
+        "Interpreter that has vLLM; empty = $CRA_VLLM_PYTHON, else .venv-vllm/ of cra's source.",
+    ),
+    Setting("serve", "host", "127.0.0.1", str, "Address the server listens on."),
+    Setting("serve", "port", 8000, int, "Port the server listens on.", positive),
+    Setting(
+        "serve",
+        "max_loras",
+        0,
+        int,
+        "Adapters in one batch; 0 = the active adapters plus one free slot for swaps.",
+        non_negative,
+    ),
+    Setting(
+        "serve",
+        "max_model_len",
+        4096,
+        int,
+        "Longest prompt plus completion, in tokens.",
+        positive,
+    ),
+    Setting(
+        "serve",
+        "start_timeout_s",
+        600.0,
+        float,
+        "How long to wait for the server to become healthy.",
+        positive,
+    ),
+    Setting(
+        "serve",
+        "drain_s",
+        2.0,
+        float,
+        "After a swap, how long the old version stays loaded for requests routed before it.",
+        non_negative,
+    ),
+    Setting(
+        "serve",
+        "extra_args",
+        [],
+        list,
+        'Further vLLM arguments, e.g. ["--dtype", "float32"].',
+        lambda v: None if all(isinstance(x, str) for x in v) else "must be a list of strings",
+    ),
+    *(
+        Setting("stages", stage, adapter, str, f"Adapter for the {stage!r} stage.")
+        for stage, adapter in (
+            ("scope", "scope"),
+            ("precision", "precision"),
+            ("task-analysis", "task-analysis"),
+            ("plan", "planning"),
+            ("execute", "execute-code"),
+        )
     ),
 )
 

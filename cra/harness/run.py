@@ -381,6 +381,12 @@ def make_client(workspace: Workspace, conn: sqlite3.Connection, run_id: int | No
         max_retries=config["llm.max_retries"],
         run_id=run_id,
     )
+    from cra.serving.server import make_router, running_state
+
+    state = running_state(workspace)
+    if state is not None and client.endpoint == state.base_url:
+        client.router = make_router(workspace)  # each stage to its adapter's active version
+        client.model = client.model or state.served_model
     served = client.models()
     if not client.model:
         if not served:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,11 @@ class Completion:
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
+Route = tuple[str | None, str | None, int | None]
+"""Where a request goes: (served model name or None for the client's model, adapter, version)."""
+Router = Callable[[str], Route]
+
+
 class LLMClient:
     """A chat-completions client for one endpoint that logs every call to `raw.db`."""
 
@@ -73,6 +79,7 @@ class LLMClient:
         backoff_s: float = 0.5,
         run_id: int | None = None,
         transport: httpx.BaseTransport | None = None,
+        router: Router | None = None,
     ) -> None:
         if not endpoint.startswith(("http://", "https://")):
             raise ValueError(f"endpoint must be an http(s) URL, got {endpoint!r}")
@@ -84,6 +91,7 @@ class LLMClient:
         self.model = model
         self.conn = conn
         self.run_id = run_id
+        self.router = router
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self._settings = {"api_key": api_key, "timeout_s": timeout_s, "transport": transport}
@@ -100,6 +108,7 @@ class LLMClient:
             max_retries=self.max_retries,
             backoff_s=self.backoff_s,
             run_id=self.run_id,
+            router=self.router,
             **self._settings,  # type: ignore[arg-type]
         )
 
@@ -179,6 +188,9 @@ class LLMClient:
             raise ValueError("stage must be a non-empty string")
         if not messages:
             raise ValueError("messages must not be empty")
+        routed = model is None and adapter is None and self.router is not None
+        if routed:
+            model, adapter, adapter_version = self.router(stage)  # type: ignore[misc]
         used_model = model or self.model
         body: dict[str, Any] = {"model": used_model, "messages": messages, **params}
         if temperature is not None:
@@ -189,6 +201,12 @@ class LLMClient:
             body["response_format"] = response_format
         started = time.perf_counter()
         data, error, attempts = self._send(body)
+        if routed and adapter is not None and error is not None and error.startswith("HTTP 404"):
+            # The version was swapped out between routing and sending: route again.
+            model, adapter, adapter_version = self.router(stage)  # type: ignore[misc]
+            used_model = body["model"] = model or self.model
+            data, error, more = self._send(body)
+            attempts += more
         latency_ms = (time.perf_counter() - started) * 1000
         text = finish = prompt_tokens = completion_tokens = None
         if data is not None:
