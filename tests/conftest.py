@@ -147,7 +147,6 @@ def vllm_python() -> Path | None:
     return candidate if candidate.exists() else None
 
 
-
 @pytest.fixture(scope="session")
 def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """A real vLLM OpenAI-compatible server (CPU build) for the tiny model, served as

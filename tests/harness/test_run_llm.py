@@ -49,7 +49,8 @@ def test_llm_planner_against_a_real_vllm_server(vllm_server, project_repo, tmp_p
         assert plan["llm_call_id"] is not None
         assert plan["raw"]  # the model's own words are kept, parseable or not
         if not plan["valid"]:
-            assert plan["error"] and plan["alignment"] == 0.0  # junk from a random model scores 0, run goes on
+            # junk from a random model is kept as invalid, scored 0, and the run goes on
+            assert plan["error"] and plan["alignment"] == 0.0
     calls = conn.execute("SELECT * FROM llm_calls ORDER BY id").fetchall()
     assert len(calls) == 6
     for call in calls:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cra.db import transaction
+from cra.fixtures.adapters import make_adapter
 from cra.fsutil import now_iso, sha256_file
 from cra.llm.client import LLMClient
 from cra.serving.process import free_port
@@ -25,28 +26,6 @@ from cra.serving.server import (
     swap,
 )
 from cra.workspace import Workspace, init_workspace, open_workspace
-
-
-def make_adapter(base: Path, out: Path, *, seed: int, rank: int = 8) -> Path:
-    """A real PEFT LoRA adapter on all seven projections with random (non-zero) weights."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    config = LoraConfig(
-        r=rank, lora_alpha=2 * rank, init_lora_weights=False, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                        "down_proj"],
-    )  # fmt: skip
-    peft_model = get_peft_model(model, config)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_" in name:
-                param.mul_(20.0)  # big enough to change greedy outputs of a random model
-    peft_model.save_pretrained(out)
-    return out
 
 
 def register(workspace: Workspace, name: str, version: int, path: Path, status: str) -> None:
