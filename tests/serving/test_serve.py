@@ -213,18 +213,48 @@ def test_an_incompatible_version_is_refused_and_the_old_one_keeps_serving(
         )
 
 
-def test_restart_restores_the_active_versions(served: Workspace) -> None:
-    set_active(served, "scope", 2)  # moved while... the server is about to go away
+def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
+    served: Workspace,
+) -> None:
+    import os
+    import signal
+
+    set_active(served, "scope", 2)  # the registry moved while no server would know
     stopped = cra(served, "serve", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert running_state(served) is None
-    started = cra(served, "serve", "--detach")
-    assert started.returncode == 0, started.stdout + started.stderr
-    assert "loaded scope@v2" in started.stdout and "loaded planning@v1" in started.stdout
-    with client_for(served) as client:
-        assert (
-            client.complete(
-                stage="scope", messages=[{"role": "user", "content": "x"}], max_tokens=2
-            ).model
-            == "scope@v2"
-        )
+    # In the foreground this time, as a user runs it, until Ctrl-C.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cra", "-w", str(served.root), "serve"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("listening on"):
+                break
+        for line in proc.stdout:
+            lines.append(line)
+            if "loaded scope" in line:  # printed in name order, after planning
+                break
+        output = "".join(lines)
+        assert "loaded scope@v2" in output and "loaded planning@v1" in output, output
+        state = running_state(served)
+        assert state is not None and state.healthy()
+        with client_for(served) as client:
+            assert (
+                client.complete(
+                    stage="scope", messages=[{"role": "user", "content": "x"}], max_tokens=2
+                ).model
+                == "scope@v2"
+            )
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    assert running_state(served) is None
+    with pytest.raises(ProcessLookupError):
+        os.kill(state.pid, 0)
