@@ -257,15 +257,7 @@ def _install(
                 "--find-links",
                 links,
             ]
-            run_tool([*base, "-r", str(pins_file)], what="uv pip install", env=env, hint=hint)
-            if project_dir is not None:
-                target = ["-e", str(project_dir)] if mode == "editable" else [str(project_dir)]
-                run_tool(
-                    [*base, "--no-build-isolation", "--no-deps", *target],
-                    what=f"installing the project ({mode})",
-                    env=env,
-                    hint=hint,
-                )
+            tool = "uv pip install"
         else:
             run_tool(
                 [str(interpreter), "-m", "venv", "--without-pip", str(venv)],
@@ -282,15 +274,16 @@ def _install(
                 "--find-links",
                 links,
             ]
-            run_tool([*base, "-r", str(pins_file)], what="pip install", env=env, hint=hint)
-            if project_dir is not None:
-                target = ["-e", str(project_dir)] if mode == "editable" else [str(project_dir)]
-                run_tool(
-                    [*base, "--no-build-isolation", "--no-deps", *target],
-                    what=f"installing the project ({mode})",
-                    env=env,
-                    hint=hint,
-                )
+            tool = "pip install"
+        run_tool([*base, "-r", str(pins_file)], what=tool, env=env, hint=hint)
+        if project_dir is not None:
+            target = ["-e", str(project_dir)] if mode == "editable" else [str(project_dir)]
+            run_tool(
+                [*base, "--no-build-isolation", "--no-deps", *target],
+                what=f"installing the project ({mode})",
+                env=env,
+                hint=hint,
+            )
     except ToolError as exc:
         missing = _missing_from_output(exc.output)
         if missing:

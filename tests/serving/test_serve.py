@@ -109,6 +109,14 @@ def client_for(workspace: Workspace, conn=None) -> LLMClient:
     )  # fmt: skip
 
 
+def served_by(workspace: Workspace, stage: str) -> str:
+    """The served name that answers a request of `stage` now."""
+    with client_for(workspace) as client:
+        return client.complete(
+            stage=stage, messages=[{"role": "user", "content": "x"}], max_tokens=2
+        ).model
+
+
 def greedy(client: LLMClient, stage: str) -> str:
     return client.complete(
         stage=stage, messages=[{"role": "user", "content": "Fix the parser"}],
@@ -204,13 +212,7 @@ def test_an_incompatible_version_is_refused_and_the_old_one_keeps_serving(
             swap(served, new=planning, old=None, switch=lambda: switched.append(True))
     finally:
         tampered.write_bytes(original)
-    with client_for(served) as client:
-        assert (
-            client.complete(
-                stage="scope", messages=[{"role": "user", "content": "x"}], max_tokens=2
-            ).model
-            == "scope@v1"
-        )
+    assert served_by(served, "scope") == "scope@v1"
 
 
 def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
@@ -242,13 +244,7 @@ def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
         assert "loaded scope@v2" in output and "loaded planning@v1" in output, output
         state = running_state(served)
         assert state is not None and state.healthy()
-        with client_for(served) as client:
-            assert (
-                client.complete(
-                    stage="scope", messages=[{"role": "user", "content": "x"}], max_tokens=2
-                ).model
-                == "scope@v2"
-            )
+        assert served_by(served, "scope") == "scope@v2"
         proc.send_signal(signal.SIGINT)
         assert proc.wait(120) == 0
     finally:
