@@ -29,7 +29,9 @@ GOOD_VERBS: frozenset[str] = frozenset(
     replace report require reset resolve restore restrict return reuse revert rewrite run
     save separate set show simplify skip sort speed split stop store strip support switch
     teach test throw tidy track treat trim tweak unify update upgrade use validate verify
-    warn wrap write""".split()
+    warn wrap write accept account align calculate compute count document emit export give
+    import install let measure pack prove record register retry route serve share start tolerate
+    wait""".split()
 )
 """Imperative verbs a subject may start with (lower case; matched as `verb + " "`)."""
 
