@@ -296,34 +296,32 @@ def curate(
     ]
 
     # 5. domain cap, per group and split
-    domains = {r.domain for r in eval_rows + train_rows}
-    cap = effective_cap(cap_setting, len(domains))
     warnings: list[str] = []
-    if cap > cap_setting:
-        warnings.append(
-            f"only {len(domains)} domain(s): the {cap_setting:.0%} cap needs "
-            f"{round(1 / cap_setting)}; capped at equal shares ({cap:.0%}) instead"
-        )
     capped: Counter[str] = Counter()
+    caps: dict[str, float] = {}
 
-    def apply_cap(split_rows: list[Row]) -> list[Row]:
+    def apply_cap(split: str, split_rows: list[Row]) -> list[Row]:
         kept: list[Row] = []
         for group in sorted({r.group for r in split_rows}):
             members = [r for r in split_rows if r.group == group]
+            domains = {r.domain for r in members}
+            cap = effective_cap(cap_setting, len(domains))
+            name = f"{split} {'/'.join(group)}"
+            caps[name] = cap
+            if cap > cap_setting:
+                warnings.append(
+                    f"{name}: only {len(domains)} domain(s), the {cap_setting:.0%} cap needs "
+                    f"{round(1 / cap_setting)}; capped at equal shares ({cap:.0%}) instead"
+                )
             members, dropped = cap_domains(members, cap)
             capped.update(dropped)
             kept.extend(members)
         return sorted(kept, key=lambda r: (r.authored_ts, r.task_id, r.adapter, r.technique))
 
-    eval_rows = apply_cap(eval_rows)
-    train_rows = apply_cap(train_rows)
-    filters.append(
-        {
-            "filter": f"domain cap ({cap:.0%})",
-            "dropped": sum(capped.values()),
-            "by_domain": dict(capped),
-        }
-    )
+    eval_rows = apply_cap("eval", eval_rows)
+    train_rows = apply_cap("train", train_rows)
+    cap_filter: dict[str, Any] = {"filter": f"domain cap ({cap_setting:.0%})"}
+    filters.append(cap_filter)
 
     # 6. replay from earlier datasets
     replay: list[Row] = []
@@ -351,7 +349,10 @@ def curate(
             members.sort(key=lambda r: _stable(r, dataset_id))
             replay.extend(members[:want])
         replay_of = sorted({r.record["meta"]["replay_of"] for r in replay})
-    final_train = sorted(train_rows + replay, key=lambda r: (r.authored_ts, r.task_id, r.adapter))
+    # The cap holds on what is written: replay rows are capped with the fresh ones.
+    final_train = apply_cap("train", train_rows + replay) if replay else train_rows
+    replay = [r for r in final_train if r.source == "replay"]
+    cap_filter.update(dropped=sum(capped.values()), by_domain=dict(capped))
     if not final_train or not eval_rows:
         raise CraError(
             f"the plan's data leaves {len(final_train)} train and {len(eval_rows)} eval rows "
@@ -381,7 +382,7 @@ def curate(
         },
         "filters": filters,
         "skipped_tasks": {k: dict(v) for k, v in candidates.skipped.items()},
-        "domain_cap": {"setting": cap_setting, "effective": cap},
+        "domain_cap": {"setting": cap_setting, "effective": caps},
         "replay": {
             "share_target": replay_share,
             "share_actual": round(len(replay) / len(final_train), 4) if final_train else 0.0,
@@ -486,3 +487,29 @@ def show_dataset(workspace: Workspace, dataset_id: str) -> dict[str, Any]:
     if not path.is_file():
         raise NotFound(f"no dataset {dataset_id!r}", hint="list them under training/datasets/")
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+COLUMNS = {"sft": ["prompt", "completion"], "dpo": ["prompt", "chosen", "rejected"]}
+"""The columns trl's trainers read, per technique."""
+
+
+def load_rows(dataset_dir: Path, split: str, adapter: str, technique: str) -> Any:
+    """One split's rows of one adapter and technique as a `datasets.Dataset` that trl's
+    SFTTrainer (technique "sft") or DPOTrainer ("dpo") takes as it is.
+
+    `train.jsonl` holds both row shapes, so a plain `load_dataset("json")` gives every
+    row the other shape's columns as nulls, which trl's format detection trips on; this
+    keeps the technique's columns only (`meta` stays in the JSONL)."""
+    import datasets
+
+    if split not in ("train", "eval"):
+        raise UsageError(f"split must be train or eval, got {split!r}")
+    if technique not in COLUMNS:
+        raise UsageError(f"technique must be sft or dpo, got {technique!r}")
+    data = datasets.load_dataset(
+        "json", data_files=str(Path(dataset_dir) / f"{split}.jsonl"), split="train"
+    )
+    data = data.filter(
+        lambda r: r["meta"]["adapter"] == adapter and r["meta"]["technique"] == technique
+    )
+    return data.select_columns(COLUMNS[technique])

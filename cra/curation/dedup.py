@@ -1,22 +1,23 @@
 """Exact and near-duplicate removal, and the per-domain cap.
 
-Exact duplicates share the normalised prompt and answers. Near-duplicates are found
-with MinHash LSH (datasketch) over word shingles of each row's task text and answers,
-not of its boilerplate (system prompt, retrieved context), which would make every row
-of a repository look alike. Rows are compared within their (adapter, technique) group;
-the eval split is kept first, so a train row that repeats an eval row is the one that
-goes (contamination), and within a split the older row stays.
+Exact duplicates share the normalised prompt and answers. Near-duplicates are found with
+MinHash LSH (datasketch) and confirmed by the exact Jaccard similarity of the word
+shingles of each row's task text and answers, not of its boilerplate (system prompt,
+retrieved context), which would make every row of a repository look alike. Rows are
+compared within their (adapter, technique) group; the eval split is kept first, so a
+train row that repeats an eval row is the one that goes (contamination), and within a
+split the older row stays.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 from cra.curation.rows import Row
@@ -24,16 +25,32 @@ from cra.curation.rows import Row
 _WORD = re.compile(r"\w+")
 
 
-def _hash32(data: bytes) -> int:
-    return zlib.crc32(data)
+def _identity(value: int) -> int:
+    return value
 
 
-def shingles(text: str, size: int) -> list[bytes]:
-    """Word `size`-grams of the lowercased text (the whole text when it is shorter)."""
+def shingle_hashes(text: str, size: int) -> np.ndarray:
+    """Sorted unique 32-bit hashes (blake2b) of the word `size`-grams of the lowercased
+    text (of the whole text when it is shorter)."""
     words = _WORD.findall(text.lower())
-    if len(words) <= size:
-        return [" ".join(words).encode("utf-8")]
-    return list({" ".join(words[i : i + size]).encode() for i in range(len(words) - size + 1)})
+    grams = (
+        [" ".join(words)]
+        if len(words) <= size
+        else {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
+    )
+    values = [
+        int.from_bytes(hashlib.blake2b(g.encode("utf-8"), digest_size=4).digest(), "little")
+        for g in grams
+    ]
+    return np.unique(np.array(values, dtype=np.uint32))
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact Jaccard similarity of two sorted unique hash arrays."""
+    if not len(a) and not len(b):
+        return 1.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (len(a) + len(b) - common)
 
 
 @dataclass
@@ -56,16 +73,13 @@ def deduplicate(
     """Drop exact and near-duplicates within and across the splits; return what stays."""
     stats = DedupStats()
     ordered = [("eval", r) for r in eval_rows] + [("train", r) for r in train_rows]
-    signatures = MinHash.bulk(
-        [shingles(r.dedup_text, shingle_words) for _, r in ordered],
-        num_perm=num_perm,
-        hashfunc=_hash32,
-    )
+    hashes = [shingle_hashes(r.dedup_text, shingle_words) for _, r in ordered]
+    signatures = MinHash.bulk([h.tolist() for h in hashes], num_perm=num_perm, hashfunc=_identity)
     seen: dict[tuple[str, str], dict[str, str]] = {}  # group -> content key -> split
     index: dict[tuple[str, str], MinHashLSH] = {}
-    owner: dict[str, tuple[str, MinHash]] = {}  # LSH key -> split and signature kept
-    # LSH finds candidates at a looser threshold (fewer misses); the estimated Jaccard
-    # of each candidate then decides.
+    owner: dict[str, tuple[str, np.ndarray]] = {}  # LSH key -> split, shingles kept
+    # LSH finds candidates at a looser threshold (few misses); the exact Jaccard of each
+    # candidate's shingles then decides.
     loose = max(0.3, threshold - 0.2)
     kept: dict[str, list[Row]] = {"eval": [], "train": []}
     for n, ((split, row), signature) in enumerate(zip(ordered, signatures, strict=True)):
@@ -80,7 +94,9 @@ def deduplicate(
         if lsh is None:
             lsh = index[row.group] = MinHashLSH(threshold=loose, num_perm=num_perm)
         similar = [
-            owner[k][0] for k in lsh.query(signature) if signature.jaccard(owner[k][1]) >= threshold
+            owner[k][0]
+            for k in lsh.query(signature)
+            if jaccard(hashes[n], owner[k][1]) >= threshold
         ]
         if similar:
             splits = set(similar)
@@ -90,7 +106,7 @@ def deduplicate(
         keys[key] = split
         lsh_key = f"{n}"
         lsh.insert(lsh_key, signature)
-        owner[lsh_key] = (split, signature)
+        owner[lsh_key] = (split, hashes[n])
         kept[split].append(row)
     return kept["eval"], kept["train"], stats
 
