@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -21,6 +22,14 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "no network" in first.output
     assert "qualifying" in first.output
     assert "alignment min/q1/median/q3/max" in first.output
+    for adapter in ("scope", "precision", "planning"):  # gold-derived SFT rows
+        assert f"train {adapter}" in first.output
+    assert "skip  execute-code" in first.output and "not enough data" in first.output
+    assert "dataset training/datasets/demo-1:" in first.output
+    card = json.loads((target / "training" / "datasets" / "demo-1" / "card.json").read_text())
+    assert set(card["counts"]["train"]["by_group"]) == {"scope/sft", "precision/sft",
+                                                        "planning/sft"}  # fmt: skip
+    assert (target / "planning" / "demo-plan.json").is_file()
     second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
     assert second.exit_code == 0
     assert "reused" in second.output
@@ -28,3 +37,4 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "planned 0 tasks" in second.output
     assert "already packed" in second.output
     assert "reused, no network" in second.output
+    assert "dataset demo-1 already written" in second.output

@@ -395,7 +395,7 @@ def build_candidates(
                 )
             )
         if not found:
-            out.skip("task-analysis", "sft", "no teacher task analyses logged")
+            out.skip("task-analysis", "sft", "no teacher task analyses ([curate] teacher_models)")
     out.rows.sort(key=lambda r: (r.authored_ts, r.task_id, r.adapter, r.technique))
     return out
 
