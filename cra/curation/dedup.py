@@ -13,36 +13,41 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch.lsh import _optimal_param
 
 from cra.curation.rows import Row
 
 _WORD = re.compile(r"\w+")
+_MAX_HASH = (1 << 32) - 1
 
 
-def _identity(value: int) -> int:
-    return value
+def _fmix32(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's finaliser: spreads CRC-32 values (which are linear) uniformly."""
+    h = values.astype(np.uint64)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & np.uint64(_MAX_HASH)
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & np.uint64(_MAX_HASH)
+    h ^= h >> np.uint64(16)
+    return h
 
 
 def shingle_hashes(text: str, size: int) -> np.ndarray:
-    """Sorted unique 32-bit hashes (blake2b) of the word `size`-grams of the lowercased
-    text (of the whole text when it is shorter)."""
+    """Sorted unique 32-bit hashes of the word `size`-grams of the lowercased text (of
+    the whole text when it is shorter)."""
     words = _WORD.findall(text.lower())
-    grams = (
-        [" ".join(words)]
-        if len(words) <= size
-        else {" ".join(words[i : i + size]) for i in range(len(words) - size + 1)}
-    )
-    values = [
-        int.from_bytes(hashlib.blake2b(g.encode("utf-8"), digest_size=4).digest(), "little")
-        for g in grams
-    ]
-    return np.unique(np.array(values, dtype=np.uint32))
+    if len(words) <= size:
+        grams = [" ".join(words)]
+    else:
+        grams = [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
+    values = np.fromiter((zlib.crc32(g.encode()) for g in grams), np.uint64, len(grams))
+    return np.unique(_fmix32(values))
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -51,6 +56,44 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     common = len(np.intersect1d(a, b, assume_unique=True))
     return common / (len(a) + len(b) - common)
+
+
+def minhash_signatures(hashes: Sequence[np.ndarray], num_perm: int, seed: int = 1) -> np.ndarray:
+    """MinHash signatures of every row at once: `num_perm` multiply-shift hash functions
+    (h(x) = (a*x + b mod 2^64) >> 32, a odd) applied to each row's shingle hashes, and
+    the minimum per function. Vectorised over all rows (no per-row Python work)."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
+    shift = np.uint64(32)
+    out = np.empty((len(hashes), num_perm), dtype=np.uint64)
+    start = 0
+    while start < len(hashes):
+        stop, total = start, 0
+        while stop < len(hashes) and total < 200_000:
+            total += len(hashes[stop])
+            stop += 1
+        flat = np.concatenate(hashes[start:stop])
+        offsets = np.cumsum([0] + [len(h) for h in hashes[start : stop - 1]])
+        with np.errstate(over="ignore"):
+            values = (flat[:, None] * a + b) >> shift
+        out[start:stop] = np.minimum.reduceat(values, offsets, axis=0)
+        start = stop
+    return out
+
+
+def band_keys(signatures: np.ndarray, threshold: float) -> list[list[int]]:
+    """LSH band keys per row, with the (bands, rows per band) that datasketch's
+    MinHashLSH picks for `threshold` (fewest weighted false positives and negatives)."""
+    num_perm = signatures.shape[1]
+    bands, rows = _optimal_param(threshold, num_perm, 0.5, 0.5)
+    mix = np.random.default_rng(0).integers(1, 2**63, size=rows, dtype=np.uint64) | np.uint64(1)
+    keys = np.empty((signatures.shape[0], bands), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for band in range(bands):
+            block = signatures[:, band * rows : (band + 1) * rows]
+            keys[:, band] = (block * mix).sum(axis=1) + np.uint64(band)
+    return keys.tolist()
 
 
 @dataclass
@@ -74,39 +117,34 @@ def deduplicate(
     stats = DedupStats()
     ordered = [("eval", r) for r in eval_rows] + [("train", r) for r in train_rows]
     hashes = [shingle_hashes(r.dedup_text, shingle_words) for _, r in ordered]
-    signatures = MinHash.bulk([h.tolist() for h in hashes], num_perm=num_perm, hashfunc=_identity)
-    seen: dict[tuple[str, str], dict[str, str]] = {}  # group -> content key -> split
-    index: dict[tuple[str, str], MinHashLSH] = {}
-    owner: dict[str, tuple[str, np.ndarray]] = {}  # LSH key -> split, shingles kept
     # LSH finds candidates at a looser threshold (few misses); the exact Jaccard of each
     # candidate's shingles then decides.
-    loose = max(0.3, threshold - 0.2)
+    keys = band_keys(minhash_signatures(hashes, num_perm), max(0.3, threshold - 0.2))
+    seen: dict[tuple[str, str], dict[str, str]] = {}  # group -> content key -> split
+    tables: dict[tuple[str, str], list[dict[int, list[int]]]] = {}
     kept: dict[str, list[Row]] = {"eval": [], "train": []}
-    for n, ((split, row), signature) in enumerate(zip(ordered, signatures, strict=True)):
+    for n, (split, row) in enumerate(ordered):
         name = "/".join(row.group)
-        keys = seen.setdefault(row.group, {})
+        exact = seen.setdefault(row.group, {})
         key = row.content_key()
-        if key in keys:
-            bucket = stats.eval_contamination if keys[key] != split else stats.exact
+        if key in exact:
+            bucket = stats.eval_contamination if exact[key] != split else stats.exact
             bucket[name] += 1
             continue
-        lsh = index.get(row.group)
-        if lsh is None:
-            lsh = index[row.group] = MinHashLSH(threshold=loose, num_perm=num_perm)
-        similar = [
-            owner[k][0]
-            for k in lsh.query(signature)
-            if jaccard(hashes[n], owner[k][1]) >= threshold
-        ]
+        table = tables.get(row.group)
+        if table is None:
+            table = tables[row.group] = [{} for _ in keys[n]]
+        candidates: set[int] = set()
+        for band, band_key in enumerate(keys[n]):
+            candidates.update(table[band].get(band_key, ()))
+        similar = {ordered[c][0] for c in candidates if jaccard(hashes[n], hashes[c]) >= threshold}
         if similar:
-            splits = set(similar)
-            bucket = stats.near if split in splits else stats.eval_contamination
+            bucket = stats.near if split in similar else stats.eval_contamination
             bucket[name] += 1
             continue
-        keys[key] = split
-        lsh_key = f"{n}"
-        lsh.insert(lsh_key, signature)
-        owner[lsh_key] = (split, hashes[n])
+        exact[key] = split
+        for band, band_key in enumerate(keys[n]):
+            table[band].setdefault(band_key, []).append(n)
         kept[split].append(row)
     return kept["eval"], kept["train"], stats
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from cra.db.logs import LogAnalysis, ScoredPlan, TaskRecord
 from cra.harness.gold import GoldSymbol
-from cra.harness.plan import PLAN_SCHEMA, InvalidPlan, parse_plan, validate_plan
+from cra.harness.plan import PLAN_SCHEMA, InvalidPlan, Plan, parse_plan, validate_plan
 from cra.harness.planners import SYSTEM_PROMPT
 from cra.harness.score import Gold, score_plan
 
@@ -233,9 +233,38 @@ def _by_task(plans: Iterable[ScoredPlan]) -> Iterator[tuple[str, list[ScoredPlan
         yield current, batch  # type: ignore[misc]
 
 
-def _clean_plan_json(text: str | None) -> str | None:
+def plan_json(plan: Plan) -> str:
+    """Canonical JSON of a plan (equal to `Plan.to_json`, without dataclass copying)."""
+    data = {
+        "summary": plan.summary,
+        "steps": [
+            {
+                "id": s.id,
+                "file": s.file,
+                "symbols": list(s.symbols),
+                "action": s.action,
+                "description": s.description,
+                "depends_on": list(s.depends_on),
+            }
+            for s in plan.steps
+        ],
+        "tests": [{"file": t.file, "description": t.description} for t in plan.tests],
+    }
+    return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+
+def plan_gist(plan: Plan) -> str:
+    """What a plan says, without its JSON keys: the text near-duplicates are judged on."""
+    return " ".join(
+        [plan.summary]
+        + [f"{s.action} {s.file} {' '.join(s.symbols)} {s.description}" for s in plan.steps]
+        + [t.file for t in plan.tests]
+    )
+
+
+def _parsed(text: str | None) -> Plan | None:
     try:
-        return parse_plan(text).to_json()
+        return parse_plan(text)
     except InvalidPlan:
         return None
 
@@ -331,7 +360,7 @@ def build_candidates(
                 score = score_plan(plan, _gold(task), {})
                 prompt = prompt_of(llm_plans[0]) if llm_plans else None
                 prompt = prompt or planner_prompt(task.task_text, results)
-                text = plan.to_json()
+                text = plan_json(plan)
                 out.rows.append(
                     _sft(
                         task,
@@ -339,7 +368,7 @@ def build_candidates(
                         "gold",
                         prompt,
                         text,
-                        f"{task.task_text} {text}",
+                        f"{task.task_text} {plan_gist(plan)}",
                         scores={"alignment": score.alignment},
                     )
                 )
@@ -350,16 +379,16 @@ def build_candidates(
                     out.skip("planning", "sft", "teacher plan below the alignment floor")
                     continue
                 prompt = prompt_of(p)
-                text = _clean_plan_json(p.plan)
-                if prompt and text:
+                parsed = _parsed(p.plan)
+                if prompt and parsed:
                     out.rows.append(
                         _sft(
                             task,
                             "planning",
                             "teacher",
                             prompt,
-                            text,
-                            f"{task.task_text} {text}",
+                            plan_json(parsed),
+                            f"{task.task_text} {plan_gist(parsed)}",
                             scores=p.scores(),
                             plan_id=p.id,
                             model=p.model,
@@ -437,11 +466,13 @@ def _dpo_row(
     if gap < options.dpo_min_margin:
         out.skip("planning", "dpo", "alignment margin below the minimum")
         return None
-    chosen = _clean_plan_json(hi.plan)
-    if chosen is None:
+    chosen_plan = _parsed(hi.plan)
+    if chosen_plan is None:
         out.skip("planning", "dpo", "chosen plan does not validate")
         return None
-    rejected = lo.plan if lo.valid and lo.plan else (lo.raw or "")
+    chosen = plan_json(chosen_plan)
+    rejected_plan = _parsed(lo.plan) if lo.valid else None
+    rejected = plan_json(rejected_plan) if rejected_plan else (lo.raw or "")
     record = {
         "prompt": prompts[key],
         "chosen": [_msg("assistant", chosen)],
@@ -458,7 +489,8 @@ def _dpo_row(
             run_id=hi.run_id,
         ),
     }
-    dedup = f"{task.task_text} {chosen} {rejected}"
+    gist = plan_gist(rejected_plan) if rejected_plan else rejected
+    dedup = f"{task.task_text} {plan_gist(chosen_plan)} {gist}"
     return Row(
         "planning", "dpo", task.task_id, task.authored_ts, task.domain, "harness", record, dedup
     )
