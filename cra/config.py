@@ -311,7 +311,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Estimated Jaccard similarity (MinHash LSH) at which two rows are near-duplicates.",
         lambda v: None if 0 < v < 1 else "must be between 0 and 1, exclusive",
     ),
-    Setting("curate", "minhash_perm", 64, int, "MinHash permutations.", positive),
+    Setting(
+        "curate",
+        "minhash_perm",
+        48,
+        int,
+        "MinHash permutations (LSH only proposes candidates; exact Jaccard decides).",
+        positive,
+    ),
     Setting(
         "curate", "shingle_words", 3, int, "Words per shingle of near-dup detection.", positive
     ),

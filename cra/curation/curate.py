@@ -220,7 +220,7 @@ def curate(
     boundary = int(plan["holdout"]["boundary_ts"])
     replay_share = float(plan.get("replay_share", config["curate.replay_share"]))
     cap_setting = float(plan.get("domain_cap", config["curate.domain_cap"]))
-    with closing(workspace.raw_db()) as conn:
+    with closing(workspace.raw_db()) as conn, closing(workspace.curated_db()) as curated:
         if (
             target.exists()
             or conn.execute(
@@ -238,7 +238,9 @@ def curate(
                 hint="mine and run the harness first",
             )
         say("reading the logs")
-        candidates = build_candidates(logs, groups, options, repos_dir=workspace.repos_dir)
+        candidates = build_candidates(
+            logs, groups, options, repos_dir=workspace.repos_dir, curated=curated
+        )
         earlier = _earlier(conn, workspace.root)
     filters: list[dict[str, Any]] = []
     rows = candidates.rows

@@ -25,6 +25,7 @@ from cra.curation.rows import Row
 
 _WORD = re.compile(r"\w+")
 _MAX_HASH = (1 << 32) - 1
+CHUNK = 20_000  # shingles per vectorised block: small enough to stay in cache
 
 
 def _fmix32(values: np.ndarray) -> np.ndarray:
@@ -70,7 +71,7 @@ def minhash_signatures(hashes: Sequence[np.ndarray], num_perm: int, seed: int = 
     start = 0
     while start < len(hashes):
         stop, total = start, 0
-        while stop < len(hashes) and total < 200_000:
+        while stop < len(hashes) and total < CHUNK:
             total += len(hashes[stop])
             stop += 1
         flat = np.concatenate(hashes[start:stop])
@@ -116,10 +117,23 @@ def deduplicate(
     """Drop exact and near-duplicates within and across the splits; return what stays."""
     stats = DedupStats()
     ordered = [("eval", r) for r in eval_rows] + [("train", r) for r in train_rows]
-    hashes = [shingle_hashes(r.dedup_text, shingle_words) for _, r in ordered]
-    # LSH finds candidates at a looser threshold (few misses); the exact Jaccard of each
-    # candidate's shingles then decides.
-    keys = band_keys(minhash_signatures(hashes, num_perm), max(0.3, threshold - 0.2))
+    cache: dict[str, np.ndarray] = {}
+
+    def shingled(text: str) -> np.ndarray:
+        found = cache.get(text)
+        if found is None:
+            found = cache[text] = shingle_hashes(text, shingle_words)
+        return found
+
+    hashes = [
+        np.union1d(shingled(r.dedup_context), shingle_hashes(r.dedup_text, shingle_words))
+        if r.dedup_context
+        else shingle_hashes(r.dedup_text, shingle_words)
+        for _, r in ordered
+    ]
+    # LSH finds candidates at a looser threshold (with 48 permutations, 99.8% of pairs at
+    # Jaccard 0.8 meet in a band at 0.5); the exact Jaccard of their shingles decides.
+    keys = band_keys(minhash_signatures(hashes, num_perm), max(0.3, threshold - 0.3))
     seen: dict[tuple[str, str], dict[str, str]] = {}  # group -> content key -> split
     tables: dict[tuple[str, str], list[dict[int, list[int]]]] = {}
     kept: dict[str, list[Row]] = {"eval": [], "train": []}

@@ -142,7 +142,7 @@ def build_plan(workspace: Workspace, settings: PlanSettings | None = None) -> di
     """Analyse `raw.db` and return the plan; raise EmptyDatabase or NotEnoughData."""
     settings = settings or PlanSettings.from_workspace(workspace)
     groups = [(a, t) for a, techniques in ADAPTERS.items() for t in techniques]
-    with closing(workspace.raw_db()) as conn:
+    with closing(workspace.raw_db()) as conn, closing(workspace.curated_db()) as curated:
         logs = LogAnalysis(conn)
         counts = logs.counts()
         if counts["tasks"] == 0:
@@ -152,7 +152,9 @@ def build_plan(workspace: Workspace, settings: PlanSettings | None = None) -> di
                 "`cra harness run --repo NAME`",
             )
         stages = {s: logs.stage_metrics(s) for s in ("scope", "precision", "planning", "execute")}
-        candidates = build_candidates(logs, groups, settings.options, repos_dir=workspace.repos_dir)
+        candidates = build_candidates(
+            logs, groups, settings.options, repos_dir=workspace.repos_dir, curated=curated
+        )
         failures = logs.failures()
     return plan_from(candidates, stages, counts, settings, failures.invalid_plans)
 

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cra.db.logs import LogAnalysis, ScoredPlan, TaskRecord
+from cra.git import GitError
+from cra.harness.deps import closure, dependency_order, import_graph
 from cra.harness.gold import GoldSymbol
+from cra.harness.index import Indexer
 from cra.harness.plan import PLAN_SCHEMA, InvalidPlan, Plan, parse_plan, validate_plan
 from cra.harness.planners import SYSTEM_PROMPT
 from cra.harness.score import Gold, score_plan
@@ -71,7 +75,8 @@ class Row:
     domain: str
     source: str
     record: dict[str, Any]
-    dedup_text: str
+    dedup_text: str  # the answers: what near-duplicates are judged on, with...
+    dedup_context: str = ""  # ...the task text, shared by a task's rows
 
     @property
     def group(self) -> tuple[str, str]:
@@ -147,7 +152,17 @@ def _sft(
         "completion": [_msg("assistant", completion)],
         "meta": _meta(task, adapter, "sft", source, **meta),
     }
-    return Row(adapter, "sft", task.task_id, task.authored_ts, task.domain, source, record, dedup)
+    return Row(
+        adapter,
+        "sft",
+        task.task_id,
+        task.authored_ts,
+        task.domain,
+        source,
+        record,
+        dedup,
+        task.task_text,
+    )
 
 
 def _retrieved(results: list[dict[str, Any]]) -> tuple[list[str], dict[str, list[str]]]:
@@ -181,16 +196,22 @@ def planner_prompt(task: str, results: list[dict[str, Any]]) -> list[dict[str, s
     ]
 
 
-def gold_plan(task: TaskRecord) -> dict[str, Any]:
+def gold_plan(task: TaskRecord, deps: Mapping[str, set[str]] | None = None) -> dict[str, Any]:
     """The plan the commit itself implies: one step per changed source file, naming the
-    definitions the diff touches, and the test files the commit changed."""
+    definitions the diff touches, ordered dependency-first by the parent's import graph
+    (`deps`: each file's transitive imports, when known), and the test files the commit
+    changed."""
+    deps = deps or {}
     summary = task.task_text.strip().splitlines()[0] if task.task_text.strip() else task.subject
     by_file: dict[str, list[dict[str, Any]]] = {}
     for sym in task.gold_symbols:
         by_file.setdefault(sym["path"], []).append(sym)
+    entries = {f["path"]: f for f in task.gold_files}
+    order = dependency_order(list(entries), deps)
+    ids = {path: n for n, path in enumerate(order, start=1)}
     steps = []
-    for n, entry in enumerate(task.gold_files, start=1):
-        path = entry["path"]
+    for path in order:
+        entry = entries[path]
         syms = by_file.get(path, [])
         kinds = {s["change"] for s in syms}
         action = "add" if kinds == {"added"} and entry.get("old_path") is None else "modify"
@@ -198,12 +219,12 @@ def gold_plan(task: TaskRecord) -> dict[str, Any]:
         parts = [f"{verbs.get(s['change'], 'Change')} {s['qualname']}" for s in syms]
         steps.append(
             {
-                "id": n,
+                "id": ids[path],
                 "file": path,
                 "symbols": [s["qualname"] for s in syms],
                 "action": action,
                 "description": "; ".join(parts) or f"Change {path}",
-                "depends_on": [],
+                "depends_on": sorted(ids[d] for d in deps.get(path, ()) if d in ids),
             }
         )
     tests = [
@@ -275,12 +296,29 @@ def build_candidates(
     options: CurateOptions,
     *,
     repos_dir: Path | None = None,
+    curated: sqlite3.Connection | None = None,
 ) -> Candidates:
     """Every row the logs support for the (adapter, technique) `groups`, oldest first.
 
     `repos_dir` (the workspace's `repos/`) is where gold patches are read from; without
-    it, execute-code rows cannot be built.
+    it, execute-code rows cannot be built. With `curated` (the code index) as well, gold
+    plans are ordered by the parent's import graph; without, they keep the diff's order.
     """
+    indexers: dict[str, Indexer] = {}
+
+    def deps_of(task: TaskRecord) -> dict[str, set[str]]:
+        clone = repos_dir / task.repo / "repo" if repos_dir else None
+        if curated is None or clone is None or not clone.exists() or not task.parent_sha:
+            return {}
+        indexer = indexers.get(task.repo)
+        if indexer is None:
+            indexer = indexers[task.repo] = Indexer(curated, clone)
+        try:
+            index = indexer.index(task.parent_sha)
+        except GitError:
+            return {}
+        return closure(import_graph({p: index.imports(p) for p in index.parsed}))
+
     wanted = set(groups)
     out = Candidates()
     tasks = logs.tasks()
@@ -314,7 +352,7 @@ def build_candidates(
                             _msg("user", f"Task: {task.task_text}\n\nCandidate files:\n{listing}"),
                         ],
                         answer,
-                        f"{task.task_text} {answer}",
+                        answer,
                     )
                 )
         if ("precision", "sft") in wanted:
@@ -340,7 +378,7 @@ def build_candidates(
                         "gold",
                         [_msg("system", PRECISION_SYSTEM), _msg("user", user)],
                         answer,
-                        f"{task.task_text} {answer}",
+                        answer,
                     )
                 )
         task_plans = plans.get(task.task_id, [])
@@ -356,8 +394,9 @@ def build_candidates(
             if not has_gold:
                 out.skip("planning", "sft", "no gold files (task not run by the harness)")
             else:
-                plan = validate_plan(gold_plan(task))
-                score = score_plan(plan, _gold(task), {})
+                deps = deps_of(task)
+                plan = validate_plan(gold_plan(task, deps))
+                score = score_plan(plan, _gold(task), deps)
                 prompt = prompt_of(llm_plans[0]) if llm_plans else None
                 prompt = prompt or planner_prompt(task.task_text, results)
                 text = plan_json(plan)
@@ -368,7 +407,7 @@ def build_candidates(
                         "gold",
                         prompt,
                         text,
-                        f"{task.task_text} {plan_gist(plan)}",
+                        plan_gist(plan),
                         scores={"alignment": score.alignment},
                     )
                 )
@@ -388,7 +427,7 @@ def build_candidates(
                             "teacher",
                             prompt,
                             plan_json(parsed),
-                            f"{task.task_text} {plan_gist(parsed)}",
+                            plan_gist(parsed),
                             scores=p.scores(),
                             plan_id=p.id,
                             model=p.model,
@@ -418,7 +457,7 @@ def build_candidates(
                     "teacher",
                     call.messages,
                     call.response.strip(),  # type: ignore[union-attr]
-                    f"{task.task_text} {call.response}",
+                    call.response,
                     llm_call_id=call.id,
                     model=call.model,
                 )
@@ -490,9 +529,17 @@ def _dpo_row(
         ),
     }
     gist = plan_gist(rejected_plan) if rejected_plan else rejected
-    dedup = f"{task.task_text} {plan_gist(chosen_plan)} {gist}"
+    dedup = f"{plan_gist(chosen_plan)} {gist}"
     return Row(
-        "planning", "dpo", task.task_id, task.authored_ts, task.domain, "harness", record, dedup
+        "planning",
+        "dpo",
+        task.task_id,
+        task.authored_ts,
+        task.domain,
+        "harness",
+        record,
+        dedup,
+        task.task_text,
     )
 
 
@@ -504,7 +551,7 @@ def _execute_row(
     out: Candidates,
 ) -> Row | None:
     """The commit's source diff as the answer to the task plus the parent's sources."""
-    from cra.git import GitError, git
+    from cra.git import git
 
     if options.execute_requires_verified and task.task_id not in verified:
         out.skip("execute-code", "sft", "not verified by its tests")
@@ -549,5 +596,5 @@ def _execute_row(
         "gold",
         [_msg("system", EXECUTE_SYSTEM), _msg("user", user)],
         diff,
-        f"{task.task_text} {diff}",
+        diff,
     )

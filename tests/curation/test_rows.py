@@ -32,7 +32,10 @@ def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
                     (t.task_id,),
                 )
         groups = [("execute-code", "sft"), ("planning", "sft"), ("scope", "sft")]
-        got = build_candidates(logs, groups, CurateOptions(), repos_dir=workspace.repos_dir)
+        with closing(workspace.curated_db()) as curated:
+            got = build_candidates(
+                logs, groups, CurateOptions(), repos_dir=workspace.repos_dir, curated=curated
+            )
         without_clone = build_candidates(logs, groups, CurateOptions(), repos_dir=None)
     execute = [r for r in got.rows if r.adapter == "execute-code"]
     assert {r.task_id for r in execute} <= {t.task_id for t in verified}
