@@ -160,7 +160,7 @@ def _replay_row(record: dict[str, Any], dataset_id: str) -> Row:
 
 def _stable(row: Row, salt: str) -> str:
     return hashlib.sha1(
-        f"{salt}|{row.task_id}|{row.content_key()}".encode(), usedforsecurity=False
+        f"{salt}|{row.task_id}|{row.content_key}".encode(), usedforsecurity=False
     ).hexdigest()
 
 
@@ -331,7 +331,7 @@ def curate(
     replay_of: list[str] = []
     if pool:
         say("drawing replay rows")
-        keys = {r.content_key() for r in train_rows + eval_rows}
+        keys = {r.content_key for r in train_rows + eval_rows}
         by_group: dict[tuple[str, str], list[Row]] = {}
         seen_replay: set[str] = set()
         for ds_id, record in pool:
@@ -340,10 +340,10 @@ def curate(
                 replay_dropped["adapter not in this plan"] += 1
             elif row.authored_ts >= boundary or row.task_id in eval_tasks:
                 replay_dropped["at or after the holdout boundary"] += 1
-            elif row.content_key() in keys or row.content_key() in seen_replay:
+            elif row.content_key in keys or row.content_key in seen_replay:
                 replay_dropped["duplicate"] += 1
             else:
-                seen_replay.add(row.content_key())
+                seen_replay.add(row.content_key)
                 by_group.setdefault(row.group, []).append(row)
         for group, members in sorted(by_group.items()):
             fresh = sum(1 for r in train_rows if r.group == group)

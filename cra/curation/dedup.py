@@ -140,7 +140,7 @@ def deduplicate(
     for n, (split, row) in enumerate(ordered):
         name = "/".join(row.group)
         exact = seen.setdefault(row.group, {})
-        key = row.content_key()
+        key = row.content_key
         if key in exact:
             bucket = stats.eval_contamination if exact[key] != split else stats.exact
             bucket[name] += 1
@@ -173,7 +173,7 @@ def effective_cap(cap: float, domains: int) -> float:
 def _order(row: Row) -> str:
     # A stable pseudo-random order, so the rows a cap drops do not depend on run order.
     return hashlib.sha1(
-        f"{row.task_id}|{row.content_key()}".encode(), usedforsecurity=False
+        f"{row.task_id}|{row.content_key}".encode(), usedforsecurity=False
     ).hexdigest()
 
 

@@ -11,6 +11,7 @@ one chosen. A teacher model's logged answers give distillation rows. Every row c
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -83,6 +84,7 @@ class Row:
         """(adapter, technique): the unit that `cra train` selects."""
         return (self.adapter, self.technique)
 
+    @functools.cached_property
     def content_key(self) -> str:
         """sha1 of the normalised prompt (system aside) and answers: equal for exact
         duplicates."""
@@ -332,6 +334,23 @@ def build_candidates(
         plans = dict(_by_task(logs.iter_plans()))
     verified = logs.verified_tasks()
     teachers = set(options.teacher_models)
+    texts: dict[int, str | None] = {}
+    parsed: dict[str, list[dict[str, Any]]] = {}
+
+    def prompt_text(plan: ScoredPlan) -> str | None:
+        """The messages of the plan's model call, as logged (JSON text)."""
+        if plan.llm_call_id not in texts:
+            texts[plan.llm_call_id] = logs.call_messages_text(plan.llm_call_id)  # type: ignore[arg-type,index]
+        return texts[plan.llm_call_id]  # type: ignore[index]
+
+    def prompt_of(plan: ScoredPlan) -> list[dict[str, Any]] | None:
+        text = prompt_text(plan)
+        if text is None:
+            return None
+        if text not in parsed:
+            parsed[text] = json.loads(text)
+        return parsed[text]
+
     for task in tasks:
         results = retrieval.get(task.task_id, [])
         has_gold = bool(task.gold_files)
@@ -383,12 +402,8 @@ def build_candidates(
                 )
         task_plans = plans.get(task.task_id, [])
         llm_plans = [p for p in task_plans if p.llm_call_id is not None]
-        prompt_cache: dict[int, list[dict[str, Any]] | None] = {}
-
-        def prompt_of(plan: ScoredPlan, cache: dict = prompt_cache) -> list[dict[str, Any]] | None:
-            if plan.llm_call_id not in cache:
-                cache[plan.llm_call_id] = logs.call_messages(plan.llm_call_id)  # type: ignore[arg-type]
-            return cache[plan.llm_call_id]  # type: ignore[index]
+        texts.clear()  # one task's prompts at a time
+        parsed.clear()
 
         if ("planning", "sft") in wanted:
             if not has_gold:
@@ -434,7 +449,7 @@ def build_candidates(
                         )
                     )
         if ("planning", "dpo") in wanted:
-            row = _dpo_row(task, llm_plans, prompt_of, options, out)
+            row = _dpo_row(task, llm_plans, prompt_text, prompt_of, options, out)
             if row is not None:
                 out.rows.append(row)
         if ("execute-code", "sft") in wanted:
@@ -471,6 +486,7 @@ def build_candidates(
 def _dpo_row(
     task: TaskRecord,
     llm_plans: list[ScoredPlan],
+    prompt_text: Any,
     prompt_of: Any,
     options: CurateOptions,
     out: Candidates,
@@ -479,15 +495,14 @@ def _dpo_row(
     if len(llm_plans) < 2:
         out.skip("planning", "dpo", "fewer than two model plans")
         return None
-    groups: dict[str, list[ScoredPlan]] = {}
-    prompts: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[ScoredPlan]] = {}  # plans by the exact prompt they answered
+    prompts: dict[str, ScoredPlan] = {}
     for p in llm_plans:
-        prompt = prompt_of(p)
-        if not prompt:
+        key = prompt_text(p)
+        if not key:
             continue
-        key = json.dumps(prompt, sort_keys=True)
         groups.setdefault(key, []).append(p)
-        prompts[key] = prompt
+        prompts[key] = p
     best: tuple[float, str, ScoredPlan, ScoredPlan] | None = None
     for key, members in groups.items():
         if len(members) < 2:
@@ -513,7 +528,7 @@ def _dpo_row(
     rejected_plan = _parsed(lo.plan) if lo.valid else None
     rejected = plan_json(rejected_plan) if rejected_plan else (lo.raw or "")
     record = {
-        "prompt": prompts[key],
+        "prompt": prompt_of(prompts[key]),
         "chosen": [_msg("assistant", chosen)],
         "rejected": [_msg("assistant", rejected)],
         "meta": _meta(

@@ -417,8 +417,13 @@ class LogAnalysis:
 
     def call_messages(self, call_id: int) -> list[dict[str, Any]] | None:
         """The messages a logged call sent (None when there is no such call)."""
+        text = self.call_messages_text(call_id)
+        return json.loads(text) if text is not None else None
+
+    def call_messages_text(self, call_id: int) -> str | None:
+        """The messages a logged call sent, as the JSON text recorded."""
         row = self.conn.execute(_CALL_MESSAGES, (call_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return row[0] if row else None
 
     def retrievals(self, task_id: str | None = None) -> list[Retrieval]:
         """Retrieval decisions (of one task, or all), in the order they were made."""

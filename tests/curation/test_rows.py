@@ -70,3 +70,27 @@ def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
     scope = {r.task_id: json.loads(r.record["completion"][0]["content"])
              for r in got.rows if r.adapter == "scope"}  # fmt: skip
     assert all(scope[t.task_id] == [f["path"] for f in t.gold_files] for t in tasks)
+
+
+def test_gold_plan_orders_steps_dependency_first() -> None:
+    from cra.curation.rows import gold_plan
+    from cra.db.logs import TaskRecord
+    from cra.harness.plan import validate_plan
+
+    task = TaskRecord(
+        "r@1", "r", "d", "1" * 40, "0" * 40, "2024-01-01T00:00:00+00:00", 0,
+        "Use the new parser in the CLI", "Use the new parser in the CLI",
+        ({"path": "src/cli.py", "old_path": None}, {"path": "src/parse.py", "old_path": None}),
+        ({"path": "src/cli.py", "qualname": "main", "change": "modified"},
+         {"path": "src/parse.py", "qualname": "parse", "change": "added"}),
+        ("tests/test_cli.py",),
+    )  # fmt: skip
+    plan = validate_plan(gold_plan(task, {"src/cli.py": {"src/parse.py"}}))
+    assert [(s.id, s.file, s.depends_on) for s in plan.steps] == [
+        (1, "src/parse.py", ()),
+        (2, "src/cli.py", (1,)),
+    ]
+    assert plan.steps[0].action == "add" and plan.steps[0].symbols == ("parse",)
+    assert [t.file for t in plan.tests] == ["tests/test_cli.py"]
+    unordered = validate_plan(gold_plan(task))
+    assert [s.file for s in unordered.steps] == ["src/cli.py", "src/parse.py"]
