@@ -92,6 +92,11 @@ def load_plan(path: Path) -> dict[str, Any]:
     holdout = plan.get("holdout") or {}
     if not isinstance(holdout.get("boundary_ts"), int):
         raise PlanError(f"{path}: the plan has no holdout boundary")
+    replay, cap = plan.get("replay_share"), plan.get("domain_cap")
+    if not isinstance(replay, int | float) or not 0.1 <= replay <= 0.2:
+        raise PlanError(f"{path}: replay_share must be between 0.1 and 0.2, got {replay!r}")
+    if not isinstance(cap, int | float) or not 0 < cap <= 1:
+        raise PlanError(f"{path}: domain_cap must be in (0, 1], got {cap!r}")
     for entry in plan.get("adapters") or []:
         name = entry.get("name")
         if name not in ADAPTERS:
@@ -218,8 +223,8 @@ def curate(
     if not groups:
         raise PlanError(f"{plan_path}: the plan trains no adapter", hint="nothing to curate")
     boundary = int(plan["holdout"]["boundary_ts"])
-    replay_share = float(plan.get("replay_share", config["curate.replay_share"]))
-    cap_setting = float(plan.get("domain_cap", config["curate.domain_cap"]))
+    replay_share = float(plan["replay_share"])
+    cap_setting = float(plan["domain_cap"])
     with closing(workspace.raw_db()) as conn, closing(workspace.curated_db()) as curated:
         if (
             target.exists()

@@ -1,10 +1,12 @@
 """`cra train-plan`: read the logs, rank stages by weakness, and write a training plan.
 
 Weakness of a stage = its gap to the target (`[curate] target_*`) plus half of its
-decline over time (a falling metric is weaker than a flat one at the same level); an
-adapter is trained only when its data is enough (`[curate] min_examples` train rows
-and at least one eval row after the chronological split). Stages with no logged
-metric (task-analysis) rank after the measured ones. When nothing can be trained the
+decline over time (a falling metric is weaker than a flat one at the same level).
+Adapters are ranked by priority = weakness x min(1, train rows / (4 x min_examples)),
+so volume of usable data counts too. An adapter is trained only when its data is
+enough (`[curate] min_examples` train rows and at least one eval row after the
+chronological split). Stages with no logged metric (task-analysis) rank after the
+measured ones. When nothing can be trained the
 plan is not written: :class:`NotEnoughData` says why for each adapter.
 
 The plan (JSON, `format_version` 1) names the adapters to train, the technique and
@@ -219,6 +221,15 @@ def plan_from(
         stage = STAGE_OF[adapter]
         view = stage_view.get(stage) if stage else None
         trainable = [e for e in entries if e["train"]]
+        volume = max((e["estimated_examples"]["train"] for e in trainable), default=0)
+        weakness = view["weakness"] if view else None
+        # Volume: a weak stage with little data gains less from a round than one with
+        # plenty; full weight from 4x min_examples train rows.
+        priority = (
+            None
+            if weakness is None
+            else round(weakness * min(1.0, volume / (4 * settings.min_examples)), 4)
+        )
         if not trainable:
             reasons[adapter] = "; ".join(f"{e['technique']}: {e['reason']}" for e in entries)
         adapters.append(
@@ -226,7 +237,8 @@ def plan_from(
                 "name": adapter,
                 "stage": stage,
                 "train": bool(trainable),
-                "weakness": view["weakness"] if view else None,
+                "weakness": weakness,
+                "priority": priority,
                 "metric": view,
                 "techniques": entries,
                 "reason": "enough data" if trainable else reasons[adapter],
@@ -234,9 +246,10 @@ def plan_from(
         )
     if not any(a["train"] for a in adapters):
         raise NotEnoughData(reasons)
-    # Rank: trainable first, then by weakness (unmeasured after measured), then name.
+    # Rank: trainable first, then by priority (weakness weighed by data volume; stages
+    # with no logged metric after the measured ones), then name.
     adapters.sort(
-        key=lambda a: (not a["train"], a["weakness"] is None, -(a["weakness"] or 0.0), a["name"])
+        key=lambda a: (not a["train"], a["priority"] is None, -(a["priority"] or 0.0), a["name"])
     )
     for rank, entry in enumerate(adapters, start=1):
         entry["rank"] = rank

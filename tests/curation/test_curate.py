@@ -18,7 +18,7 @@ from cra.curation.curate import DatasetExists, PlanError, curate, load_plan
 from cra.curation.plan import EmptyDatabase, NotEnoughData, build_plan, write_plan
 from cra.fixtures.logs import build_synthetic_log
 from cra.fsutil import sha256_file
-from cra.workspace import Workspace
+from cra.workspace import Workspace, init_workspace
 
 META_KEYS = {"adapter", "technique", "task_id", "repo", "commit", "authored_at", "source",
              "scores", "domain"}  # fmt: skip
@@ -220,6 +220,14 @@ def test_bad_plans_and_existing_ids(make_log, tmp_path: Path) -> None:
     unknown.write_text(json.dumps({**plan, "adapters": adapters}))
     with pytest.raises(PlanError, match="unknown adapter 'telepathy'"):
         load_plan(unknown)
+    greedy = tmp_path / "greedy.json"
+    greedy.write_text(json.dumps({**plan, "replay_share": 0.5}))
+    with pytest.raises(PlanError, match="replay_share"):
+        load_plan(greedy)
+    empty = init_workspace(tmp_path / "empty").workspace
+    with pytest.raises(EmptyDatabase, match="holds no tasks"):
+        curate(empty, plan_path, "d0")
+    assert not (empty.training_dir / "datasets" / "d0").exists()
     junk = tmp_path / "junk.json"
     junk.write_text("{")
     with pytest.raises(PlanError, match="not a readable JSON plan"):
