@@ -6,9 +6,12 @@ near duplicates), then times, in the same run:
 - reading every task and scored plan through LogAnalysisAPI (the floor);
 - `cra train-plan` (analysis and row estimates);
 - `cra curate-data` end to end (rows, time split, exact and MinHash LSH dedup, domain
-  cap, writing and hashing the JSONL, registering the dataset).
-Prints the times, rows per second and the ratio to the floor. Target: curate-data
-<= 30 s. Usage: python benchmarks/bench_curate.py [PLANS]
+  cap, writing and hashing the JSONL, registering the dataset);
+- near-duplicate detection alone, cra's vectorised MinHash + banding against datasketch
+  alone (`MinHash.bulk` + `MinHashLSH` at the same threshold), with how many of
+  their keep/drop decisions differ.
+Prints the times, rows per second and the ratios. Target: curate-data <= 30 s.
+Usage: python benchmarks/bench_curate.py [PLANS]
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from contextlib import closing
 from pathlib import Path
 
 from cra.curation.curate import curate
-from cra.curation.plan import build_plan, write_plan
+from cra.curation.dedup import deduplicate, shingle_hashes
+from cra.curation.plan import build_plan, curate_options, write_plan
+from cra.curation.rows import build_candidates
 from cra.db.logs import LogAnalysis
 from cra.fixtures.logs import DEFAULT_REPOS, build_synthetic_log
 from cra.workspace import init_workspace
@@ -78,6 +83,48 @@ def main() -> None:
               f"eval {card['counts']['eval']['rows']})")  # fmt: skip
         print(f"dropped                 : {dropped}")
         print(f"curate-data / floor     : {curate_s / floor_s:7.1f}x")
+        near_dup_baseline(
+            workspace, plan, ws_threshold=workspace.config["curate.near_dup_threshold"]
+        )
+
+
+def datasketch_keep(rows, threshold: float, num_perm: int, words: int) -> set[int]:
+    """Reference: datasketch's MinHash (bulk) and MinHashLSH, per (adapter, technique)."""
+    from datasketch import MinHash, MinHashLSH
+
+    shingled = [
+        shingle_hashes(f"{row.dedup_context} {row.dedup_text}", words).tolist() for row in rows
+    ]
+    signatures = MinHash.bulk(shingled, num_perm=num_perm, hashfunc=int)
+    kept: set[int] = set()
+    index: dict = {}
+    for n, (row, signature) in enumerate(zip(rows, signatures, strict=True)):
+        lsh = index.setdefault(row.group, MinHashLSH(threshold=threshold, num_perm=num_perm))
+        if lsh.query(signature):
+            continue
+        lsh.insert(str(n), signature)
+        kept.add(n)
+    return kept
+
+
+def near_dup_baseline(workspace, plan, *, ws_threshold: float) -> None:
+    groups = [(a["name"], t["technique"]) for a in plan["adapters"] if a["train"]
+              for t in a["techniques"] if t["train"]]  # fmt: skip
+    with closing(workspace.raw_db()) as conn:
+        rows = build_candidates(LogAnalysis(conn), groups, curate_options(workspace)).rows
+    config = workspace.config
+    cra_s, (_, kept_rows, _) = timed(lambda: deduplicate(
+        [], rows, threshold=ws_threshold, num_perm=config["curate.minhash_perm"],
+        shingle_words=config["curate.shingle_words"],
+    ))  # fmt: skip
+    ds_s, kept = timed(lambda: datasketch_keep(rows, ws_threshold, 128,
+                                               config["curate.shingle_words"]))  # fmt: skip
+    ours = {id(r) for r in kept_rows}
+    differ = sum((id(r) in ours) != (n in kept) for n, r in enumerate(rows))
+    print(f"near-dup, cra           : {cra_s:7.2f} s  ({len(rows) - len(kept_rows)} dropped)")
+    print(f"near-dup, datasketch    : {ds_s:7.2f} s  ({len(rows) - len(kept)} dropped, "
+          f"128 permutations)")  # fmt: skip
+    print(f"datasketch / cra        : {ds_s / cra_s:7.1f}x  ({differ} decisions differ)")
 
 
 if __name__ == "__main__":
