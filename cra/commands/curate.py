@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import click
@@ -31,10 +32,17 @@ def train_plan(ctx: Context, out: Path | None, as_json: bool) -> None:
     chronological holdout boundary, replay share and domain cap. Where the data is not
     enough it says so; when no adapter can be trained, no plan is written.
     """
+    from rich.console import Console
+
     from cra.curation.plan import build_plan, write_plan
 
     workspace = ctx.workspace()
-    plan = build_plan(workspace)
+    with (
+        Console(stderr=True).status("analysing raw.db", spinner="dots")
+        if not as_json
+        else nullcontext()
+    ):
+        plan = build_plan(workspace)
     path = write_plan(workspace, plan, out)
     if as_json:
         click.echo(json.dumps({"path": str(path), **plan}, indent=2))

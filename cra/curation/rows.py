@@ -79,7 +79,7 @@ class Row:
     dedup_text: str  # the answers: what near-duplicates are judged on, with...
     dedup_context: str = ""  # ...the task text, shared by a task's rows
 
-    @property
+    @functools.cached_property
     def group(self) -> tuple[str, str]:
         """(adapter, technique): the unit that `cra train` selects."""
         return (self.adapter, self.technique)
@@ -282,6 +282,33 @@ def plan_gist(plan: Plan) -> str:
         [plan.summary]
         + [f"{s.action} {s.file} {' '.join(s.symbols)} {s.description}" for s in plan.steps]
         + [t.file for t in plan.tests]
+    )
+
+
+def _stored(plan: ScoredPlan) -> dict[str, Any] | None:
+    """A valid plan as the harness stored it: canonical JSON (`Plan.to_json`), validated
+    when it was recorded, so it is only decoded here."""
+    if not plan.valid or not plan.plan:
+        return None
+    try:
+        data = json.loads(plan.plan)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _stored_gist(data: dict[str, Any]) -> str:
+    """:func:`plan_gist` of a stored plan."""
+    steps = data.get("steps") or []
+    return " ".join(
+        [str(data.get("summary", ""))]
+        + [
+            f"{s.get('action')} {s.get('file')} {' '.join(s.get('symbols') or [])} "
+            f"{s.get('description')}"
+            for s in steps
+            if isinstance(s, dict)
+        ]
+        + [str(t.get("file")) for t in data.get("tests") or [] if isinstance(t, dict)]
     )
 
 
@@ -520,13 +547,13 @@ def _dpo_row(
     if gap < options.dpo_min_margin:
         out.skip("planning", "dpo", "alignment margin below the minimum")
         return None
-    chosen_plan = _parsed(hi.plan)
+    chosen_plan = _stored(hi)
     if chosen_plan is None:
         out.skip("planning", "dpo", "chosen plan does not validate")
         return None
-    chosen = plan_json(chosen_plan)
-    rejected_plan = _parsed(lo.plan) if lo.valid else None
-    rejected = plan_json(rejected_plan) if rejected_plan else (lo.raw or "")
+    chosen = hi.plan or ""
+    rejected_plan = _stored(lo)
+    rejected = (lo.plan or "") if rejected_plan else (lo.raw or "")
     record = {
         "prompt": prompt_of(prompts[key]),
         "chosen": [_msg("assistant", chosen)],
@@ -543,8 +570,8 @@ def _dpo_row(
             run_id=hi.run_id,
         ),
     }
-    gist = plan_gist(rejected_plan) if rejected_plan else rejected
-    dedup = f"{plan_gist(chosen_plan)} {gist}"
+    gist = _stored_gist(rejected_plan) if rejected_plan else rejected
+    dedup = f"{_stored_gist(chosen_plan)} {gist}"
     return Row(
         "planning",
         "dpo",

@@ -18,6 +18,7 @@ from cra.curation.curate import DatasetExists, PlanError, curate, load_plan
 from cra.curation.plan import EmptyDatabase, NotEnoughData, build_plan, write_plan
 from cra.fixtures.logs import build_synthetic_log
 from cra.fsutil import sha256_file
+from cra.harness.plan import parse_plan
 from cra.workspace import Workspace, init_workspace
 
 META_KEYS = {"adapter", "technique", "task_id", "repo", "commit", "authored_at", "source",
@@ -170,6 +171,7 @@ def test_dpo_pairs_respect_the_margin(make_log) -> None:
             ).fetchall())  # fmt: skip
             assert got[ids[0]] == scores["chosen"] and got[ids[1]] == scores["rejected"]
             assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
+            parse_plan(row["chosen"][0]["content"])  # the chosen answer is a valid plan
     skipped = result.card["skipped_tasks"].get("planning/dpo", {})
     assert all(isinstance(v, int) for v in skipped.values())
 
