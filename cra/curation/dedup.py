@@ -12,6 +12,7 @@ split the older row stays.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import zlib
 from collections import Counter
@@ -39,16 +40,19 @@ def _fmix32(values: np.ndarray) -> np.ndarray:
     return h
 
 
+def _crc_grams(text: str, size: int) -> list[int]:
+    words = _WORD.findall(text.lower())
+    if len(words) <= size:
+        return [zlib.crc32(" ".join(words).encode())]
+    return [
+        zlib.crc32(" ".join(words[i : i + size]).encode()) for i in range(len(words) - size + 1)
+    ]
+
+
 def shingle_hashes(text: str, size: int) -> np.ndarray:
     """Sorted unique 32-bit hashes of the word `size`-grams of the lowercased text (of
     the whole text when it is shorter)."""
-    words = _WORD.findall(text.lower())
-    if len(words) <= size:
-        grams = [" ".join(words)]
-    else:
-        grams = [" ".join(words[i : i + size]) for i in range(len(words) - size + 1)]
-    values = np.fromiter((zlib.crc32(g.encode()) for g in grams), np.uint64, len(grams))
-    return np.unique(_fmix32(values))
+    return np.unique(_fmix32(np.array(_crc_grams(text, size), dtype=np.uint64)))
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -59,27 +63,31 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return common / (len(a) + len(b) - common)
 
 
-def minhash_signatures(hashes: Sequence[np.ndarray], num_perm: int, seed: int = 1) -> np.ndarray:
-    """MinHash signatures of every row at once: `num_perm` multiply-shift hash functions
-    (h(x) = (a*x + b mod 2^64) >> 32, a odd) applied to each row's shingle hashes, and
-    the minimum per function. Vectorised over all rows (no per-row Python work)."""
+def minhash_signatures(
+    flat: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int = 1
+) -> np.ndarray:
+    """MinHash signatures of every row at once. `flat` holds all rows' shingle hashes
+    end to end, row i starting at `offsets[i]` (each row has at least one). The hash
+    functions are `num_perm` multiply-shift hashes (h(x) = (a*x + b mod 2^64) >> 32,
+    a odd); a row's signature is the minimum of each over its shingles. Vectorised over
+    blocks of rows (no per-row Python work)."""
     rng = np.random.default_rng(seed)
     a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
     b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
     shift = np.uint64(32)
-    out = np.empty((len(hashes), num_perm), dtype=np.uint64)
-    start = 0
-    while start < len(hashes):
-        stop, total = start, 0
-        while stop < len(hashes) and total < CHUNK:
-            total += len(hashes[stop])
-            stop += 1
-        flat = np.concatenate(hashes[start:stop])
-        offsets = np.cumsum([0] + [len(h) for h in hashes[start : stop - 1]])
+    rows = len(offsets)
+    out = np.empty((rows, num_perm), dtype=np.uint64)
+    ends = np.append(offsets[1:], len(flat))
+    first = 0
+    while first < rows:
+        # the rows whose shingles fit in one cache-sized block (at least one row)
+        last = max(first + 1, int(np.searchsorted(ends, offsets[first] + CHUNK, "right")))
+        last = min(last, rows)
+        lo, hi = int(offsets[first]), int(ends[last - 1])
         with np.errstate(over="ignore"):
-            values = (flat[:, None] * a + b) >> shift
-        out[start:stop] = np.minimum.reduceat(values, offsets, axis=0)
-        start = stop
+            values = (flat[lo:hi, None] * a + b) >> shift
+        out[first:last] = np.minimum.reduceat(values, offsets[first:last] - lo, axis=0)
+        first = last
     return out
 
 
@@ -117,23 +125,37 @@ def deduplicate(
     """Drop exact and near-duplicates within and across the splits; return what stays."""
     stats = DedupStats()
     ordered = [("eval", r) for r in eval_rows] + [("train", r) for r in train_rows]
-    cache: dict[str, np.ndarray] = {}
+    context: dict[str, list[int]] = {}  # a task's text is shingled once for its rows
+    pieces: list[list[int]] = []
+    for _, row in ordered:
+        grams = _crc_grams(row.dedup_text, shingle_words)
+        if row.dedup_context:
+            shared = context.get(row.dedup_context)
+            if shared is None:
+                shared = context[row.dedup_context] = _crc_grams(row.dedup_context, shingle_words)
+            grams = shared + grams
+        pieces.append(grams)
+    lengths = np.fromiter((len(p) for p in pieces), np.int64, len(pieces))
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+    flat = _fmix32(
+        np.fromiter(itertools.chain.from_iterable(pieces), np.uint64, int(lengths.sum()))
+    )
+    del pieces
+    sets: dict[int, np.ndarray] = {}
 
-    def shingled(text: str) -> np.ndarray:
-        found = cache.get(text)
+    def shingles(n: int) -> np.ndarray:  # sorted unique, built only for LSH candidates
+        found = sets.get(n)
         if found is None:
-            found = cache[text] = shingle_hashes(text, shingle_words)
+            found = sets[n] = np.unique(flat[offsets[n] : offsets[n] + lengths[n]])
         return found
 
-    hashes = [
-        np.union1d(shingled(r.dedup_context), shingle_hashes(r.dedup_text, shingle_words))
-        if r.dedup_context
-        else shingle_hashes(r.dedup_text, shingle_words)
-        for _, r in ordered
-    ]
     # LSH finds candidates at a looser threshold (with 48 permutations, 99.8% of pairs at
     # Jaccard 0.8 meet in a band at 0.5); the exact Jaccard of their shingles decides.
-    keys = band_keys(minhash_signatures(hashes, num_perm), max(0.3, threshold - 0.3))
+    keys = (
+        band_keys(minhash_signatures(flat, offsets, num_perm), max(0.3, threshold - 0.3))
+        if ordered
+        else []
+    )
     seen: dict[tuple[str, str], dict[str, str]] = {}  # group -> content key -> split
     tables: dict[tuple[str, str], list[dict[int, list[int]]]] = {}
     kept: dict[str, list[Row]] = {"eval": [], "train": []}
@@ -151,7 +173,9 @@ def deduplicate(
         candidates: set[int] = set()
         for band, band_key in enumerate(keys[n]):
             candidates.update(table[band].get(band_key, ()))
-        similar = {ordered[c][0] for c in candidates if jaccard(hashes[n], hashes[c]) >= threshold}
+        similar = {
+            ordered[c][0] for c in candidates if jaccard(shingles(n), shingles(c)) >= threshold
+        }
         if similar:
             bucket = stats.near if split in similar else stats.eval_contamination
             bucket[name] += 1

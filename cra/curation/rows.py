@@ -11,7 +11,6 @@ one chosen. A teacher model's logged answers give distillation rows. Every row c
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import sqlite3
@@ -78,16 +77,21 @@ class Row:
     record: dict[str, Any]
     dedup_text: str  # the answers: what near-duplicates are judged on, with...
     dedup_context: str = ""  # ...the task text, shared by a task's rows
+    group: tuple[str, str] = field(init=False, repr=False, compare=False)
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    @functools.cached_property
-    def group(self) -> tuple[str, str]:
-        """(adapter, technique): the unit that `cra train` selects."""
-        return (self.adapter, self.technique)
+    def __post_init__(self) -> None:
+        self.group = (self.adapter, self.technique)  # the unit that `cra train` selects
 
-    @functools.cached_property
+    @property
     def content_key(self) -> str:
         """sha1 of the normalised prompt (system aside) and answers: equal for exact
         duplicates."""
+        if self._key is None:
+            self._key = self._content_key()
+        return self._key
+
+    def _content_key(self) -> str:
         parts = [
             m["content"] for m in self.record["prompt"] if m.get("role") != "system"
         ]  # the system prompt is the same in every row of an adapter
