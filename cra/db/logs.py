@@ -10,8 +10,9 @@ primary keys the joins follow) cover these queries.
 Stage metrics:
 - scope = file recall of the plans; precision = symbol recall; planning = alignment
   (an invalid plan scores 0 on each);
-- execute = the share of graded patches (`outcomes` of kind `patch_grade`) whose
-  verdict is a pass (see :data:`PATCH_PASSED`).
+- execute = the share of graded patches (`outcomes` of kind `patch_grade`) that resolve
+  their task (FAIL_TO_PASS and PASS_TO_PASS pass); grades the infrastructure spoiled
+  are left out (see :data:`PATCH_JUDGED`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,12 @@ STAGES: dict[str, str] = {
 }
 """The stages the logs measure, and the metric each is measured by."""
 
-PATCH_PASSED = ("passed", "resolved")
+PATCH_PASSED = ("resolved",)
 """Verdicts of a graded patch that count as its FAIL_TO_PASS tests passing."""
+
+PATCH_JUDGED = ("resolved", "unresolved", "patch_failed")
+"""Verdicts that judge the patch; the others (env_failed, timeout, sandbox_failed,
+tests_error) are failures of the infrastructure and never count against it."""
 
 BUCKETS = {"day": "%Y-%m-%d", "week": "%Y-W%W", "month": "%Y-%m"}
 
@@ -304,7 +309,7 @@ _EXECUTE_METRIC = """
 SELECT o.created_at AS at, r.name AS repo,
        CASE WHEN o.verdict IN ({passed}) THEN 1.0 ELSE 0.0 END AS value
 FROM outcomes o JOIN tasks t ON t.task_id = o.task_id JOIN repos r ON r.id = t.repo_id
-WHERE o.kind = 'patch_grade'
+WHERE o.kind = 'patch_grade' AND o.verdict IN ({judged})
   AND (:repo IS NULL OR r.name = :repo) AND (:since IS NULL OR o.created_at >= :since)
   AND (:adapter IS NULL OR EXISTS (
         SELECT 1 FROM llm_calls c WHERE c.task_id = o.task_id AND c.run_id IS o.run_id
@@ -550,7 +555,8 @@ class LogAnalysis:
         params = {"repo": repo, "since": _iso(since), "adapter": name, "version": version}
         if stage == "execute":
             passed = ", ".join(f"'{v}'" for v in PATCH_PASSED)
-            query = _EXECUTE_METRIC.format(passed=passed)
+            judged = ", ".join(f"'{v}'" for v in PATCH_JUDGED)
+            query = _EXECUTE_METRIC.format(passed=passed, judged=judged)
         else:
             column = {"scope": "file_recall", "precision": "symbol_recall"}.get(stage, "alignment")
             query = _PLAN_METRIC.format(column=column)
