@@ -145,6 +145,7 @@ class ValidateSummary:
     isolation: str | None = None
     seconds: float = 0.0
     test_seconds: float = 0.0
+    latest: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready summary."""
@@ -155,7 +156,8 @@ class ValidateSummary:
             "tasks_done": self.tasks_done,
             "tasks_skipped": self.tasks_skipped,
             "verdicts": dict(self.verdicts),
-            "verified": self.verdicts.get("verified", 0),
+            "verified": self.latest.get("verified", 0),
+            "latest_verdicts": dict(self.latest),
             "isolation": self.isolation,
             "seconds": round(self.seconds, 3),
             "test_seconds": round(self.test_seconds, 3),
@@ -572,6 +574,14 @@ def validate_repo(
                 if progress:
                     progress(done, len(commits), task_id)
             status = "finished"
+            for commit in commits:
+                row = conn.execute(
+                    "SELECT verdict FROM outcomes WHERE task_id = ? AND kind = 'validation' "
+                    "ORDER BY id DESC LIMIT 1",
+                    (task_id_for(repo, commit.sha),),
+                ).fetchone()
+                if row is not None:
+                    summary.latest[row[0]] = summary.latest.get(row[0], 0) + 1
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             error = f"{type(exc).__name__}: {exc}"
