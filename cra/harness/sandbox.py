@@ -257,6 +257,17 @@ def prepare_owned(paths: Sequence[Path], uid: int | None) -> None:
                 os.lchown(os.path.join(root, name), uid, uid)
 
 
+def unreachable_parent(path: Path) -> Path | None:
+    """The first folder above `path` that other users may not traverse, if any."""
+    for parent in reversed(Path(os.path.realpath(path)).parents):
+        try:
+            if not parent.stat().st_mode & 0o001:
+                return parent
+        except OSError:
+            return parent
+    return None
+
+
 def _tail(path: Path) -> str:
     try:
         with path.open("rb") as fh:
@@ -290,6 +301,17 @@ def run_sandboxed(
         cmd = bwrap_argv(argv, cwd=cwd, writable=writable, readonly=readonly, uid=uid)
     elif isolation == "unshare":
         cmd = unshare_argv(argv, uid=uid)
+        if uid is not None:
+            # On the host's file system the unprivileged uid must be able to reach them.
+            for path in (*writable, *readonly):
+                blocked = unreachable_parent(Path(path))
+                if blocked is not None:
+                    return SandboxResult(
+                        isolation, None, False, 0.0, "", "",
+                        start_error=f"unshare: {path} cannot be reached by uid {uid}: "
+                        f"{blocked} is private (use bubblewrap, or a workspace in a folder "
+                        "others may traverse)",
+                    )  # fmt: skip
     elif isolation == "none":
         cmd = list(argv)
     else:
