@@ -143,6 +143,8 @@ def bwrap_argv(
             made.add(parent)
     for kind, target in sorted(binds, key=lambda b: len(b[1])):
         out += [kind, target, target]
+    if uid is None and not _is_root():
+        out.insert(1, "--unshare-user")  # how an unprivileged bwrap gets its namespaces
     out += ["--chdir", str(cwd), "--"]
     return out + _drop(uid) + list(argv)
 

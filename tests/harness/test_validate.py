@@ -3,6 +3,7 @@ histories, the packed offline environment, sandboxed pytest runs, real SQLite.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from cra.harness.sandbox import probe, sandbox_uid
 from cra.harness.testpaths import is_test_path
 from cra.harness.validate import ValidateOptions, grade_patch, task_gold_patch, validate_repo
 from cra.repos.layout import register_repo
+from cra.repos.manifest import load_manifest, write_manifest
 
 pytestmark = pytest.mark.skipif(
     probe("bwrap", sandbox_uid(61000)) is not None and probe("unshare", None) is not None,
@@ -140,6 +142,10 @@ def odd_repo(workspace, packed) -> tuple[Path, dict[str, str]]:
     shas["flaky"] = _commit(repo, "Add a helper with shaky tests", {
         "src/app/extra.py": "X = 1\n", "tests/test_core.py": ODD_TEST_V1 + FLAKY,
     }, 4)  # fmt: skip
+    shas["broken"] = _commit(repo, "Add checks that cannot import", {
+        "src/app/more.py": "Y = 2\n",
+        "tests/test_more.py": "from app.missing import nothing\n\n\ndef test_y():\n    pass\n",
+    }, 5)  # fmt: skip
     _qualify(workspace, repo, list(shas.values()))
     (workspace.root / "cra.toml").write_text(
         (workspace.root / "cra.toml")
@@ -156,7 +162,7 @@ def test_fix_refactor_flaky_and_hanging_tests(odd_repo) -> None:
     workspace = open_workspace(Path(os.environ["CRA_HOME"]))
     assert workspace.config["validate.per_test_timeout_s"] == 2.0
     summary = validate_repo(workspace, "tally", ValidateOptions())
-    assert summary.tasks_done == 3
+    assert summary.tasks_done == 4
     with closing(workspace.raw_db()) as conn:
         rows = {
             r["task_id"]: r
@@ -165,6 +171,7 @@ def test_fix_refactor_flaky_and_hanging_tests(odd_repo) -> None:
         bugfix = rows[f"tally@{shas['bugfix'][:12]}"]
         refactor = rows[f"tally@{shas['refactor'][:12]}"]
         flaky = rows[f"tally@{shas['flaky'][:12]}"]
+        broken = rows[f"tally@{shas['broken'][:12]}"]
         stored_ids = {r[0] for r in conn.execute("SELECT DISTINCT test_id FROM test_runs")}
         hang = conn.execute(
             "SELECT outcome, duration_s FROM test_runs WHERE test_id = ?",
@@ -193,9 +200,13 @@ def test_fix_refactor_flaky_and_hanging_tests(odd_repo) -> None:
         json.loads(flaky["pass_to_pass"])
     )
     assert hang and all(o == "failed" and 1.5 < d < 10 for o, d in hang)
+    # Tests that cannot be collected after the commit prove nothing.
+    assert broken["verdict"] == "tests_error"
+    runs = json.loads(broken["details"])["runs"]
+    assert all("tests/test_more.py" in r["collect_errors"] for r in runs)
     # Running again skips every finished verdict.
     again = validate_repo(workspace, "tally", ValidateOptions())
-    assert (again.tasks_done, again.tasks_skipped) == (0, 3)
+    assert (again.tasks_done, again.tasks_skipped) == (0, 4)
 
 
 def test_bugfix_of_the_factory_history_via_the_cli_and_gold_grading(
@@ -203,6 +214,14 @@ def test_bugfix_of_the_factory_history_via_the_cli_and_gold_grading(
 ) -> None:
     mine_repo(workspace, "tally")
     bugfix = project_repo.of_kind("bugfix")[0]
+    # Two eras: the commit's date must pick the early one.
+    manifest = load_manifest(packed / "manifest.json")
+    (env,) = manifest.environments
+    split = "2023-06-01"
+    eras = (dataclasses.replace(env, id="early", until=split),
+            dataclasses.replace(env, id="late", start=split))  # fmt: skip
+    write_manifest(packed / "manifest.json", dataclasses.replace(manifest, environments=eras))
+    assert bugfix.authored_at.date().isoformat() < split
     runner = CliRunner()
     ran = runner.invoke(
         cli, ["harness", "validate", "--repo", "tally", "--limit", "1", "--runs", "1", "--json"]
@@ -216,6 +235,9 @@ def test_bugfix_of_the_factory_history_via_the_cli_and_gold_grading(
             "SELECT fail_to_pass FROM outcomes WHERE task_id = ?", (task_id,)
         ).fetchone()
     assert tuple(json.loads(row[0])) == bugfix.fail_to_pass
+    with closing(workspace.raw_db()) as conn:
+        env_ids = {r[0] for r in conn.execute("SELECT DISTINCT env_id FROM test_runs")}
+    assert env_ids == {"early"}
     gold = runner.invoke(cli, ["harness", "grade", task_id, "--gold", "--json"])
     assert gold.exit_code == 0, gold.output
     grade = json.loads(gold.output)
@@ -245,3 +267,25 @@ def test_run_without_a_manifest_asks_for_no_validate(workspace, project_repo) ->
     result = CliRunner().invoke(cli, ["harness", "run", "--repo", "tally"])
     assert result.exit_code == 2
     assert "no manifest.json" in result.output and "--no-validate" in result.output
+
+
+def test_a_broken_environment_is_an_infrastructure_verdict_retried_later(workspace, packed) -> None:
+    mine_repo(workspace, "tally")
+    wheel = next((packed / "packages").glob("pytest_timeout-*.whl"))
+    aside = workspace.root / wheel.name
+    wheel.rename(aside)
+    first = validate_repo(workspace, "tally", ValidateOptions(limit=1, runs=1))
+    assert first.verdicts == {"env_failed": 1}
+    with closing(workspace.raw_db()) as conn:
+        (details,) = conn.execute("SELECT details FROM outcomes").fetchone()
+        assert conn.execute("SELECT count(*) FROM test_runs").fetchone()[0] == 0
+    assert "pytest_timeout" in json.loads(details)["error"]
+    aside.rename(wheel)
+    # `cra harness run` validates by default, retrying the infrastructure failure.
+    ran = CliRunner().invoke(cli, ["harness", "run", "--repo", "tally", "--limit", "1", "--json"])
+    assert ran.exit_code == 0, ran.output
+    validation = json.loads(ran.output)["validation"]
+    assert (validation["tasks_done"], validation["verified"]) == (1, 1)
+    with closing(workspace.raw_db()) as conn:
+        verdicts = [r[0] for r in conn.execute("SELECT verdict FROM outcomes ORDER BY id")]
+    assert verdicts == ["env_failed", "verified"]
