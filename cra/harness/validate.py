@@ -83,7 +83,7 @@ class ValidateOptions:
 
 
 @dataclass
-class TestRun:
+class PytestRun:
     """One run of the tests: every test's outcome, and whether the run itself held up."""
 
     phase: str
@@ -125,7 +125,7 @@ class Validation:
     fail_to_pass: list[str] = field(default_factory=list)
     pass_to_pass: list[str] = field(default_factory=list)
     flaky: list[str] = field(default_factory=list)
-    runs: list[TestRun] = field(default_factory=list)
+    runs: list[PytestRun] = field(default_factory=list)
     isolation: str | None = None
     env_id: str | None = None
     details: dict[str, object] = field(default_factory=dict)
@@ -258,9 +258,9 @@ class Runner:
     def run_tests(
         self, env: BuiltEnv, tree: Path, tests: Sequence[str], phase: str, attempt: int,
         scratch: Path, manifest_timeout: float,
-    ) -> TestRun:  # fmt: skip
+    ) -> PytestRun:  # fmt: skip
         """Run `tests` once on a private copy of `tree`, sandboxed; parse the report."""
-        result = TestRun(phase, attempt)
+        result = PytestRun(phase, attempt)
         limits, per_test = self.limits(env, manifest_timeout)
         if scratch.exists():
             shutil.rmtree(scratch)
@@ -335,7 +335,7 @@ class Runner:
         return result
 
 
-def _read_report(path: Path, result: TestRun) -> bool:
+def _read_report(path: Path, result: PytestRun) -> bool:
     """Fill `result` from the plugin's JSON lines; return whether the session finished."""
     finished = False
     try:
@@ -362,7 +362,7 @@ def _read_report(path: Path, result: TestRun) -> bool:
     return finished
 
 
-def _outcome_in(run: TestRun, test_id: str) -> str:
+def _outcome_in(run: PytestRun, test_id: str) -> str:
     if test_id in run.outcomes:
         return run.outcomes[test_id][0]
     module = test_id.split("::", 1)[0]
@@ -373,7 +373,7 @@ def _outcome_in(run: TestRun, test_id: str) -> str:
     return "absent"
 
 
-def stable_outcomes(runs: Sequence[TestRun], ids: set[str]) -> tuple[dict[str, str], set[str]]:
+def stable_outcomes(runs: Sequence[PytestRun], ids: set[str]) -> tuple[dict[str, str], set[str]]:
     """Each test's outcome when every run agrees on it, and the tests they disagree on."""
     stable, flaky = {}, set()
     for test_id in ids:
@@ -385,7 +385,7 @@ def stable_outcomes(runs: Sequence[TestRun], ids: set[str]) -> tuple[dict[str, s
     return stable, flaky
 
 
-def judge(before: Sequence[TestRun], after: Sequence[TestRun]) -> Validation:
+def judge(before: Sequence[PytestRun], after: Sequence[PytestRun]) -> Validation:
     """The verdict on a task from its before and after runs (task_id left empty)."""
     runs = [*before, *after]
     v = Validation("", "no_fail_to_pass", runs=runs)
@@ -677,7 +677,7 @@ def grade_patch(
         scratch_root = workspace.harness_dir / "validate"
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"grade-{commit.sha[:12]}-", dir=scratch_root))
-        test_runs: list[TestRun] = []
+        test_runs: list[PytestRun] = []
         try:
             if isinstance(env, CraError):
                 grade.verdict, grade.detail = "env_failed", str(env)
@@ -732,7 +732,7 @@ def _apply(tree: Path, patch: str) -> str | None:
     return None
 
 
-def _grade(grade: Grade, runs: list[TestRun], f2p: list[str], p2p: list[str]) -> None:
+def _grade(grade: Grade, runs: list[PytestRun], f2p: list[str], p2p: list[str]) -> None:
     for klass in ("sandbox_failed", "env_failed", "timeout"):
         if any(r.problem == klass for r in runs):
             grade.verdict = klass

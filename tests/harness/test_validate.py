@@ -19,7 +19,14 @@ from cra.db import transaction
 from cra.harness.mine import mine_repo
 from cra.harness.sandbox import probe, sandbox_uid
 from cra.harness.testpaths import is_test_path
-from cra.harness.validate import ValidateOptions, grade_patch, task_gold_patch, validate_repo
+from cra.harness.validate import (
+    PytestRun,
+    ValidateOptions,
+    grade_patch,
+    judge,
+    task_gold_patch,
+    validate_repo,
+)
 from cra.repos.layout import register_repo
 from cra.repos.manifest import load_manifest, write_manifest
 
@@ -289,3 +296,41 @@ def test_a_broken_environment_is_an_infrastructure_verdict_retried_later(workspa
     with closing(workspace.raw_db()) as conn:
         verdicts = [r[0] for r in conn.execute("SELECT verdict FROM outcomes ORDER BY id")]
     assert verdicts == ["env_failed", "verified"]
+
+
+def _run(phase: str, attempt: int, outcomes: dict[str, str], **kw) -> PytestRun:
+    run = PytestRun(phase, attempt, {t: (o, 0.01) for t, o in outcomes.items()})
+    for key, value in kw.items():
+        setattr(run, key, value)
+    return run
+
+
+def test_judge_counts_only_stable_outcomes_and_uncollectable_modules_as_failing() -> None:
+    before = [
+        _run("before", 1, {"t.py::a": "passed", "t.py::b": "failed", "t.py::c": "passed"}),
+        _run("before", 2, {"t.py::a": "passed", "t.py::b": "failed", "t.py::c": "failed"}),
+    ]
+    for r in before:
+        r.collect_errors = {"new.py": "ImportError"}
+    after = [_run("after", i, {"t.py::a": "passed", "t.py::b": "passed", "t.py::c": "passed",
+                               "new.py::d[x y]": "passed", "t.py::e": "passed"})
+             for i in (1, 2)]  # fmt: skip
+    v = judge(before, after)
+    assert v.verdict == "verified"
+    assert v.fail_to_pass == ["new.py::d[x y]", "t.py::b"]  # d's module failed to import
+    assert v.pass_to_pass == ["t.py::a"]
+    assert v.flaky == ["t.py::c"]  # "t.py::e" was absent before: neither
+
+
+def test_judge_puts_infrastructure_failures_before_test_errors() -> None:
+    ok = [_run("before", 1, {"t::a": "failed"}), _run("after", 1, {"t::a": "passed"})]
+    assert judge(ok[:1], ok[1:]).verdict == "verified"
+    hung = _run("after", 1, {}, problem="timeout")
+    broken = _run("before", 1, {}, problem="tests_error")
+    jailed = _run("before", 1, {}, problem="sandbox_failed")
+    assert judge([broken], [hung]).verdict == "timeout"
+    assert judge([jailed], [hung]).verdict == "sandbox_failed"
+    assert judge([broken], ok[1:]).verdict == "tests_error"
+    uncollectable = _run("after", 1, {"t::a": "passed"}, collect_errors={"t2.py": "boom"})
+    assert judge(ok[:1], [uncollectable]).verdict == "tests_error"
+    assert judge(ok[:1], [_run("after", 1, {"t::a": "failed"})]).verdict == "no_fail_to_pass"
