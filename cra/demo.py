@@ -117,7 +117,7 @@ def _plan(workspace: Workspace, echo: Echo) -> None:
 def _validate(workspace: Workspace, echo: Echo) -> None:
     from cra.harness.validate import ValidateOptions, validate_repo
 
-    summary = validate_repo(workspace, SAMPLE_NAME, ValidateOptions())
+    summary = validate_repo(workspace, SAMPLE_NAME, ValidateOptions(jobs=2))
     latest = summary.latest
     echo(
         f"  validated {summary.tasks_done} tasks ({summary.tasks_skipped} already done) "

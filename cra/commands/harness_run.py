@@ -101,8 +101,10 @@ def run_command(
     data = summary.as_dict()
     validation = None
     if validate:
-        validation = run_validation(ctx, repo, limit=limit, since=since, runs=None,
-                                    unsafe=unsafe, force=False, as_json=as_json)  # fmt: skip
+        validation = run_validation(
+            ctx, repo, limit=limit, since=since, runs=None, unsafe=unsafe, force=False,
+            as_json=as_json, jobs=jobs,
+        )  # fmt: skip
         data["validation"] = validation
     if as_json:
         click.echo(json.dumps(data, indent=2))

@@ -36,6 +36,7 @@ def run_validation(
     unsafe: bool,
     force: bool,
     as_json: bool,
+    jobs: int = 1,
 ) -> dict[str, object]:
     """Validate REPO with a progress bar; return the summary as data."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -45,7 +46,7 @@ def run_validation(
 
     options = ValidateOptions(
         limit=limit, since=parse_date(since, "--since"), runs=runs, allow_unsafe=unsafe,
-        force=force,
+        force=force, jobs=jobs,
     )  # fmt: skip
     columns = (TextColumn("validating"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[last]}"))  # fmt: skip
@@ -69,6 +70,7 @@ def run_validation(
 @click.option("--since", default=None, help="Only commits authored on or after this date.")
 @click.option("--runs", type=int, default=None, help="Runs per phase ([validate] runs).")
 @click.option("--force", is_flag=True, help="Validate again tasks that already have a verdict.")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Commits in parallel.")
 @click.option("--unsafe-no-sandbox", "unsafe", is_flag=True, help=UNSAFE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_context
@@ -79,6 +81,7 @@ def validate_command(
     since: str | None,
     runs: int | None,
     force: bool,
+    jobs: int,
     unsafe: bool,
     as_json: bool,
 ) -> None:
@@ -92,7 +95,7 @@ def validate_command(
     retried) unless --force.
     """
     data = run_validation(ctx, repo, limit=limit, since=since, runs=runs, unsafe=unsafe,
-                          force=force, as_json=as_json)  # fmt: skip
+                          force=force, as_json=as_json, jobs=jobs)  # fmt: skip
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -24,8 +24,10 @@ import shutil
 import sqlite3
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,10 +76,13 @@ class ValidateOptions:
     runs: int | None = None
     allow_unsafe: bool = False
     force: bool = False
+    jobs: int = 1
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit must be >= 1, got {self.limit}")
+        if self.jobs < 1:
+            raise UsageError(f"--jobs must be >= 1, got {self.jobs}")
         if self.runs is not None and self.runs < 1:
             raise UsageError(f"--runs must be >= 1, got {self.runs}")
 
@@ -231,17 +236,22 @@ class Runner:
     uid: int | None
     runs: int
     envs: dict[str, BuiltEnv | CraError] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def env_for(self, commit: Commit) -> BuiltEnv | CraError:
         """The environment the manifest assigns to the commit's date (built once)."""
         manifest = load_manifest(require_package(self.workspace, self.repo).manifest_path)
         env = manifest.environment_for(datetime.fromisoformat(commit.authored_at))
-        if env.id not in self.envs:
+        with self.lock:
+            return self._built(env.id)
+
+    def _built(self, env_id: str) -> BuiltEnv | CraError:
+        if env_id not in self.envs:
             try:
-                self.envs[env.id] = build_env(self.workspace, self.repo, env_id=env.id)
+                self.envs[env_id] = build_env(self.workspace, self.repo, env_id=env_id)
             except CraError as exc:
-                self.envs[env.id] = exc
-        return self.envs[env.id]
+                self.envs[env_id] = exc
+        return self.envs[env_id]
 
     def limits(self, env: BuiltEnv, manifest_timeout: float) -> tuple[Limits, float]:
         config = self.workspace.config
@@ -546,7 +556,7 @@ def validate_repo(
         if options.limit is not None:
             commits = commits[: options.limit]
         params = {"runs": runner.runs, "isolation": runner.isolation, "limit": options.limit,
-                  "force": options.force}  # fmt: skip
+                  "force": options.force, "jobs": options.jobs}  # fmt: skip
         with transaction(conn):
             run_id = conn.execute(
                 "INSERT INTO harness_runs (repo_id, kind, params, started_at) "
@@ -560,19 +570,34 @@ def validate_repo(
         try:
             if progress:
                 progress(0, len(commits), "")
-            for done, commit in enumerate(commits, start=1):
+            todo = []
+            for commit in commits:
                 task_id = _ensure_task(conn, repo_id, repo, commit)
                 if not options.force and _finished(conn, task_id):
                     summary.tasks_skipped += 1
                 else:
-                    scratch = Path(tempfile.mkdtemp(prefix=f"{commit.sha[:12]}-", dir=scratch_root))
-                    v = validate_commit(runner, commit, scratch)
+                    todo.append(commit)
+            done = summary.tasks_skipped
+            if progress:
+                progress(done, len(commits), "")
+
+            def work(commit: Commit) -> Validation:
+                scratch = Path(tempfile.mkdtemp(prefix=f"{commit.sha[:12]}-", dir=scratch_root))
+                return validate_commit(runner, commit, scratch)
+
+            pool = ThreadPoolExecutor(max_workers=options.jobs)
+            try:
+                # Each verdict is recorded as soon as it is known, in this thread.
+                for v in pool.map(work, todo):
                     _record(conn, int(run_id), v, "validation")
                     summary.tasks_done += 1
                     summary.verdicts[v.verdict] = summary.verdicts.get(v.verdict, 0) + 1
                     summary.test_seconds += sum(r.test_seconds for r in v.runs)
-                if progress:
-                    progress(done, len(commits), task_id)
+                    done += 1
+                    if progress:
+                        progress(done, len(commits), v.task_id)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
             status = "finished"
             for commit in commits:
                 row = conn.execute(

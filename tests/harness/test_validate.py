@@ -168,7 +168,7 @@ def test_fix_refactor_flaky_and_hanging_tests(odd_repo) -> None:
     _repo, shas = odd_repo
     workspace = open_workspace(Path(os.environ["CRA_HOME"]))
     assert workspace.config["validate.per_test_timeout_s"] == 2.0
-    summary = validate_repo(workspace, "tally", ValidateOptions())
+    summary = validate_repo(workspace, "tally", ValidateOptions(jobs=2))
     assert summary.tasks_done == 4
     with closing(workspace.raw_db()) as conn:
         rows = {
