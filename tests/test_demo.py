@@ -21,10 +21,14 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "no network" in first.output
     assert "qualifying" in first.output
     assert "alignment min/q1/median/q3/max" in first.output
+    verified = next(line for line in first.output.splitlines() if "verified: " in line)
+    count, total = verified.split("verified: ")[1].split(" qualifying")[0].split(" of ")
+    assert int(total) > 0 and int(count) == int(total)  # every sample task is proven
     second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
     assert second.exit_code == 0
     assert "reused" in second.output
     assert "sample repository already at" in second.output
     assert "planned 0 tasks" in second.output
+    assert "validated 0 tasks" in second.output
     assert "already packed" in second.output
     assert "reused, no network" in second.output
