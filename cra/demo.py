@@ -115,9 +115,14 @@ def _plan(workspace: Workspace, echo: Echo) -> None:
 
 
 def _validate(workspace: Workspace, echo: Echo) -> None:
+    from cra.harness.sandbox import SandboxUnavailable
     from cra.harness.validate import ValidateOptions, validate_repo
 
-    summary = validate_repo(workspace, SAMPLE_NAME, ValidateOptions(jobs=2))
+    try:
+        summary = validate_repo(workspace, SAMPLE_NAME, ValidateOptions(jobs=2))
+    except SandboxUnavailable as exc:
+        echo(f"  skipped: {exc} ({exc.hint})")
+        return
     latest = summary.latest
     echo(
         f"  validated {summary.tasks_done} tasks ({summary.tasks_skipped} already done) "
