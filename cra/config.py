@@ -80,6 +80,8 @@ SECTION_HELP: dict[str, str] = {
     "# the score is their weighted mean over the components a task defines).",
     "repos": "cra repo pack: environments per era, and the test timeouts written to manifests.",
     "env": "cra env build: how offline environments are built.",
+    "validate": "cra harness validate: running each task's tests before and after its commit,\n"
+    "# sandboxed, to find the tests it makes pass (FAIL_TO_PASS).",
     "model": "The base model every adapter is trained on and served with (a local directory).",
     "serve": "cra serve: the vLLM server, its LoRA slots and how versions are swapped.",
     "curate": "cra train-plan and cra curate-data: the holdout, replay, domain cap, dedup\n"
@@ -212,6 +214,56 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         'Installer of offline environments: "uv" (pip --no-index if uv is missing) or "pip".',
         one_of("uv", "pip"),
+    ),
+    Setting(
+        "validate",
+        "runs",
+        2,
+        int,
+        "Runs of the tests before and after each commit; a test whose outcome changes "
+        "between runs is flaky and never counted.",
+        positive,
+    ),
+    Setting(
+        "validate",
+        "run_timeout_s",
+        300.0,
+        float,
+        "Wall-clock limit of one test run (the manifest's test timeout if lower); the "
+        "whole process tree is killed when it is reached.",
+        positive,
+    ),
+    Setting(
+        "validate",
+        "per_test_timeout_s",
+        60.0,
+        float,
+        "Limit of one test, in seconds (pytest-timeout; the manifest's if lower).",
+        positive,
+    ),
+    Setting(
+        "validate",
+        "memory_mb",
+        4096,
+        int,
+        "Address-space limit of every test process, in MiB.",
+        positive,
+    ),
+    Setting(
+        "validate",
+        "max_processes",
+        256,
+        int,
+        "Most processes the tests may run at once (stops fork bombs).",
+        positive,
+    ),
+    Setting(
+        "validate",
+        "sandbox_uid",
+        61000,
+        int,
+        "When cra runs as root, the unprivileged uid the tests run as.",
+        positive,
     ),
     Setting("model", "base", "", str, "Path of the base model directory (no downloads)."),
     Setting(

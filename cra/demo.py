@@ -114,6 +114,27 @@ def _plan(workspace: Workspace, echo: Echo) -> None:
         echo("  alignment min/q1/median/q3/max: " + " / ".join(f"{v:.2f}" for v in q))
 
 
+def _validate(workspace: Workspace, echo: Echo) -> None:
+    from cra.harness.sandbox import SandboxUnavailable
+    from cra.harness.validate import ValidateOptions, validate_repo
+
+    try:
+        summary = validate_repo(workspace, SAMPLE_NAME, ValidateOptions(jobs=2))
+    except SandboxUnavailable as exc:
+        echo(f"  skipped: {exc} ({exc.hint})")
+        return
+    latest = summary.latest
+    echo(
+        f"  validated {summary.tasks_done} tasks ({summary.tasks_skipped} already done) "
+        f"under {summary.isolation} in {summary.seconds:.1f} s"
+    )
+    echo(
+        f"  verified: {latest.get('verified', 0)} of {sum(latest.values())} "
+        "qualifying commits have a test that fails before and passes after; "
+        + ", ".join(f"{v} ×{n}" for v, n in sorted(latest.items()))
+    )
+
+
 def _curate(workspace: Workspace, echo: Echo) -> None:
     from cra.curation.curate import curate, datasets_dir
     from cra.curation.plan import build_plan, write_plan
@@ -172,7 +193,9 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     _mine(workspace, echo)
     echo("[6] plan every qualifying commit with the baseline planner (cra harness run)")
     _plan(workspace, echo)
-    echo("[7] training plan and dataset from the logs (cra train-plan, cra curate-data)")
+    echo("[7] validate them with their own tests, sandboxed (cra harness validate)")
+    _validate(workspace, echo)
+    echo("[8] training plan and dataset from the logs (cra train-plan, cra curate-data)")
     _curate(workspace, echo)
     echo("done")
     return workspace
