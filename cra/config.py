@@ -84,6 +84,8 @@ SECTION_HELP: dict[str, str] = {
     "# sandboxed, to find the tests it makes pass (FAIL_TO_PASS).",
     "model": "The base model every adapter is trained on and served with (a local directory).",
     "serve": "cra serve: the vLLM server, its LoRA slots and how versions are swapped.",
+    "curate": "cra train-plan and cra curate-data: the holdout, replay, domain cap, dedup\n"
+    "# and DPO rules the datasets obey, and the targets stages are measured against.",
     "stages": "Routing: which adapter serves each pipeline stage (its active version is\n"
     "# looked up in the registry at request time; none active = the base model).",
 }
@@ -312,6 +314,102 @@ SETTINGS: tuple[Setting, ...] = (
         list,
         'Further vLLM arguments, e.g. ["--dtype", "float32"].',
         lambda v: None if all(isinstance(x, str) for x in v) else "must be a list of strings",
+    ),
+    Setting(
+        "curate",
+        "eval_share",
+        0.2,
+        float,
+        "Share of tasks, the newest, held out for evaluation (split by time, never at random).",
+        lambda v: None if 0 < v < 1 else "must be between 0 and 1, exclusive",
+    ),
+    Setting(
+        "curate",
+        "replay_share",
+        0.15,
+        float,
+        "Share of train rows replayed from earlier datasets (10-20%).",
+        lambda v: None if 0.1 <= v <= 0.2 else "must be between 0.1 and 0.2",
+    ),
+    Setting(
+        "curate",
+        "domain_cap",
+        0.2,
+        float,
+        "Largest share of one domain's rows (equal shares, with a warning, below 1/cap domains).",
+        lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
+    ),
+    Setting(
+        "curate",
+        "min_examples",
+        20,
+        int,
+        "Fewest train rows (or DPO pairs) an adapter needs before a plan trains it.",
+        positive,
+    ),
+    Setting(
+        "curate",
+        "dpo_min_margin",
+        0.2,
+        float,
+        "Smallest alignment gap between the chosen and the rejected plan of a DPO pair.",
+        lambda v: None if 0 < v <= 1 else "must be in (0, 1]",
+    ),
+    Setting(
+        "curate",
+        "near_dup_threshold",
+        0.8,
+        float,
+        "Estimated Jaccard similarity (MinHash LSH) at which two rows are near-duplicates.",
+        lambda v: None if 0 < v < 1 else "must be between 0 and 1, exclusive",
+    ),
+    Setting(
+        "curate",
+        "minhash_perm",
+        48,
+        int,
+        "MinHash permutations (LSH only proposes candidates; exact Jaccard decides).",
+        positive,
+    ),
+    Setting(
+        "curate", "shingle_words", 3, int, "Words per shingle of near-dup detection.", positive
+    ),
+    Setting(
+        "curate",
+        "teacher_models",
+        [],
+        list,
+        "Model names whose logged answers count as teacher output (distillation data).",
+        string_list,
+    ),
+    Setting(
+        "curate",
+        "teacher_min_alignment",
+        0.7,
+        float,
+        "Lowest alignment of a teacher plan kept as an SFT example.",
+        unit_interval,
+    ),
+    Setting(
+        "curate",
+        "execute_requires_verified",
+        True,
+        bool,
+        "Use a commit's gold patch for execute-code only when its tests verified it.",
+    ),
+    Setting(
+        "curate",
+        "max_prompt_chars",
+        12_000,
+        int,
+        "Longest prompt of an execute-code row (parent sources included), in characters.",
+        positive,
+    ),
+    Setting("curate", "target_scope", 0.9, float, "Target file recall.", unit_interval),
+    Setting("curate", "target_precision", 0.8, float, "Target symbol recall.", unit_interval),
+    Setting("curate", "target_planning", 0.8, float, "Target plan alignment.", unit_interval),
+    Setting(
+        "curate", "target_execute", 0.6, float, "Target FAIL_TO_PASS pass rate.", unit_interval
     ),
     *(
         Setting("stages", stage, adapter, str, f"Adapter for the {stage!r} stage.")

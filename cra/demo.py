@@ -135,6 +135,47 @@ def _validate(workspace: Workspace, echo: Echo) -> None:
     )
 
 
+def _curate(workspace: Workspace, echo: Echo) -> None:
+    from cra.curation.curate import curate, datasets_dir
+    from cra.curation.plan import build_plan, write_plan
+    from cra.fsutil import atomic_write_text
+    from cra.workspace import open_workspace
+
+    existing = sorted(datasets_dir(workspace).glob("demo-*/card.json"))
+    if existing:
+        echo(f"  dataset {existing[-1].parent.name} already written")
+        return
+    config = workspace.root / "cra.toml"
+    text = config.read_text(encoding="utf-8")
+    if "\nmin_examples = 20\n" in text:  # the sample has a few dozen tasks, not thousands
+        atomic_write_text(config, text.replace("\nmin_examples = 20\n", "\nmin_examples = 10\n"))
+        workspace = open_workspace(workspace.root)
+        echo("  a small sample: [curate] min_examples lowered to 10 in cra.toml")
+    plan = build_plan(workspace)
+    path = write_plan(workspace, plan, workspace.planning_dir / "demo-plan.json")
+    echo(f"  plan {path.relative_to(workspace.root)}: holdout from {plan['holdout']['boundary']}")
+    for entry in plan["adapters"]:
+        counts = ", ".join(
+            "{} {}/{}".format(t["technique"], *t["estimated_examples"].values())
+            for t in entry["techniques"]
+        )
+        verdict = "train" if entry["train"] else "skip "
+        echo(f"  {verdict} {entry['name']:<13} rows train/eval {counts}")
+        if not entry["train"]:
+            echo(f"        {entry['reason']}")
+    for warning in plan["warnings"]:
+        echo(f"  warning: {warning}")
+    result = curate(workspace, path, "demo-1")
+    card = result.card
+    train, held = card["counts"]["train"], card["counts"]["eval"]
+    echo(
+        f"  dataset training/datasets/{result.dataset_id}: {train['rows']} train rows, "
+        f"{held['rows']} eval rows ({', '.join(sorted(train['by_group']))})"
+    )
+    dropped = ", ".join(f"{f['filter'].split(' (')[0]} {f['dropped']}" for f in card["filters"])
+    echo(f"  filters dropped: {dropped}")
+
+
 def run_demo(path: Path, *, echo: Echo) -> Workspace:
     """Run every demo step in a workspace at `path` and return the workspace."""
     echo(f"[1] workspace at {Path(path).absolute()}")
@@ -154,5 +195,7 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     _plan(workspace, echo)
     echo("[7] validate them with their own tests, sandboxed (cra harness validate)")
     _validate(workspace, echo)
+    echo("[8] training plan and dataset from the logs (cra train-plan, cra curate-data)")
+    _curate(workspace, echo)
     echo("done")
     return workspace

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -24,6 +25,15 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     verified = next(line for line in first.output.splitlines() if "verified: " in line)
     count, total = verified.split("verified: ")[1].split(" qualifying")[0].split(" of ")
     assert int(total) > 0 and int(count) == int(total)  # every sample task is proven
+    # gold-derived SFT rows, and gold patches of the verified commits
+    for adapter in ("scope", "precision", "planning", "execute-code"):
+        assert f"train {adapter}" in first.output
+    assert "skip  task-analysis" in first.output and "not enough data" in first.output
+    assert "dataset training/datasets/demo-1:" in first.output
+    card = json.loads((target / "training" / "datasets" / "demo-1" / "card.json").read_text())
+    groups = {"scope/sft", "precision/sft", "planning/sft", "execute-code/sft"}
+    assert set(card["counts"]["train"]["by_group"]) == groups
+    assert (target / "planning" / "demo-plan.json").is_file()
     second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
     assert second.exit_code == 0
     assert "reused" in second.output
@@ -32,3 +42,4 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "validated 0 tasks" in second.output
     assert "already packed" in second.output
     assert "reused, no network" in second.output
+    assert "dataset demo-1 already written" in second.output
