@@ -173,7 +173,9 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit(tmp_path, isolation):
     result, _ = _run(tmp_path, FORK_BOMB, isolation, limits)
     assert "STOPPED" in result.stdout_tail, result.stdout_tail + result.stderr_tail
     children = int(result.stdout_tail.split("STOPPED")[1].split()[0])
-    assert children < 40
+    # The limit counts the sandbox user's processes; where the kernel counts them per user
+    # namespace, the sandbox's own init may not count, so the bomb stops at most at the limit.
+    assert children <= 40
     # Its sleeping children die with the sandbox instead of holding the run for 30 s.
     assert time.perf_counter() - started < 20
 
