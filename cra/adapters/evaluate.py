@@ -54,6 +54,9 @@ def _in_process(version: Version, max_new_tokens: int) -> Generate:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from cra.training.backends import quiet
+
+    quiet()
     base = Path(version.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, local_files_only=True)

@@ -190,11 +190,14 @@ def promote(
 
 
 def previous_active(workspace: Workspace, name: str, current: int) -> int | None:
-    """The version that was active just before `current` became active (None: none was)."""
+    """The version that was active before `current` was promoted (None: none was).
+
+    Only promotions count, so successive rollbacks walk back down the promotion chain
+    instead of toggling between the last two versions."""
     with closing(workspace.raw_db()) as conn:
         history = events(conn, name)
     for event in reversed(history):
-        if event.version == current and event.event in ("promoted", "rolled_back"):
+        if event.version == current and event.event == "promoted":
             return event.from_version
     return None
 

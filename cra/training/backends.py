@@ -121,8 +121,18 @@ def load_unsloth(base: Path, spec: LoraSpec) -> tuple[Any, Any, Any]:
     return model, tokenizer, None
 
 
+def quiet() -> None:
+    """Silence the libraries' own progress bars: cra shows one bar per run."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def load(backend: str, base: Path, spec: LoraSpec) -> tuple[Any, Any, Any]:
     """Load `base` for training with `backend` ("peft" or "unsloth")."""
+    quiet()
     if backend == "unsloth":
         return load_unsloth(base, spec)
     if backend == "peft":
