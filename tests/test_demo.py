@@ -21,6 +21,10 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "no network" in first.output
     assert "qualifying" in first.output
     assert "alignment min/q1/median/q3/max" in first.output
+    assert "cra adapter eval scope@v1: file recall 1.00 (base model 0.00)" in first.output
+    assert "cra adapter promote scope@v2: active, v1 retired" in first.output
+    assert "cra adapter rollback scope: v1 active again" in first.output
+    assert "cra adapter promote scope@v3: refused" in first.output
     second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
     assert second.exit_code == 0
     assert "reused" in second.output
@@ -28,3 +32,4 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "planned 0 tasks" in second.output
     assert "already packed" in second.output
     assert "reused, no network" in second.output
+    assert "scope@v1 active, scope@v2 retired, scope@v3 rejected" in second.output

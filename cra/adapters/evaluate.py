@@ -3,8 +3,9 @@ holdout), next to the base model on the same examples.
 
 Generation goes through the running `cra serve` server when there is one (loading the
 version for the eval if it is not loaded), else in-process with transformers + peft on
-the full-precision base, greedy. The result is stored on the version, keyed by the
-holdout (dataset id and the eval file's sha256), so promotion compares like with like.
+the base loaded as the adapter was trained (4-bit NF4 for QLoRA), greedy. The result is
+stored on the version, keyed by the holdout (dataset id and the eval file's sha256), so
+promotion compares like with like.
 """
 
 from __future__ import annotations
@@ -59,7 +60,18 @@ def _in_process(version: Version, max_new_tokens: int) -> Generate:
     quiet()
     base = Path(version.base_model)
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, local_files_only=True)
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if version.hyperparams.get("quantization") == "nf4-4bit":
+        # Score the weights the adapter was trained against: the same 4-bit NF4 base.
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.float32,
+            bnb_4bit_use_double_quant=True,
+        )
+    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, **kwargs)
     model = PeftModel.from_pretrained(model, version.path).eval()
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
 
@@ -105,6 +117,7 @@ def evaluate(
     *,
     dataset_id: str | None = None,
     limit: int | None = None,
+    max_new_tokens: int | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Evaluate `NAME@vN` on the eval split of `dataset_id` (default: the dataset it was
@@ -127,7 +140,7 @@ def evaluate(
         if not rows:
             raise UsageError(f"dataset {dataset.id} has no eval rows for adapter {name!r}")
         references = [_reference(conn, workspace.root, r) for r in rows]
-    max_new = workspace.config["adapters.max_new_tokens"]
+    max_new = max_new_tokens or workspace.config["adapters.max_new_tokens"]
     state = running_state(workspace)
     loaded_here = False
     if state is not None:

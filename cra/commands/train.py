@@ -19,14 +19,15 @@ from cra.commands import Context, pass_context
 @click.option("--epochs", type=float, default=None, help="Epochs (default: [train] epochs).")
 @click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps.")
 @click.option("--learning-rate", type=float, default=None, help="Override the learning rate.")
+@click.option("--batch-size", type=int, default=None, help="Rows per batch ([train] batch_size).")
 @click.option("--backend", type=click.Choice(["auto", "peft", "unsloth"]), default="auto",
               show_default=True, help="auto: unsloth with CUDA, else peft.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
 @pass_context
 def train(
     ctx: Context, dataset_id: str, adapter: str, base: Path | None, method: str,
-    epochs: float | None, max_steps: int | None, learning_rate: float | None, backend: str,
-    as_json: bool,
+    epochs: float | None, max_steps: int | None, learning_rate: float | None,
+    batch_size: int | None, backend: str, as_json: bool,
 ) -> None:  # fmt: skip
     """Train adapter ADAPTER with QLoRA on the rows of DATASET meant for it.
 
@@ -41,7 +42,7 @@ def train(
 
     options = TrainOptions(
         dataset_id=dataset_id, adapter=adapter, method=method, base=base, epochs=epochs,
-        max_steps=max_steps, learning_rate=learning_rate, backend=backend,
+        max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, backend=backend,
     )  # fmt: skip
     workspace = ctx.workspace()
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -39,6 +39,7 @@ class TrainOptions:
     epochs: float | None = None
     max_steps: int | None = None
     learning_rate: float | None = None
+    batch_size: int | None = None
     backend: str = "auto"
     quantize: bool = True
 
@@ -52,6 +53,8 @@ class TrainOptions:
             raise UsageError(f"--epochs must be > 0, got {self.epochs}")
         if self.max_steps is not None and self.max_steps < 1:
             raise UsageError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.learning_rate is not None and self.learning_rate <= 0:
             raise UsageError(f"--learning-rate must be > 0, got {self.learning_rate}")
 
@@ -80,7 +83,7 @@ def hyperparams(workspace: Workspace, options: TrainOptions) -> dict[str, Any]:
         "learning_rate": options.learning_rate or c[lr_key],
         "epochs": options.epochs or c["train.epochs"],
         "max_steps": max_steps,
-        "batch_size": c["train.batch_size"],
+        "batch_size": options.batch_size or c["train.batch_size"],
         "grad_accum": c["train.grad_accum"],
         "max_length": c["train.max_length"],
         "seed": c["train.seed"],

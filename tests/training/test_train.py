@@ -46,12 +46,12 @@ def make_workspace(root: Path, base: Path) -> Workspace:
 
 @pytest.fixture(scope="module")
 def trained(trainable_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    """A workspace where scope@v1 was trained with SFT for 16 steps."""
+    """A workspace where scope@v1 was trained with SFT for 24 steps."""
     workspace = make_workspace(tmp_path_factory.mktemp("trained") / "ws", trainable_model)
     steps: list[tuple[int, int]] = []
     result = train_adapter(
         workspace,
-        TrainOptions("toy-1", "scope", max_steps=16),
+        TrainOptions("toy-1", "scope", max_steps=24),
         progress=lambda done, total: steps.append((done, total)),
     )
     return workspace, result, steps
@@ -61,10 +61,10 @@ def test_sft_loss_goes_down_and_the_version_is_registered_with_its_provenance(tr
     workspace, result, steps = trained
     metrics = result.metrics
     assert result.backend == "peft"  # no CUDA here
-    assert metrics["steps"] == 16 and len(metrics["losses"]) == 16
+    assert metrics["steps"] == 24 and len(metrics["losses"]) == 24
     assert metrics["last_loss"] < metrics["first_loss"] / 4  # memorised the toy set
     assert metrics["tokens"] > 0 and metrics["tokens_per_s"] > 0
-    assert steps[-1] == (16, 16)  # the progress bar saw every step
+    assert steps[-1] == (24, 24)  # the progress bar saw every step
     version = result.version
     assert version.ref == "scope@v1" and version.status == "candidate"
     assert version.path == workspace.adapters_dir / "scope" / "v1"
@@ -78,7 +78,7 @@ def test_sft_loss_goes_down_and_the_version_is_registered_with_its_provenance(tr
     assert "adapter_model.safetensors" in version.files_sha256
     meta = json.loads((version.path / "meta.json").read_text())
     assert meta["files_sha256"] == version.files_sha256
-    assert meta["lineage"]["dataset"] == "toy-1" and meta["train_metrics"]["steps"] == 16
+    assert meta["lineage"]["dataset"] == "toy-1" and meta["train_metrics"]["steps"] == 24
     # nothing left in the staging area
     assert not any((workspace.training_dir / "runs").iterdir())
 
@@ -209,7 +209,7 @@ def test_cli_trains_evaluates_promotes_and_rolls_back(trained) -> None:
         return out.stdout
 
     evaluated = json.loads(cra("adapter", "eval", "scope@v1", "--json"))
-    assert evaluated["backend"] == "transformers+peft" and evaluated["n"] == 2
+    assert evaluated["backend"] == "transformers+peft" and evaluated["n"] == 6
     assert evaluated["metrics"]["file_recall"] == 1.0  # memorised holdout answers
     assert evaluated["base_metrics"]["file_recall"] == 0.0
     assert "scope@v1 is active (was no active version)" in cra("adapter", "promote", "scope@v1")
