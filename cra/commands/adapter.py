@@ -59,6 +59,10 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
     with closing(workspace.raw_db()) as conn:
         if number is None:
             versions = list_versions(conn, workspace.root, name)
+            if not versions:
+                from cra.errors import NotFound
+
+                raise NotFound(f"no adapter named {name!r}", hint="see `cra adapter list`")
         else:
             versions = [get_version(conn, workspace.root, name, number)]
         history = [

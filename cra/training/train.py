@@ -244,7 +244,7 @@ def train_adapter(
             "seconds": round(seconds, 3),
             "tokens": int(tokens),
             "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-            "last_log": logs[-2] if len(logs) > 1 else {},
+            "last_log": next((e for e in reversed(logs) if "loss" in e), {}),
         }
         registration = Registration(
             name=options.adapter, staged=adapter_dir, base_model=base,

@@ -274,3 +274,33 @@ def test_two_processes_promoting_at_once_never_both_replace_the_same_version(
             "SELECT count(*) FROM adapter_events WHERE event = 'promoted' AND from_version = 1"
         ).fetchone()[0]
     assert replaced_v1 == 1, outputs
+
+
+def test_cli_errors_are_one_line_with_a_hint(ws: Workspace, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cra.cli import cli
+
+    candidate(ws, tmp_path, 1)
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, ["-w", str(ws.root), "adapter", *args])
+
+    cases = [
+        (("promote", "scope"), "error: 'scope' names no version", 2),
+        (("promote", "scope@v9"), "error: no adapter version scope@v9", 1),
+        (("promote", "scope@v1"), "error: scope@v1 has no eval results", 1),
+        (("rollback", "scope"), "error: scope has no active version to roll back", 2),
+        (("rollback", "scope", "--to", "x"), "error: --to 'x' is not a version", 2),
+        (("show", "nope"), "error: no adapter named 'nope'", 1),
+        (("eval", "Bad@v1"), "error: invalid adapter name 'Bad'", 2),
+        (("eval", "a b@v1"), "error: cannot read adapter reference", 2),
+    ]
+    for args, message, code in cases:
+        result = run(*args)
+        assert result.exit_code == code, (args, result.output)
+        assert message in result.output and "hint:" in result.output, result.output
+        assert "Traceback" not in result.output
+    listed = run("list")
+    assert "scope@v1" in listed.output and "candidate" in listed.output
+    assert "scope has no active version: nothing to check" in run("check", "scope").output
