@@ -7,11 +7,13 @@ Each step says what it did; re-running reuses what exists.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 from cra.db import schema_version
+from cra.fsutil import atomic_write_text
 from cra.workspace import Workspace, init_workspace
 
 Echo = Callable[[str], None]
@@ -131,8 +133,9 @@ def _demo_model(workspace: Workspace, echo: Echo) -> Workspace:
     if workspace.config["model.base"] != str(model):
         config = workspace.root / "cra.toml"
         text = config.read_text(encoding="utf-8")
-        config.write_text(text.replace('[model]\n', f'[model]\nbase = "{model}"\n', 1)
-                          .replace('\nbase = ""\n', "\n", 1), encoding="utf-8")  # fmt: skip
+        head, _, rest = text.partition("[model]\n")
+        rest = re.sub(r"(?m)^base\s*=.*\n", "", rest, count=1)  # the [model] key, if set
+        atomic_write_text(config, f'{head}[model]\nbase = "{model}"\n{rest}')
         workspace = open_workspace(workspace.root)
         echo(f"  [model] base = {model}")
     return workspace
