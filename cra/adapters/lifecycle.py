@@ -210,14 +210,23 @@ def rollback(
     update and an event, nothing retrained or deleted."""
     from cra.serving.server import swap
 
-    parse_ref(name)
+    name, named_version = parse_ref(name)
+    if named_version is not None:
+        raise UsageError(
+            f"rollback takes an adapter name, not {name}@v{named_version}",
+            hint=f"write `cra adapter rollback {name} --to v{named_version}`",
+        )
     with closing(workspace.raw_db()) as conn:
         active = active_version(conn, workspace.root, name)
         if active is None and to is None:
             raise UsageError(f"{name} has no active version to roll back",
                              hint="name one with --to vK")  # fmt: skip
         target_number = to if to is not None else previous_active(workspace, name, active.version)  # type: ignore[union-attr]
-        target = get_version(conn, workspace.root, name, target_number) if target_number else None
+        target = (
+            get_version(conn, workspace.root, name, target_number)
+            if target_number is not None
+            else None
+        )
     if target is not None and active is not None and target.version == active.version:
         raise UsageError(f"{target.ref} is already active")
     if target is not None:

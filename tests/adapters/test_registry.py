@@ -292,6 +292,7 @@ def test_cli_errors_are_one_line_with_a_hint(ws: Workspace, tmp_path: Path) -> N
         (("promote", "scope@v1"), "error: scope@v1 has no eval results", 1),
         (("rollback", "scope"), "error: scope has no active version to roll back", 2),
         (("rollback", "scope", "--to", "x"), "error: --to 'x' is not a version", 2),
+        (("rollback", "scope@v1"), "error: rollback takes an adapter name", 2),
         (("show", "nope"), "error: no adapter named 'nope'", 1),
         (("eval", "Bad@v1"), "error: invalid adapter name 'Bad'", 2),
         (("eval", "a b@v1"), "error: cannot read adapter reference", 2),
