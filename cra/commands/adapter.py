@@ -112,22 +112,29 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
 @click.option("--dataset", "dataset_id", default=None,
               help="Holdout of this dataset (default: the one it was trained on).")  # fmt: skip
 @click.option("--limit", type=int, default=None, help="Evaluate the first N examples only.")
+@click.option("--max-new-tokens", type=int, default=None,
+              help="Tokens per example (default: [adapters] max_new_tokens).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_context
-def eval_(ctx: Context, ref: str, dataset_id: str | None, limit: int | None, as_json: bool) -> None:
+def eval_(
+    ctx: Context, ref: str, dataset_id: str | None, limit: int | None,
+    max_new_tokens: int | None, as_json: bool,
+) -> None:  # fmt: skip
     """Evaluate NAME@vN on a dataset's eval split (the chronological holdout)."""
     from rich.progress import Progress
 
     from cra.adapters.evaluate import evaluate
+    from cra.errors import UsageError
 
     if limit is not None and limit < 1:
-        from cra.errors import UsageError
-
         raise UsageError(f"--limit must be >= 1, got {limit}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     with Progress(transient=True, disable=as_json) as bar:
         task = bar.add_task(f"evaluating {ref}", total=None)
         result = evaluate(
             ctx.workspace(), ref, dataset_id=dataset_id, limit=limit,
+            max_new_tokens=max_new_tokens,
             progress=lambda d, t: bar.update(task, completed=d, total=t),
         )  # fmt: skip
     if as_json:

@@ -37,7 +37,7 @@ def make_workspace(root: Path, base: Path) -> Workspace:
     init_workspace(root)
     (root / "cra.toml").write_text(
         f'[model]\nbase = "{base}"\n[train]\nbatch_size = 6\nlearning_rate = 0.005\n'
-        "dpo_learning_rate = 0.001\n"
+        "dpo_learning_rate = 0.001\n[adapters]\nmax_new_tokens = 16\n"
     )
     workspace = open_workspace(root)
     write_dataset(workspace)
