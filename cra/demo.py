@@ -116,7 +116,69 @@ def _plan(workspace: Workspace, echo: Echo) -> None:
         echo("  alignment min/q1/median/q3/max: " + " / ".join(f"{v:.2f}" for v in q))
 
 
-DEMO_DATASET = "demo-toy"
+def _validate(workspace: Workspace, echo: Echo) -> None:
+    from cra.harness.sandbox import SandboxUnavailable
+    from cra.harness.validate import ValidateOptions, validate_repo
+
+    try:
+        summary = validate_repo(workspace, SAMPLE_NAME, ValidateOptions(jobs=2))
+    except SandboxUnavailable as exc:
+        echo(f"  skipped: {exc} ({exc.hint})")
+        return
+    latest = summary.latest
+    echo(
+        f"  validated {summary.tasks_done} tasks ({summary.tasks_skipped} already done) "
+        f"under {summary.isolation} in {summary.seconds:.1f} s"
+    )
+    echo(
+        f"  verified: {latest.get('verified', 0)} of {sum(latest.values())} "
+        "qualifying commits have a test that fails before and passes after; "
+        + ", ".join(f"{v} ×{n}" for v, n in sorted(latest.items()))
+    )
+
+
+def _curate(workspace: Workspace, echo: Echo) -> None:
+    from cra.curation.curate import curate, datasets_dir
+    from cra.curation.plan import build_plan, write_plan
+    from cra.fsutil import atomic_write_text
+    from cra.workspace import open_workspace
+
+    existing = sorted(datasets_dir(workspace).glob("demo-*/card.json"))
+    if existing:
+        echo(f"  dataset {existing[-1].parent.name} already written")
+        return
+    config = workspace.root / "cra.toml"
+    text = config.read_text(encoding="utf-8")
+    if "\nmin_examples = 20\n" in text:  # the sample has a few dozen tasks, not thousands
+        atomic_write_text(config, text.replace("\nmin_examples = 20\n", "\nmin_examples = 10\n"))
+        workspace = open_workspace(workspace.root)
+        echo("  a small sample: [curate] min_examples lowered to 10 in cra.toml")
+    plan = build_plan(workspace)
+    path = write_plan(workspace, plan, workspace.planning_dir / "demo-plan.json")
+    echo(f"  plan {path.relative_to(workspace.root)}: holdout from {plan['holdout']['boundary']}")
+    for entry in plan["adapters"]:
+        counts = ", ".join(
+            "{} {}/{}".format(t["technique"], *t["estimated_examples"].values())
+            for t in entry["techniques"]
+        )
+        verdict = "train" if entry["train"] else "skip "
+        echo(f"  {verdict} {entry['name']:<13} rows train/eval {counts}")
+        if not entry["train"]:
+            echo(f"        {entry['reason']}")
+    for warning in plan["warnings"]:
+        echo(f"  warning: {warning}")
+    result = curate(workspace, path, "demo-1")
+    card = result.card
+    train, held = card["counts"]["train"], card["counts"]["eval"]
+    echo(
+        f"  dataset training/datasets/{result.dataset_id}: {train['rows']} train rows, "
+        f"{held['rows']} eval rows ({', '.join(sorted(train['by_group']))})"
+    )
+    dropped = ", ".join(f"{f['filter'].split(' (')[0]} {f['dropped']}" for f in card["filters"])
+    echo(f"  filters dropped: {dropped}")
+
+
+DEMO_DATASET = "toy-scope"
 DEMO_ADAPTER = "scope"
 
 
@@ -209,7 +271,11 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     _mine(workspace, echo)
     echo("[6] plan every qualifying commit with the baseline planner (cra harness run)")
     _plan(workspace, echo)
-    echo("[7] train adapters on the tiny model, evaluate, promote, roll back (cra train, "
+    echo("[7] validate them with their own tests, sandboxed (cra harness validate)")
+    _validate(workspace, echo)
+    echo("[8] training plan and dataset from the logs (cra train-plan, cra curate-data)")
+    _curate(workspace, echo)
+    echo("[9] train adapters on the tiny model, evaluate, promote, roll back (cra train, "
          "cra adapter)")  # fmt: skip
     _adapters(workspace, echo)
     echo("done")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -21,6 +22,18 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "no network" in first.output
     assert "qualifying" in first.output
     assert "alignment min/q1/median/q3/max" in first.output
+    verified = next(line for line in first.output.splitlines() if "verified: " in line)
+    count, total = verified.split("verified: ")[1].split(" qualifying")[0].split(" of ")
+    assert int(total) > 0 and int(count) == int(total)  # every sample task is proven
+    # gold-derived SFT rows, and gold patches of the verified commits
+    for adapter in ("scope", "precision", "planning", "execute-code"):
+        assert f"train {adapter}" in first.output
+    assert "skip  task-analysis" in first.output and "not enough data" in first.output
+    assert "dataset training/datasets/demo-1:" in first.output
+    card = json.loads((target / "training" / "datasets" / "demo-1" / "card.json").read_text())
+    groups = {"scope/sft", "precision/sft", "planning/sft", "execute-code/sft"}
+    assert set(card["counts"]["train"]["by_group"]) == groups
+    assert (target / "planning" / "demo-plan.json").is_file()
     assert "cra adapter eval scope@v1: file recall 1.00 (base model 0.00)" in first.output
     assert "cra adapter promote scope@v2: active, v1 retired" in first.output
     assert "cra adapter rollback scope: v1 active again" in first.output
@@ -30,6 +43,8 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "reused" in second.output
     assert "sample repository already at" in second.output
     assert "planned 0 tasks" in second.output
+    assert "validated 0 tasks" in second.output
     assert "already packed" in second.output
     assert "reused, no network" in second.output
+    assert "dataset demo-1 already written" in second.output
     assert "scope@v1 active, scope@v2 retired, scope@v3 rejected" in second.output

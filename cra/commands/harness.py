@@ -10,6 +10,7 @@ import click
 
 from cra.commands import Context, pass_context
 from cra.commands.harness_run import run_command
+from cra.commands.harness_validate import grade_command, validate_command
 from cra.errors import UsageError
 
 
@@ -71,11 +72,13 @@ def mine(
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_context
 def status(ctx: Context, repo: str | None, as_json: bool) -> None:
-    """The funnel of every mined repository, and plan alignment per planner."""
+    """The funnel of every mined repository, plan alignment per planner, and the
+    verified yield of validation."""
     from rich.console import Console
     from rich.table import Table
 
     from cra.harness.mine import funnel
+    from cra.harness.validate import verified_yield
 
     workspace = ctx.workspace()
     with closing(workspace.raw_db()) as conn:
@@ -87,12 +90,15 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
             "GROUP BY r.name, p.planner ORDER BY r.name, p.planner",
             (repo, repo),
         ).fetchall()
+        validation = verified_yield(conn, repo)
     alignment = [
         {"repo": r[0], "planner": r[1], "plans": r[2], "mean_alignment": r[3], "invalid": r[4]}
         for r in plans
     ]
     if as_json:
-        click.echo(json.dumps({"funnel": rows, "alignment": alignment}, indent=2))
+        click.echo(
+            json.dumps({"funnel": rows, "alignment": alignment, "validation": validation}, indent=2)
+        )
         return
     if not rows:
         click.echo("no repository mined yet: run `cra harness mine --repo NAME`")
@@ -124,6 +130,18 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
                 f"{a['mean_alignment']:.3f}",
             )  # fmt: skip
         console.print(plan_table)
+    if validation:
+        v_table = Table(title="validation (latest verdict per task)")
+        for column in ("repo", "validated", "verified", "yield", "verdicts"):
+            v_table.add_column(column)
+        for v in validation:
+            verdicts = ", ".join(f"{k} ×{n}" for k, n in v["verdicts"].items())  # type: ignore[attr-defined]
+            share = "n/a" if v["yield_pct"] is None else f"{v['yield_pct']}%"
+            v_table.add_row(str(v["repo"]), str(v["validated"]), str(v["verified"]), share,
+                            verdicts)  # fmt: skip
+        console.print(v_table)
 
 
 harness.add_command(run_command)
+harness.add_command(validate_command)
+harness.add_command(grade_command)

@@ -7,6 +7,9 @@ import json
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.harness_validate import UNSAFE_HELP, echo_summary, run_validation
+from cra.errors import UsageError
+from cra.repos.layout import require_package
 
 
 @click.command("run")
@@ -29,6 +32,13 @@ from cra.commands import Context, pass_context
 @click.option("--limit", type=int, default=None, help="Plan at most N commits.")
 @click.option("--since", default=None, help="Only commits authored on or after this date.")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Commits in parallel.")
+@click.option(
+    "--validate/--no-validate",
+    default=True,
+    show_default=True,
+    help="Then validate the same commits with their tests (see `cra harness validate`).",
+)
+@click.option("--unsafe-no-sandbox", "unsafe", is_flag=True, help=UNSAFE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @pass_context
 def run_command(
@@ -39,13 +49,17 @@ def run_command(
     limit: int | None,
     since: str | None,
     jobs: int,
+    validate: bool,
+    unsafe: bool,
     as_json: bool,
 ) -> None:
     """Plan each qualifying commit of REPO and score the plan against the real diff.
 
     Per commit, oldest first: check out the parent (no later history), index it with
     tree-sitter, retrieve with BM25, plan, score plan-diff alignment, record it all in
-    raw.db. Interrupting is safe: running again resumes without duplicating anything.
+    raw.db. Then (unless --no-validate) run each commit's tests before and after it,
+    sandboxed, to find the tasks its tests verify. Interrupting is safe: running again
+    resumes without duplicating anything.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -60,6 +74,13 @@ def run_command(
         jobs=jobs,
     )
     workspace = ctx.workspace()
+    if validate:
+        package = require_package(workspace, repo)
+        if not package.manifest_path.is_file():
+            raise UsageError(
+                f"repos/{repo} has no manifest.json: its tests have no environment to run in",
+                hint="pack it with `cra repo pack`, or plan only with --no-validate",
+            )
     columns = (
         TextColumn("planning"),
         BarColumn(),
@@ -78,6 +99,13 @@ def run_command(
             click.echo("interrupted: what finished is recorded; run again to resume", err=True)
             raise SystemExit(130) from None
     data = summary.as_dict()
+    validation = None
+    if validate:
+        validation = run_validation(
+            ctx, repo, limit=limit, since=since, runs=None, unsafe=unsafe, force=False,
+            as_json=as_json, jobs=jobs,
+        )  # fmt: skip
+        data["validation"] = validation
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -88,3 +116,5 @@ def run_command(
         f"({summary.invalid_plans} invalid), mean alignment "
         + ("n/a" if mean is None else f"{mean:.3f}")
     )
+    if validation is not None:
+        echo_summary(validation)

@@ -323,37 +323,48 @@ def mine_history(
             need_diff.append(facts.sha)
     sizes = patch_sizes(repo_dir, need_diff)
     result = MineResult(repo_name, len(history), 0, 0)
-    now = now_iso()
+    verdicts = [
+        (facts, judge(facts, limits, patch_chars=lambda f=facts: sizes[f.sha])) for facts in todo
+    ]
     with transaction(conn):
-        for facts in todo:
-            verdict = judge(facts, limits, patch_chars=lambda f=facts: sizes[f.sha])
-            source, tests, other = _split(facts.files)
-            row = (
-                repo_id, facts.sha, facts.parents[0] if facts.parents else None,
-                facts.authored_at, facts.authored_ts, facts.author, facts.subject,
-                clean_task_text(facts.message) if verdict.qualified else None,
-                verdict.message_score, json.dumps([f.path for f in source]),
-                json.dumps([f.path for f in tests]), json.dumps([f.path for f in other]),
-                sum(f.added or 0 for f in facts.files), sum(f.deleted or 0 for f in facts.files),
-                "qualified" if verdict.qualified else "dropped",
-                verdict.stage, verdict.reason, now,
-            )  # fmt: skip
-            conn.execute(
-                "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
-                "author, subject, task_text, message_score, files_source, files_tests, "
-                "files_other, lines_added, lines_deleted, verdict, stage, reason, mined_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (repo_id, sha) DO UPDATE SET task_text = excluded.task_text, "
-                "message_score = excluded.message_score, verdict = excluded.verdict, "
-                "stage = excluded.stage, reason = excluded.reason, mined_at = excluded.mined_at",
-                row,
-            )
-            if facts.sha in known:
-                result.rescored += 1
-            else:
-                result.new += 1
+        record_commits(conn, repo_id, verdicts)
+    for facts in todo:
+        if facts.sha in known:
+            result.rescored += 1
+        else:
+            result.new += 1
     _fill_funnel(conn, repo_id, result, [c.sha for c in history])
     return result
+
+
+def record_commits(
+    conn: sqlite3.Connection, repo_id: int, verdicts: Iterable[tuple[CommitFacts, Verdict]]
+) -> None:
+    """Write (or re-judge) commits and their funnel verdicts; the caller holds the
+    transaction. A commit already recorded keeps its row and gets the new verdict."""
+    now = now_iso()
+    for facts, verdict in verdicts:
+        source, tests, other = _split(facts.files)
+        row = (
+            repo_id, facts.sha, facts.parents[0] if facts.parents else None,
+            facts.authored_at, facts.authored_ts, facts.author, facts.subject,
+            clean_task_text(facts.message) if verdict.qualified else None,
+            verdict.message_score, json.dumps([f.path for f in source]),
+            json.dumps([f.path for f in tests]), json.dumps([f.path for f in other]),
+            sum(f.added or 0 for f in facts.files), sum(f.deleted or 0 for f in facts.files),
+            "qualified" if verdict.qualified else "dropped",
+            verdict.stage, verdict.reason, now,
+        )  # fmt: skip
+        conn.execute(
+            "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
+            "author, subject, task_text, message_score, files_source, files_tests, "
+            "files_other, lines_added, lines_deleted, verdict, stage, reason, mined_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (repo_id, sha) DO UPDATE SET task_text = excluded.task_text, "
+            "message_score = excluded.message_score, verdict = excluded.verdict, "
+            "stage = excluded.stage, reason = excluded.reason, mined_at = excluded.mined_at",
+            row,
+        )
 
 
 def _fill_funnel(

@@ -75,3 +75,12 @@ def check_completion_masks(tokenizer: Any, rows: Iterable[dict[str, Any]]) -> in
                 )
             checked += 1
     return checked
+
+
+def sequence_length(tokenizer: Any, row: dict[str, Any]) -> int:
+    """Tokens of the row's longest rendered conversation (prompt plus one answer)."""
+    answers = [row[k] for k in ("completion", "chosen", "rejected") if k in row]
+    return max(
+        (len(_ids(tokenizer, [*row["prompt"], *a], generation_prompt=False)) for a in answers),
+        default=0,
+    )

@@ -22,7 +22,12 @@ from cra.adapters.registry import Registration, Version, check_name, discard_sta
 from cra.errors import UsageError
 from cra.training.backends import LORA_TARGETS, LoraSpec, cuda_available, load, select_backend
 from cra.training.data import METHODS, get_dataset, read_rows
-from cra.training.mask import END_OF_TURN, MaskError, check_completion_masks
+from cra.training.mask import (
+    END_OF_TURN,
+    MaskError,
+    check_completion_masks,
+    sequence_length,
+)
 from cra.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -201,6 +206,17 @@ def train_adapter(
                     options.quantize)  # fmt: skip
     say(f"loading {base} ({hp['quantization']}) with the {backend} backend")
     model, tokenizer, lora = load(backend, base, spec)
+    # A row cut at max_length would lose its end-of-turn token: leave it out, counted.
+    fitting = [r for r in rows if sequence_length(tokenizer, r) <= hp["max_length"]]
+    too_long = len(rows) - len(fitting)
+    if too_long:
+        say(f"left out {too_long} rows longer than max_length {hp['max_length']} tokens")
+    if not fitting:
+        raise UsageError(
+            f"every row is longer than max_length {hp['max_length']} tokens",
+            hint="raise [train] max_length",
+        )
+    rows = fitting
     checked = check_completion_masks(tokenizer, rows)
     say(f"{len(rows)} {options.method} rows; {checked} completion masks end with {END_OF_TURN}")
     from datasets import Dataset as HFDataset
@@ -236,6 +252,7 @@ def train_adapter(
         metrics = {
             "backend": backend,
             "rows": len(rows),
+            "rows_too_long": too_long,
             "steps": steps,
             "train_loss": float(output.training_loss),
             "first_loss": losses[0] if losses else None,

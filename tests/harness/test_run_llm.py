@@ -33,7 +33,7 @@ def test_llm_planner_against_a_real_vllm_server(vllm_server, project_repo, tmp_p
     result = CliRunner().invoke(
         cli,
         ["-w", str(workspace.root), "harness", "run", "--repo", "tally", "--planner", "llm",
-         "--temperatures", "0.2,1.0", "--limit", "3", "--jobs", "2", "--json"],
+         "--temperatures", "0.2,1.0", "--limit", "3", "--jobs", "2", "--no-validate", "--json"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{") :])
@@ -84,7 +84,18 @@ def test_parallel_workers_record_what_one_worker_records(project_repo, tmp_path)
     parallel = _mined(tmp_path / "three", project_repo)
     for workspace, jobs in ((serial, "1"), (parallel, "3")):
         result = CliRunner().invoke(
-            cli, ["-w", str(workspace.root), "harness", "run", "--repo", "tally", "--jobs", jobs]
+            cli,
+            [
+                "-w",
+                str(workspace.root),
+                "harness",
+                "run",
+                "--repo",
+                "tally",
+                "--jobs",
+                jobs,
+                "--no-validate",
+            ],
         )
         assert result.exit_code == 0, result.output
     assert rows(parallel) == rows(serial)

@@ -33,11 +33,11 @@ def trainable_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("trainable") / "qwen2", init_std=0.2)
 
 
-def make_workspace(root: Path, base: Path) -> Workspace:
+def make_workspace(root: Path, base: Path, extra: str = "") -> Workspace:
     init_workspace(root)
     (root / "cra.toml").write_text(
         f'[model]\nbase = "{base}"\n[train]\nbatch_size = 6\nlearning_rate = 0.005\n'
-        "dpo_learning_rate = 0.001\n[adapters]\nmax_new_tokens = 16\n"
+        f"dpo_learning_rate = 0.001\n{extra}[adapters]\nmax_new_tokens = 16\n"
     )
     workspace = open_workspace(root)
     write_dataset(workspace)
@@ -187,6 +187,14 @@ def test_bad_input_is_refused_before_loading_anything(trained) -> None:
         TrainOptions("toy-1", "Scope@v1")
     with pytest.raises(UsageError, match="--max-steps"):
         TrainOptions("toy-1", "scope", max_steps=0)
+
+
+def test_rows_longer_than_max_length_are_left_out_not_cut(
+    trainable_model: Path, tmp_path: Path
+) -> None:
+    workspace = make_workspace(tmp_path / "ws", trainable_model, "max_length = 8\n")
+    with pytest.raises(UsageError, match="every row is longer than max_length 8 tokens"):
+        train_adapter(workspace, TrainOptions("toy-1", "scope", max_steps=1))
 
 
 def test_unsloth_is_selected_only_with_cuda() -> None:

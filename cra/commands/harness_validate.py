@@ -1,0 +1,158 @@
+"""`cra harness validate` and `cra harness grade`: prove tasks with their tests, grade
+patches against them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from cra.commands import Context, pass_context
+from cra.errors import UsageError
+
+UNSAFE_HELP = "Run the repository's tests with no sandbox when none is available (unsafe)."
+
+
+def echo_summary(data: dict[str, object]) -> None:
+    """Print a validation summary in one line."""
+    latest: dict[str, int] = data["latest_verdicts"]  # type: ignore[assignment]
+    verdicts = ", ".join(f"{v} ×{n}" for v, n in latest.items())
+    click.echo(
+        f"validated {data['tasks_done']} tasks of {data['repo']} ({data['tasks_skipped']} "
+        f"already done) under {data['isolation']}: {data['verified']} of "
+        f"{sum(latest.values())} verified" + (f" ({verdicts})" if verdicts else "")
+    )
+
+
+def run_validation(
+    ctx: Context,
+    repo: str,
+    *,
+    limit: int | None,
+    since: str | None,
+    runs: int | None,
+    unsafe: bool,
+    force: bool,
+    as_json: bool,
+    jobs: int = 1,
+) -> dict[str, object]:
+    """Validate REPO with a progress bar; return the summary as data."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from cra.commands.harness import parse_date
+    from cra.harness.validate import ValidateOptions, validate_repo
+
+    options = ValidateOptions(
+        limit=limit, since=parse_date(since, "--since"), runs=runs, allow_unsafe=unsafe,
+        force=force, jobs=jobs,
+    )  # fmt: skip
+    columns = (TextColumn("validating"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[last]}"))  # fmt: skip
+    with Progress(*columns, transient=True, disable=as_json) as bar:
+        task = bar.add_task("validate", total=None, last="")
+
+        def progress(done: int, total: int, last: str) -> None:
+            bar.update(task, completed=done, total=total, last=last)
+
+        try:
+            summary = validate_repo(ctx.workspace(), repo, options, progress=progress)
+        except KeyboardInterrupt:
+            click.echo("interrupted: what finished is recorded; run again to resume", err=True)
+            raise SystemExit(130) from None
+    return summary.as_dict()
+
+
+@click.command("validate")
+@click.option("--repo", "repo", required=True, help="Repository package name.")
+@click.option("--limit", type=int, default=None, help="Validate at most N commits.")
+@click.option("--since", default=None, help="Only commits authored on or after this date.")
+@click.option("--runs", type=int, default=None, help="Runs per phase ([validate] runs).")
+@click.option("--force", is_flag=True, help="Validate again tasks that already have a verdict.")
+@click.option("--jobs", type=int, default=1, show_default=True, help="Commits in parallel.")
+@click.option("--unsafe-no-sandbox", "unsafe", is_flag=True, help=UNSAFE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_context
+def validate_command(
+    ctx: Context,
+    repo: str,
+    limit: int | None,
+    since: str | None,
+    runs: int | None,
+    force: bool,
+    jobs: int,
+    unsafe: bool,
+    as_json: bool,
+) -> None:
+    """Run each qualifying commit's tests before and after it, sandboxed, and record
+    FAIL_TO_PASS / PASS_TO_PASS and the verdict.
+
+    Before: the parent with the commit's test files applied. After: the commit. Each
+    phase runs `[validate] runs` times; tests whose outcome changes are quarantined as
+    flaky. Verdicts: verified, no_fail_to_pass, tests_error, env_failed, timeout,
+    sandbox_failed. Tasks with a verdict are skipped (infrastructure failures are
+    retried) unless --force.
+    """
+    data = run_validation(ctx, repo, limit=limit, since=since, runs=runs, unsafe=unsafe,
+                          force=force, as_json=as_json, jobs=jobs)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        echo_summary(data)
+
+
+@click.command("grade")
+@click.argument("task_id")
+@click.option(
+    "--patch",
+    "patch_path",
+    type=click.Path(path_type=Path, dir_okay=False, allow_dash=True),
+    default=None,
+    help="Patch file to grade ('-' for stdin).",
+)
+@click.option("--gold", is_flag=True, help="Grade the task's own commit (minus its tests).")
+@click.option("--runs", type=int, default=1, show_default=True, help="Runs of the tests.")
+@click.option("--unsafe-no-sandbox", "unsafe", is_flag=True, help=UNSAFE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the grade as JSON.")
+@pass_context
+def grade_command(
+    ctx: Context,
+    task_id: str,
+    patch_path: Path | None,
+    gold: bool,
+    runs: int,
+    unsafe: bool,
+    as_json: bool,
+) -> None:
+    """Apply a patch to TASK_ID's parent plus its tests and grade it: resolved when every
+    FAIL_TO_PASS and PASS_TO_PASS test passes."""
+    from cra.harness.validate import grade_patch, task_gold_patch
+
+    if gold == (patch_path is not None):
+        raise UsageError("give exactly one of --patch FILE and --gold")
+    workspace = ctx.workspace()
+    if gold:
+        patch, label = task_gold_patch(workspace, task_id), "gold"
+    elif str(patch_path) == "-":
+        patch, label = sys.stdin.read(), "patch"
+    else:
+        try:
+            patch = Path(patch_path).read_text(encoding="utf-8")  # type: ignore[arg-type]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read patch {patch_path}: {exc}") from None
+        label = "patch"
+    grade = grade_patch(workspace, task_id, patch, runs=runs, allow_unsafe=unsafe, label=label)
+    if as_json:
+        click.echo(json.dumps(grade.as_dict(), indent=2))
+        return
+    f2p = sum(o == "passed" for o in grade.fail_to_pass.values())
+    p2p = sum(o == "passed" for o in grade.pass_to_pass.values())
+    click.echo(
+        f"{task_id}: {grade.verdict} (FAIL_TO_PASS {f2p}/{len(grade.fail_to_pass)} passed, "
+        f"PASS_TO_PASS {p2p}/{len(grade.pass_to_pass)} passed, {grade.isolation})"
+    )
+    if grade.detail:
+        click.echo(f"  {grade.detail.strip().splitlines()[-1]}")
+    if grade.verdict != "resolved":
+        raise SystemExit(1)

@@ -1,0 +1,70 @@
+"""A pytest plugin that writes each test's outcome as one JSON line, as it happens.
+
+Loaded with `-p cra_pytest_report` (its folder on PYTHONPATH) and told where to write
+by `$CRA_REPORT_PATH`. Lines: `{"kind": "collected", "count": N}`, one
+`{"kind": "collect_error", "nodeid": ..., "message": ...}` per file that failed to
+collect, one `{"kind": "test", "nodeid": ..., "outcome": ..., "duration": ...}` per test
+(outcome: passed, failed, error, skipped), and `{"kind": "finish", "exitstatus": N}`.
+Node ids are written exactly as pytest reports them. Lines are flushed as they are
+written, so a run killed half-way still leaves what it finished. It imports nothing
+but the standard library and pytest: it runs in the repository's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+_state = {"file": None, "tests": {}}
+
+
+def _write(record):
+    fh = _state["file"]
+    if fh is None:
+        path = os.environ.get("CRA_REPORT_PATH")
+        if not path:
+            return
+        fh = _state["file"] = open(path, "a", encoding="utf-8")  # noqa: SIM115
+    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    fh.flush()
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _write({"kind": "collect_error", "nodeid": report.nodeid,
+                "message": str(report.longrepr)[-2000:]})  # fmt: skip
+
+
+def pytest_collection_finish(session):
+    _write({"kind": "collected", "count": len(session.items)})
+
+
+def pytest_runtest_logreport(report):
+    tests = _state["tests"]
+    entry = tests.setdefault(report.nodeid, {"outcome": None, "duration": 0.0})
+    entry["duration"] += report.duration
+    xfail = hasattr(report, "wasxfail")
+    if report.when == "setup":
+        if report.failed:
+            entry["outcome"] = "error"
+        elif report.skipped:
+            entry["outcome"] = "skipped"
+    elif report.when == "call":
+        if xfail:
+            entry["outcome"] = "skipped" if report.skipped else "passed"
+        else:
+            entry["outcome"] = report.outcome
+    elif report.when == "teardown":
+        if report.failed and entry["outcome"] in (None, "passed"):
+            entry["outcome"] = "error"
+        outcome = entry["outcome"] or "error"
+        _write({"kind": "test", "nodeid": report.nodeid, "outcome": outcome,
+                "duration": round(entry["duration"], 6)})  # fmt: skip
+        del tests[report.nodeid]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _write({"kind": "finish", "exitstatus": int(exitstatus)})
+    if _state["file"] is not None:
+        _state["file"].close()
+        _state["file"] = None

@@ -1,0 +1,818 @@
+"""`cra harness validate`: prove each task with the repository's own tests.
+
+Per qualifying commit, in the environment the manifest assigns to its date:
+- *before*: the parent, with the commit's test files applied, runs the commit's tests;
+- *after*: the commit runs the same tests.
+Each phase runs `[validate] runs` times. FAIL_TO_PASS are the tests that failed (or
+could not even be collected) before and passed after, PASS_TO_PASS those that passed in
+both; a test whose outcome changes between runs of a phase is flaky and never counted.
+A task with at least one FAIL_TO_PASS test is *verified*.
+
+Outcomes come from the JSON lines of cra's pytest plugin, cross-checked with pytest's
+exit code and the number of tests collected: no free text is parsed for test ids.
+Every run is sandboxed (see :mod:`cra.harness.sandbox`). Infrastructure failures
+(env_failed, sandbox_failed, timeout) are verdicts of their own, never task failures,
+and running again retries them; finished verdicts are kept.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+import cra.harness.plugin
+from cra.db import transaction
+from cra.env.build import BuiltEnv, build_env
+from cra.errors import CraError, NotFound, UsageError
+from cra.fsutil import now_iso
+from cra.git import git, git_bytes
+from cra.harness.run import Commit, _ensure_task, qualified_commits, task_id_for
+from cra.harness.sandbox import (
+    Limits,
+    SandboxUnavailable,
+    choose_isolation,
+    prepare_owned,
+    run_sandboxed,
+    sandbox_uid,
+)
+from cra.harness.testpaths import is_test_path
+from cra.repos.layout import require_package
+from cra.repos.manifest import load_manifest
+from cra.workspace import Workspace
+
+VERDICTS = ("verified", "no_fail_to_pass", "tests_error", "env_failed", "timeout",
+            "sandbox_failed")  # fmt: skip
+INFRA = frozenset({"env_failed", "timeout", "sandbox_failed"})
+GRADES = ("resolved", "unresolved", "patch_failed", *VERDICTS[2:])
+PLUGIN_DIR = Path(cra.harness.plugin.__file__).resolve().parent
+PLUGIN = "cra_pytest_report"
+FAILING = frozenset({"failed", "error"})
+# pytest's exit codes: 0 all passed, 1 some failed, 2 interrupted, 3 internal error,
+# 4 usage error, 5 no tests collected.
+PYTEST_BROKEN = frozenset({2, 3, 4})
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class ValidateOptions:
+    """What `cra harness validate` was asked to do."""
+
+    limit: int | None = None
+    since: datetime | None = None
+    runs: int | None = None
+    allow_unsafe: bool = False
+    force: bool = False
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit must be >= 1, got {self.limit}")
+        if self.jobs < 1:
+            raise UsageError(f"--jobs must be >= 1, got {self.jobs}")
+        if self.runs is not None and self.runs < 1:
+            raise UsageError(f"--runs must be >= 1, got {self.runs}")
+
+
+@dataclass
+class PytestRun:
+    """One run of the tests: every test's outcome, and whether the run itself held up."""
+
+    phase: str
+    attempt: int
+    outcomes: dict[str, tuple[str, float]] = field(default_factory=dict)
+    collected: int | None = None
+    collect_errors: dict[str, str] = field(default_factory=dict)
+    exitstatus: int | None = None
+    returncode: int | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+    test_seconds: float = 0.0
+    problem: str | None = None  # None, or a verdict class explaining why it is unusable
+    detail: str = ""
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready facts about the run (not its per-test rows)."""
+        return {
+            "phase": self.phase,
+            "attempt": self.attempt,
+            "tests": len(self.outcomes),
+            "collected": self.collected,
+            "collect_errors": self.collect_errors,
+            "exitstatus": self.exitstatus,
+            "returncode": self.returncode,
+            "timed_out": self.timed_out,
+            "seconds": round(self.seconds, 3),
+            "problem": self.problem,
+            "detail": self.detail[-1500:],
+        }
+
+
+@dataclass
+class Validation:
+    """The verdict on one task, and the runs it rests on."""
+
+    task_id: str
+    verdict: str
+    fail_to_pass: list[str] = field(default_factory=list)
+    pass_to_pass: list[str] = field(default_factory=list)
+    flaky: list[str] = field(default_factory=list)
+    runs: list[PytestRun] = field(default_factory=list)
+    isolation: str | None = None
+    env_id: str | None = None
+    details: dict[str, object] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class ValidateSummary:
+    """What a validation pass did."""
+
+    run_id: int
+    repo: str
+    tasks_total: int
+    tasks_done: int = 0
+    tasks_skipped: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    isolation: str | None = None
+    seconds: float = 0.0
+    test_seconds: float = 0.0
+    latest: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready summary."""
+        return {
+            "run_id": self.run_id,
+            "repo": self.repo,
+            "tasks_total": self.tasks_total,
+            "tasks_done": self.tasks_done,
+            "tasks_skipped": self.tasks_skipped,
+            "verdicts": dict(self.verdicts),
+            "verified": self.latest.get("verified", 0),
+            "latest_verdicts": dict(self.latest),
+            "isolation": self.isolation,
+            "seconds": round(self.seconds, 3),
+            "test_seconds": round(self.test_seconds, 3),
+        }
+
+
+# -- trees -------------------------------------------------------------------------------
+
+
+def export_tree(repo_dir: Path, sha: str, dest: Path, paths: Sequence[str] = ()) -> None:
+    """Write the tree of `sha` (or only `paths` of it) into `dest`, no git metadata."""
+    data = git_bytes("archive", "--format=tar", sha, "--", *paths, cwd=repo_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(dest, filter="data")
+
+
+def changed_test_paths(repo_dir: Path, parent: str, sha: str) -> tuple[list[str], list[str]]:
+    """The test paths (any file under a test dir, or a test module) the commit changes:
+    (present at the commit, deleted by it)."""
+    out = git("diff-tree", "-r", "-z", "--no-renames", "--name-status", parent, sha, cwd=repo_dir)
+    fields = out.split("\0")
+    present, deleted = [], []
+    for status, path in zip(fields[0::2], fields[1::2], strict=False):
+        if not path or not is_test_path(path):
+            continue
+        (deleted if status == "D" else present).append(path)
+    return sorted(present), sorted(deleted)
+
+
+def runnable_tests(paths: Sequence[str]) -> list[str]:
+    """The test modules among `paths` that pytest should be pointed at."""
+    out = []
+    for path in paths:
+        name = PurePosixPath(path).name
+        if name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")):
+            out.append(path)
+    return out
+
+
+def before_tree(repo_dir: Path, commit: Commit, dest: Path) -> list[str]:
+    """The parent with the commit's test files applied, in `dest`; return the tests to run."""
+    present, deleted = changed_test_paths(repo_dir, commit.parent, commit.sha)
+    export_tree(repo_dir, commit.parent, dest)
+    if present:
+        export_tree(repo_dir, commit.sha, dest, present)
+    for path in deleted:
+        (dest / path).unlink(missing_ok=True)
+    return runnable_tests(present)
+
+
+def gold_patch(repo_dir: Path, parent: str, sha: str) -> str:
+    """The commit's change to everything but its tests, as a patch `git apply` takes."""
+    out = git("diff-tree", "-r", "-z", "--no-renames", "--name-only", parent, sha, cwd=repo_dir)
+    paths = [p for p in out.split("\0") if p and not is_test_path(p)]
+    if not paths:
+        return ""
+    return git("diff", "--binary", "--no-renames", parent, sha, "--", *paths, cwd=repo_dir)
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How tests run for one repository: sandbox, limits, environments."""
+
+    workspace: Workspace
+    repo: str
+    isolation: str
+    uid: int | None
+    runs: int
+    envs: dict[str, BuiltEnv | CraError] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def env_for(self, commit: Commit) -> BuiltEnv | CraError:
+        """The environment the manifest assigns to the commit's date (built once)."""
+        manifest = load_manifest(require_package(self.workspace, self.repo).manifest_path)
+        env = manifest.environment_for(datetime.fromisoformat(commit.authored_at))
+        with self.lock:
+            return self._built(env.id)
+
+    def _built(self, env_id: str) -> BuiltEnv | CraError:
+        if env_id not in self.envs:
+            try:
+                self.envs[env_id] = build_env(self.workspace, self.repo, env_id=env_id)
+            except CraError as exc:
+                self.envs[env_id] = exc
+        return self.envs[env_id]
+
+    def limits(self, env: BuiltEnv, manifest_timeout: float) -> tuple[Limits, float]:
+        config = self.workspace.config
+        wall = min(config["validate.run_timeout_s"], manifest_timeout)
+        per_test = min(config["validate.per_test_timeout_s"], env.per_test_timeout_s)
+        limits = Limits(
+            wall_s=wall,
+            memory_mb=config["validate.memory_mb"],
+            max_processes=config["validate.max_processes"],
+            cpu_s=max(1, int(wall) + 1),
+        )
+        return limits, per_test
+
+    def run_tests(
+        self, env: BuiltEnv, tree: Path, tests: Sequence[str], phase: str, attempt: int,
+        scratch: Path, manifest_timeout: float,
+    ) -> PytestRun:  # fmt: skip
+        """Run `tests` once on a private copy of `tree`, sandboxed; parse the report."""
+        result = PytestRun(phase, attempt)
+        limits, per_test = self.limits(env, manifest_timeout)
+        if scratch.exists():
+            shutil.rmtree(scratch)
+        work, tmp, home, out = (scratch / n for n in ("work", "tmp", "home", "out"))
+        shutil.copytree(tree, work, symlinks=True)
+        for folder in (tmp, home, out):
+            folder.mkdir(parents=True)
+        prepare_owned([scratch], self.uid)
+        report = out / "report.jsonl"
+        base = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": str(home),
+            "TMPDIR": str(tmp),
+            "CRA_REPORT_PATH": str(report),
+            "PYTHONHASHSEED": "0",
+        }
+        run_env = env.run_env(work, base=base)
+        run_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (run_env.get("PYTHONPATH", ""), str(PLUGIN_DIR)) if p
+        )
+        argv = env.test_argv(per_test_timeout=False)
+        if "pytest" in argv:
+            argv.append(f"--timeout={per_test:g}")
+        argv += ["-p", PLUGIN, "-p", "no:cacheprovider", "--continue-on-collection-errors",
+                 "-q", "-rN", *tests]  # fmt: skip
+        interpreter = Path(os.path.realpath(env.python)).parents[1]
+        readonly = [env.path, interpreter, PLUGIN_DIR]
+        if env.project_dir is not None:
+            readonly.append(env.project_dir)
+        ran = run_sandboxed(
+            argv,
+            isolation=self.isolation,
+            cwd=work,
+            writable=[work, tmp, home, out],
+            readonly=readonly,
+            env=run_env,
+            limits=limits,
+            logs=scratch / "logs",
+            uid=self.uid,
+        )
+        result.returncode, result.timed_out, result.seconds = (
+            ran.returncode, ran.timed_out, ran.seconds
+        )  # fmt: skip
+        if ran.start_error:
+            result.problem, result.detail = "sandbox_failed", ran.start_error
+            return result
+        finished = _read_report(report, result)
+        result.detail = ran.stderr_tail or ran.stdout_tail
+        if ran.timed_out:
+            result.problem = "timeout"
+        elif result.collected is None and not finished:
+            # pytest never started collecting: the sandbox or the environment failed.
+            tool_failed = any(
+                line.startswith(("bwrap:", "unshare:", "setpriv:"))
+                for line in ran.stderr_tail.splitlines()
+            )
+            result.problem = "sandbox_failed" if tool_failed else "env_failed"
+        elif not finished:
+            result.problem = "tests_error"
+            result.detail = "pytest ended without finishing the session\n" + result.detail
+        elif result.exitstatus != ran.returncode:
+            result.problem = "tests_error"
+            result.detail = f"pytest reported exit {result.exitstatus}, process {ran.returncode}"
+        elif result.exitstatus in PYTEST_BROKEN:
+            result.problem = "tests_error"
+        elif result.exitstatus in (0, 1) and result.collected != len(result.outcomes):
+            result.problem = "tests_error"
+            result.detail = (
+                f"{result.collected} tests collected but {len(result.outcomes)} reported"
+            )
+        return result
+
+
+def _read_report(path: Path, result: PytestRun) -> bool:
+    """Fill `result` from the plugin's JSON lines; return whether the session finished."""
+    finished = False
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return False
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        kind = record.get("kind")
+        if kind == "collected":
+            result.collected = int(record["count"])
+        elif kind == "collect_error":
+            result.collect_errors[record["nodeid"]] = record.get("message", "")
+        elif kind == "test":
+            duration = float(record.get("duration") or 0.0)
+            result.outcomes[record["nodeid"]] = (record["outcome"], duration)
+            result.test_seconds += duration
+        elif kind == "finish":
+            result.exitstatus = int(record["exitstatus"])
+            finished = True
+    return finished
+
+
+def _outcome_in(run: PytestRun, test_id: str) -> str:
+    if test_id in run.outcomes:
+        return run.outcomes[test_id][0]
+    module = test_id.split("::", 1)[0]
+    if module in run.collect_errors or any(
+        test_id.startswith(e + "::") for e in run.collect_errors
+    ):
+        return "error"  # its module could not even be imported
+    return "absent"
+
+
+def stable_outcomes(runs: Sequence[PytestRun], ids: set[str]) -> tuple[dict[str, str], set[str]]:
+    """Each test's outcome when every run agrees on it, and the tests they disagree on."""
+    stable, flaky = {}, set()
+    for test_id in ids:
+        seen = {_outcome_in(r, test_id) for r in runs}
+        if len(seen) == 1:
+            stable[test_id] = seen.pop()
+        else:
+            flaky.add(test_id)
+    return stable, flaky
+
+
+def judge(before: Sequence[PytestRun], after: Sequence[PytestRun]) -> Validation:
+    """The verdict on a task from its before and after runs (task_id left empty)."""
+    runs = [*before, *after]
+    v = Validation("", "no_fail_to_pass", runs=runs)
+    for klass in ("sandbox_failed", "env_failed", "timeout"):
+        if any(r.problem == klass for r in runs):
+            v.verdict = klass
+            return v
+    if any(r.problem for r in runs):
+        v.verdict = "tests_error"
+        return v
+    if any(r.collect_errors for r in after):
+        v.verdict = "tests_error"
+        return v
+    ids = {t for r in after for t in r.outcomes}
+    b, flaky_b = stable_outcomes(before, ids)
+    a, flaky_a = stable_outcomes(after, ids)
+    v.flaky = sorted(flaky_b | flaky_a)
+    counted = ids - flaky_b - flaky_a
+    v.fail_to_pass = sorted(t for t in counted if b[t] in FAILING and a[t] == "passed")
+    v.pass_to_pass = sorted(t for t in counted if b[t] == "passed" and a[t] == "passed")
+    if v.fail_to_pass:
+        v.verdict = "verified"
+    return v
+
+
+def _manifest_timeout(workspace: Workspace, repo: str) -> float:
+    manifest = load_manifest(require_package(workspace, repo).manifest_path)
+    return float(manifest.test["timeout_s"])
+
+
+def validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation:
+    """Run the before and after tests of one commit; return the verdict."""
+    started = time.perf_counter()
+    task_id = task_id_for(runner.repo, commit.sha)
+    repo_dir = require_package(runner.workspace, runner.repo).repo_dir
+    env = runner.env_for(commit)
+    if isinstance(env, CraError):
+        v = Validation(task_id, "env_failed", isolation=runner.isolation)
+        v.details = {"error": str(env), "hint": env.hint}
+        v.seconds = time.perf_counter() - started
+        return v
+    timeout = _manifest_timeout(runner.workspace, runner.repo)
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    try:
+        trees = scratch / "trees"
+        tests = before_tree(repo_dir, commit, trees / "before")
+        export_tree(repo_dir, commit.sha, trees / "after")
+        if not tests:
+            v = Validation(task_id, "no_fail_to_pass", isolation=runner.isolation)
+            v.env_id = env.env_id
+            v.details = {"reason": "the commit changes no test module"}
+            v.seconds = time.perf_counter() - started
+            return v
+        before, after = [], []
+        for attempt in range(1, runner.runs + 1):
+            for phase, bucket in (("before", before), ("after", after)):
+                bucket.append(runner.run_tests(
+                    env, trees / phase, tests, phase, attempt,
+                    scratch / f"{phase}-{attempt}", timeout,
+                ))  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    v = judge(before, after)
+    v.task_id, v.isolation, v.env_id = task_id, runner.isolation, env.env_id
+    v.seconds = time.perf_counter() - started
+    v.details = {
+        "tests": tests,
+        "runs": [r.summary() for r in v.runs],
+        "seconds": round(v.seconds, 3),
+        "test_seconds": round(sum(r.test_seconds for r in v.runs), 3),
+    }
+    return v
+
+
+def _record(conn: sqlite3.Connection, run_id: int, v: Validation, kind: str) -> None:
+    now = now_iso()
+    with transaction(conn):
+        for r in v.runs:
+            conn.executemany(
+                "INSERT INTO test_runs (task_id, run_id, phase, attempt, test_id, outcome, "
+                "duration_s, env_id, isolation, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (v.task_id, run_id, r.phase, r.attempt, test_id, outcome, duration,
+                     v.env_id, v.isolation, now)
+                    for test_id, (outcome, duration) in r.outcomes.items()
+                ],
+            )  # fmt: skip
+        conn.execute(
+            "INSERT INTO outcomes (task_id, run_id, kind, verdict, fail_to_pass, pass_to_pass, "
+            "flaky, isolation, details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                v.task_id,
+                run_id,
+                kind,
+                v.verdict,
+                json.dumps(v.fail_to_pass),
+                json.dumps(v.pass_to_pass),
+                json.dumps(v.flaky),
+                v.isolation,
+                json.dumps({"env_id": v.env_id, **v.details}),
+                now,
+            ),
+        )
+
+
+def _finished(conn: sqlite3.Connection, task_id: str) -> bool:
+    row = conn.execute(
+        "SELECT verdict FROM outcomes WHERE task_id = ? AND kind = 'validation' "
+        "ORDER BY id DESC LIMIT 1",
+        (task_id,),
+    ).fetchone()
+    return row is not None and row[0] not in INFRA
+
+
+def _repo_id(conn: sqlite3.Connection, repo: str) -> int:
+    row = conn.execute("SELECT id FROM repos WHERE name = ?", (repo,)).fetchone()
+    mined = (
+        row is not None
+        and conn.execute("SELECT 1 FROM commits WHERE repo_id = ? LIMIT 1", (row["id"],)).fetchone()
+    )
+    if not mined:
+        raise NotFound(
+            f"repository {repo!r} has not been mined yet",
+            hint=f"run `cra harness mine --repo {repo}` first",
+        )
+    return int(row["id"])
+
+
+def make_runner(workspace: Workspace, repo: str, *, runs: int | None, allow_unsafe: bool) -> Runner:
+    """A runner for `repo` with the best sandbox this machine has."""
+    require_package(workspace, repo)
+    load_manifest(require_package(workspace, repo).manifest_path)
+    uid = sandbox_uid(workspace.config["validate.sandbox_uid"])
+    isolation = choose_isolation(allow_unsafe=allow_unsafe, uid=uid)
+    return Runner(
+        workspace,
+        repo,
+        isolation,
+        uid if isolation != "none" else None,
+        runs or workspace.config["validate.runs"],
+    )
+
+
+def validate_repo(
+    workspace: Workspace,
+    repo: str,
+    options: ValidateOptions,
+    *,
+    progress: Progress | None = None,
+) -> ValidateSummary:
+    """Validate `repo`'s qualifying commits; skip those with a finished verdict."""
+    started = time.perf_counter()
+    runner = make_runner(workspace, repo, runs=options.runs, allow_unsafe=options.allow_unsafe)
+    with closing(workspace.raw_db()) as conn:
+        repo_id = _repo_id(conn, repo)
+        commits = qualified_commits(conn, repo_id, options.since)
+        if options.limit is not None:
+            commits = commits[: options.limit]
+        params = {"runs": runner.runs, "isolation": runner.isolation, "limit": options.limit,
+                  "force": options.force, "jobs": options.jobs}  # fmt: skip
+        with transaction(conn):
+            run_id = conn.execute(
+                "INSERT INTO harness_runs (repo_id, kind, params, started_at) "
+                "VALUES (?, 'validate', ?, ?)",
+                (repo_id, json.dumps(params), now_iso()),
+            ).lastrowid
+        summary = ValidateSummary(int(run_id), repo, len(commits), isolation=runner.isolation)
+        status, error = "interrupted", None
+        scratch_root = workspace.harness_dir / "validate"
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        try:
+            if progress:
+                progress(0, len(commits), "")
+            todo = []
+            for commit in commits:
+                task_id = _ensure_task(conn, repo_id, repo, commit)
+                if not options.force and _finished(conn, task_id):
+                    summary.tasks_skipped += 1
+                else:
+                    todo.append(commit)
+            done = summary.tasks_skipped
+            if progress:
+                progress(done, len(commits), "")
+
+            def work(commit: Commit) -> Validation:
+                scratch = Path(tempfile.mkdtemp(prefix=f"{commit.sha[:12]}-", dir=scratch_root))
+                return validate_commit(runner, commit, scratch)
+
+            pool = ThreadPoolExecutor(max_workers=options.jobs)
+            try:
+                # Each verdict is recorded as soon as it is known, in this thread.
+                for v in pool.map(work, todo):
+                    _record(conn, int(run_id), v, "validation")
+                    summary.tasks_done += 1
+                    summary.verdicts[v.verdict] = summary.verdicts.get(v.verdict, 0) + 1
+                    summary.test_seconds += sum(r.test_seconds for r in v.runs)
+                    done += 1
+                    if progress:
+                        progress(done, len(commits), v.task_id)
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+            status = "finished"
+            for commit in commits:
+                row = conn.execute(
+                    "SELECT verdict FROM outcomes WHERE task_id = ? AND kind = 'validation' "
+                    "ORDER BY id DESC LIMIT 1",
+                    (task_id_for(repo, commit.sha),),
+                ).fetchone()
+                if row is not None:
+                    summary.latest[row[0]] = summary.latest.get(row[0], 0) + 1
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            with transaction(conn):
+                conn.execute(
+                    "UPDATE harness_runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+                    (status, now_iso(), error, run_id),
+                )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+# -- grading patches ---------------------------------------------------------------------
+
+
+@dataclass
+class Grade:
+    """How a patch did against a verified task's FAIL_TO_PASS and PASS_TO_PASS tests."""
+
+    task_id: str
+    verdict: str  # resolved, unresolved, patch_failed, or an infrastructure verdict
+    fail_to_pass: dict[str, str] = field(default_factory=dict)
+    pass_to_pass: dict[str, str] = field(default_factory=dict)
+    isolation: str | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready grade."""
+        return {
+            "task_id": self.task_id,
+            "verdict": self.verdict,
+            "fail_to_pass": self.fail_to_pass,
+            "pass_to_pass": self.pass_to_pass,
+            "isolation": self.isolation,
+            "detail": self.detail,
+        }
+
+
+def _task_commit(conn: sqlite3.Connection, task_id: str) -> tuple[str, Commit]:
+    row = conn.execute(
+        "SELECT r.name, c.id, c.sha, c.parent_sha, c.authored_at, c.task_text, "
+        "c.files_source, c.files_tests FROM tasks t JOIN commits c ON c.id = t.commit_id "
+        "JOIN repos r ON r.id = t.repo_id WHERE t.task_id = ?",
+        (task_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no task {task_id!r}", hint="task ids look like REPO@SHA12")
+    return row[0], Commit(
+        row[1], row[2], row[3], row[4], row[5] or "",
+        tuple(json.loads(row[6])), tuple(json.loads(row[7])),
+    )  # fmt: skip
+
+
+def task_gold_patch(workspace: Workspace, task_id: str) -> str:
+    """The task's gold patch: its commit's change minus the tests."""
+    with closing(workspace.raw_db()) as conn:
+        repo, commit = _task_commit(conn, task_id)
+    return gold_patch(require_package(workspace, repo).repo_dir, commit.parent, commit.sha)
+
+
+def grade_patch(
+    workspace: Workspace,
+    task_id: str,
+    patch: str,
+    *,
+    runs: int = 1,
+    allow_unsafe: bool = False,
+    label: str = "patch",
+) -> Grade:
+    """Apply `patch` onto the task's parent plus its tests, run the tests, and grade it:
+    resolved when every FAIL_TO_PASS and PASS_TO_PASS test passes in every run."""
+    if runs < 1:
+        raise UsageError(f"--runs must be >= 1, got {runs}")
+    with closing(workspace.raw_db()) as conn:
+        repo, commit = _task_commit(conn, task_id)
+        row = conn.execute(
+            "SELECT verdict, fail_to_pass, pass_to_pass FROM outcomes WHERE task_id = ? "
+            "AND kind = 'validation' ORDER BY id DESC LIMIT 1",
+            (task_id,),
+        ).fetchone()
+        if row is None or row[0] != "verified":
+            raise UsageError(
+                f"task {task_id} is not verified"
+                + (f" (its validation verdict is {row[0]})" if row else " (never validated)"),
+                hint=f"run `cra harness validate --repo {repo}`; only verified tasks are graded",
+            )
+        f2p, p2p = json.loads(row[1]), json.loads(row[2])
+        runner = make_runner(workspace, repo, runs=runs, allow_unsafe=allow_unsafe)
+        env = runner.env_for(commit)
+        grade = Grade(task_id, "unresolved", isolation=runner.isolation)
+        scratch_root = workspace.harness_dir / "validate"
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f"grade-{commit.sha[:12]}-", dir=scratch_root))
+        test_runs: list[PytestRun] = []
+        try:
+            if isinstance(env, CraError):
+                grade.verdict, grade.detail = "env_failed", str(env)
+            else:
+                tree = scratch / "tree"
+                tests = before_tree(require_package(workspace, repo).repo_dir, commit, tree)
+                applied = _apply(tree, patch)
+                if applied is not None:
+                    grade.verdict, grade.detail = "patch_failed", applied
+                else:
+                    timeout = _manifest_timeout(workspace, repo)
+                    for attempt in range(1, runs + 1):
+                        test_runs.append(runner.run_tests(
+                            env, tree, tests, label, attempt, scratch / f"run-{attempt}", timeout
+                        ))  # fmt: skip
+                    _grade(grade, test_runs, f2p, p2p)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        with transaction(conn):
+            run_id = conn.execute(
+                "INSERT INTO harness_runs (repo_id, kind, params, status, started_at, "
+                "finished_at) VALUES ((SELECT repo_id FROM tasks WHERE task_id = ?), "
+                "'grade', ?, 'finished', ?, ?)",
+                (task_id, json.dumps({"runs": runs, "label": label}), now_iso(), now_iso()),
+            ).lastrowid
+        v = Validation(
+            task_id, grade.verdict,
+            fail_to_pass=sorted(t for t, o in grade.fail_to_pass.items() if o == "passed"),
+            pass_to_pass=sorted(t for t, o in grade.pass_to_pass.items() if o == "passed"),
+            runs=test_runs, isolation=runner.isolation,
+            env_id=None if isinstance(env, CraError) else env.env_id,
+            details={"label": label, "detail": grade.detail[-1500:],
+                     "expected_fail_to_pass": f2p, "expected_pass_to_pass": p2p,
+                     "runs": [r.summary() for r in test_runs]},
+        )  # fmt: skip
+        _record(conn, int(run_id), v, "patch_grade")
+    return grade
+
+
+def _apply(tree: Path, patch: str) -> str | None:
+    if not patch.strip():
+        return "the patch is empty"
+    with tempfile.NamedTemporaryFile("w", suffix=".patch", delete=False) as fh:
+        fh.write(patch if patch.endswith("\n") else patch + "\n")
+        name = fh.name
+    try:
+        git("apply", "--whitespace=nowarn", name, cwd=tree)
+    except CraError as exc:
+        return str(exc)
+    finally:
+        os.unlink(name)
+    return None
+
+
+def _grade(grade: Grade, runs: list[PytestRun], f2p: list[str], p2p: list[str]) -> None:
+    for klass in ("sandbox_failed", "env_failed", "timeout"):
+        if any(r.problem == klass for r in runs):
+            grade.verdict = klass
+            return
+    if any(r.problem for r in runs):
+        grade.verdict = "tests_error"
+        grade.detail = next(r.detail for r in runs if r.problem)
+        return
+
+    def worst(test_id: str) -> str:
+        seen = [_outcome_in(r, test_id) for r in runs]
+        return next((o for o in seen if o != "passed"), "passed")
+
+    grade.fail_to_pass = {t: worst(t) for t in f2p}
+    grade.pass_to_pass = {t: worst(t) for t in p2p}
+    ok = all(o == "passed" for o in (*grade.fail_to_pass.values(), *grade.pass_to_pass.values()))
+    grade.verdict = "resolved" if ok else "unresolved"
+
+
+def verified_yield(conn: sqlite3.Connection, repo: str | None = None) -> list[dict[str, object]]:
+    """Per repository: tasks validated, each verdict's count (latest verdict per task),
+    and the verified yield among tasks whose validation was not an infrastructure failure."""
+    rows = conn.execute(
+        "SELECT r.name, o.verdict, count(*) FROM outcomes o JOIN tasks t USING (task_id) "
+        "JOIN repos r ON r.id = t.repo_id WHERE o.kind = 'validation' "
+        "AND o.id = (SELECT max(id) FROM outcomes WHERE task_id = o.task_id "
+        "AND kind = 'validation') AND (? IS NULL OR r.name = ?) "
+        "GROUP BY r.name, o.verdict ORDER BY r.name",
+        (repo, repo),
+    ).fetchall()
+    out: dict[str, dict[str, object]] = {}
+    for name, verdict, n in rows:
+        entry = out.setdefault(name, {"repo": name, "validated": 0, "verdicts": {}})
+        entry["verdicts"][verdict] = n  # type: ignore[index]
+        entry["validated"] = int(entry["validated"]) + n  # type: ignore[call-overload]
+    for entry in out.values():
+        verdicts: dict[str, int] = entry["verdicts"]  # type: ignore[assignment]
+        judged = sum(n for v, n in verdicts.items() if v not in INFRA)
+        entry["verified"] = verdicts.get("verified", 0)
+        entry["yield_pct"] = (
+            round(100 * verdicts.get("verified", 0) / judged, 1) if judged else None
+        )
+    return list(out.values())
+
+
+__all__ = [
+    "GRADES",
+    "VERDICTS",
+    "Grade",
+    "SandboxUnavailable",
+    "ValidateOptions",
+    "ValidateSummary",
+    "Validation",
+    "grade_patch",
+    "judge",
+    "task_gold_patch",
+    "validate_repo",
+]
