@@ -86,6 +86,9 @@ SECTION_HELP: dict[str, str] = {
     "serve": "cra serve: the vLLM server, its LoRA slots and how versions are swapped.",
     "curate": "cra train-plan and cra curate-data: the holdout, replay, domain cap, dedup\n"
     "# and DPO rules the datasets obey, and the targets stages are measured against.",
+    "train": "cra train: QLoRA hyperparameters (LoRA on q, k, v, o, gate, up, down of the\n"
+    "# 4-bit NF4 base; never modules_to_save).",
+    "adapters": "cra adapter eval/promote/check: evaluation and the promotion gate.",
     "stages": "Routing: which adapter serves each pipeline stage (its active version is\n"
     "# looked up in the registry at request time; none active = the base model).",
 }
@@ -410,6 +413,66 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("curate", "target_planning", 0.8, float, "Target plan alignment.", unit_interval),
     Setting(
         "curate", "target_execute", 0.6, float, "Target FAIL_TO_PASS pass rate.", unit_interval
+    ),
+    Setting("train", "rank", 16, int, "LoRA rank r.", positive),
+    Setting("train", "alpha", 32, int, "LoRA alpha (the update is scaled by alpha / r).", positive),
+    Setting("train", "dropout", 0.0, float, "LoRA dropout.", unit_interval),
+    Setting("train", "learning_rate", 2e-4, float, "Learning rate of SFT.", positive),
+    Setting("train", "dpo_learning_rate", 5e-6, float, "Learning rate of DPO.", positive),
+    Setting("train", "dpo_beta", 0.1, float, "DPO beta (strength of the KL anchor).", positive),
+    Setting("train", "epochs", 1.0, float, "Passes over the training rows.", positive),
+    Setting(
+        "train",
+        "max_steps",
+        0,
+        int,
+        "Stop after this many optimizer steps; 0 = run the epochs.",
+        non_negative,
+    ),
+    Setting("train", "batch_size", 4, int, "Rows per device batch.", positive),
+    Setting("train", "grad_accum", 1, int, "Batches accumulated per optimizer step.", positive),
+    Setting("train", "max_length", 1024, int, "Longest row in tokens (longer is cut).", positive),
+    Setting("train", "seed", 3407, int, "Random seed of the run.", non_negative),
+    Setting(
+        "adapters",
+        "noise_floor",
+        0.0,
+        float,
+        "Least drop of a primary metric that counts as a regression (a fixed floor).",
+        non_negative,
+    ),
+    Setting(
+        "adapters",
+        "bootstrap",
+        1000,
+        int,
+        "Bootstrap resamples estimating the noise floor from the eval set (the floor is the "
+        "larger of that and noise_floor); 0 = noise_floor alone.",
+        non_negative,
+    ),
+    Setting(
+        "adapters",
+        "bootstrap_quantile",
+        0.95,
+        float,
+        "Quantile of the bootstrapped metric drop taken as the noise floor.",
+        unit_interval,
+    ),
+    Setting(
+        "adapters",
+        "max_new_tokens",
+        256,
+        int,
+        "Tokens an adapter may generate per eval example.",
+        positive,
+    ),
+    Setting(
+        "adapters",
+        "min_live_samples",
+        5,
+        int,
+        "cra adapter check: scored live calls needed before a regression can roll back.",
+        positive,
     ),
     *(
         Setting("stages", stage, adapter, str, f"Adapter for the {stage!r} stage.")

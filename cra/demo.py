@@ -7,11 +7,13 @@ Each step says what it did; re-running reuses what exists.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 from cra.db import schema_version
+from cra.fsutil import atomic_write_text
 from cra.workspace import Workspace, init_workspace
 
 Echo = Callable[[str], None]
@@ -176,6 +178,82 @@ def _curate(workspace: Workspace, echo: Echo) -> None:
     echo(f"  filters dropped: {dropped}")
 
 
+DEMO_DATASET = "toy-scope"
+DEMO_ADAPTER = "scope"
+
+
+def _demo_model(workspace: Workspace, echo: Echo) -> Workspace:
+    """Build the tiny model under sources/ once and name it as `[model] base`."""
+    from cra.fixtures.model import build_tiny_model
+    from cra.workspace import open_workspace
+
+    model = workspace.root / "sources" / "model"
+    if not (model / "config.json").is_file():
+        # A wider initializer than the default lets LoRA memorise the toy answers.
+        build_tiny_model(model, init_std=0.2)
+        echo(f"  built a tiny Qwen2 model at {model} (random weights, trained BPE tokenizer)")
+    if workspace.config["model.base"] != str(model):
+        config = workspace.root / "cra.toml"
+        text = config.read_text(encoding="utf-8")
+        head, _, rest = text.partition("[model]\n")
+        rest = re.sub(r"(?m)^base\s*=.*\n", "", rest, count=1)  # the [model] key, if set
+        atomic_write_text(config, f'{head}[model]\nbase = "{model}"\n{rest}')
+        workspace = open_workspace(workspace.root)
+        echo(f"  [model] base = {model}")
+    return workspace
+
+
+def _adapters(workspace: Workspace, echo: Echo) -> None:
+    """Train two candidates, evaluate, promote, roll back, and show a refused one."""
+    from cra.adapters.evaluate import evaluate
+    from cra.adapters.lifecycle import PromotionRefused, promote, rollback
+    from cra.adapters.registry import list_versions
+    from cra.fixtures.datasets import write_dataset
+    from cra.training.train import TrainOptions, train_adapter
+
+    workspace = _demo_model(workspace, echo)
+    with closing(workspace.raw_db()) as raw:
+        existing = list_versions(raw, workspace.root, DEMO_ADAPTER)
+    if existing:
+        states = ", ".join(f"{v.ref} {v.status}" for v in existing)
+        echo(f"  adapters already trained: {states}")
+        return
+    write_dataset(workspace, DEMO_DATASET, adapters=(DEMO_ADAPTER,))
+    echo(f"  dataset {DEMO_DATASET}: a toy scope set with a chronological holdout")
+
+    def train(steps: int, rate: float) -> str:
+        result = train_adapter(
+            workspace,
+            TrainOptions(
+                DEMO_DATASET, DEMO_ADAPTER, max_steps=steps, learning_rate=rate, batch_size=6
+            ),
+        )
+        m = result.metrics
+        echo(f"  cra train: {result.version.ref} candidate, {steps} steps, loss "
+             f"{m['first_loss']:.2f} -> {m['last_loss']:.2f}, {m['tokens_per_s']:.0f} tokens/s "
+             f"({result.backend}, 4-bit NF4 base)")  # fmt: skip
+        ref = result.version.ref
+        metrics = evaluate(workspace, ref, max_new_tokens=16)
+        echo(f"  cra adapter eval {ref}: file recall {metrics['metrics']['file_recall']:.2f} "
+             f"(base model {metrics['base_metrics']['file_recall']:.2f})")  # fmt: skip
+        return ref
+
+    first = train(24, 5e-3)
+    move = promote(workspace, first)
+    echo(f"  cra adapter promote {first}: active ({move.reason})")
+    second = train(24, 5e-3)
+    move = promote(workspace, second)
+    echo(f"  cra adapter promote {second}: active, v{move.from_version} retired")
+    move = rollback(workspace, DEMO_ADAPTER, reason="demo")
+    echo(f"  cra adapter rollback {DEMO_ADAPTER}: v{move.to_version} active again, "
+         f"v{move.from_version} kept on disk")  # fmt: skip
+    weak = train(1, 1e-5)
+    try:
+        promote(workspace, weak)
+    except PromotionRefused as exc:
+        echo(f"  cra adapter promote {weak}: refused, {exc}")
+
+
 def run_demo(path: Path, *, echo: Echo) -> Workspace:
     """Run every demo step in a workspace at `path` and return the workspace."""
     echo(f"[1] workspace at {Path(path).absolute()}")
@@ -197,5 +275,8 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     _validate(workspace, echo)
     echo("[8] training plan and dataset from the logs (cra train-plan, cra curate-data)")
     _curate(workspace, echo)
+    echo("[9] train adapters on the tiny model, evaluate, promote, roll back (cra train, "
+         "cra adapter)")  # fmt: skip
+    _adapters(workspace, echo)
     echo("done")
     return workspace

@@ -34,6 +34,10 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     groups = {"scope/sft", "precision/sft", "planning/sft", "execute-code/sft"}
     assert set(card["counts"]["train"]["by_group"]) == groups
     assert (target / "planning" / "demo-plan.json").is_file()
+    assert "cra adapter eval scope@v1: file recall 1.00 (base model 0.00)" in first.output
+    assert "cra adapter promote scope@v2: active, v1 retired" in first.output
+    assert "cra adapter rollback scope: v1 active again" in first.output
+    assert "cra adapter promote scope@v3: refused" in first.output
     second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
     assert second.exit_code == 0
     assert "reused" in second.output
@@ -43,3 +47,4 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "already packed" in second.output
     assert "reused, no network" in second.output
     assert "dataset demo-1 already written" in second.output
+    assert "scope@v1 active, scope@v2 retired, scope@v3 rejected" in second.output

@@ -1,0 +1,1 @@
+"""The adapter registry: versions, evaluation, gated promotion, rollback (`cra adapter`)."""

@@ -1,0 +1,189 @@
+"""`cra adapter eval`: score a version on a dataset's eval split (the chronological
+holdout), next to the base model on the same examples.
+
+Generation goes through the running `cra serve` server when there is one (loading the
+version for the eval if it is not loaded), else in-process with transformers + peft on
+the base loaded as the adapter was trained (4-bit NF4 for QLoRA), greedy. The result is
+stored on the version, keyed by the holdout (dataset id and the eval file's sha256), so
+promotion compares like with like.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from cra.adapters.metrics import Reference, mean_metrics, primary_metrics, score_output
+from cra.adapters.registry import Version, get_version, parse_ref, store_eval, verify_files
+from cra.errors import UsageError
+from cra.fsutil import now_iso
+from cra.training.data import get_dataset, read_rows, reference_text
+from cra.workspace import Workspace
+
+Progress = Callable[[int, int], None]
+Generate = Callable[[list[dict[str, Any]]], tuple[str, str]]  # messages -> (adapter, base)
+
+
+def _reference(conn: sqlite3.Connection, root: Path, row: dict[str, Any]) -> Reference:
+    meta = row.get("meta", {})
+    files: tuple[str, ...] = ()
+    symbols: tuple[str, ...] = ()
+    repo_dir = parent = None
+    task = conn.execute(
+        "SELECT t.gold_files, t.gold_symbols, c.parent_sha, r.name FROM tasks t "
+        "JOIN commits c ON c.id = t.commit_id JOIN repos r ON r.id = t.repo_id "
+        "WHERE t.task_id = ?",
+        (str(meta.get("task_id")),),
+    ).fetchone()
+    if task is not None:
+        files = tuple(f["path"] for f in json.loads(task[0]) if isinstance(f, dict))
+        symbols = tuple(
+            f"{s['path']}::{s['qualname']}" for s in json.loads(task[1]) if isinstance(s, dict)
+        )
+        parent = task[2]
+        candidate = root / "repos" / task[3] / "repo"
+        repo_dir = candidate if candidate.is_dir() else None
+    return Reference(reference_text(row), files, symbols, repo_dir, parent)
+
+
+def _in_process(version: Version, max_new_tokens: int) -> Generate:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cra.training.backends import quiet
+
+    quiet()
+    base = Path(version.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    kwargs: dict[str, Any] = {"dtype": torch.float32}
+    if version.hyperparams.get("quantization") == "nf4-4bit":
+        # Score the weights the adapter was trained against: the same 4-bit NF4 base.
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.float32,
+            bnb_4bit_use_double_quant=True,
+        )
+    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, **kwargs)
+    model = PeftModel.from_pretrained(model, version.path).eval()
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+
+    def run(ids: Any) -> str:
+        out = model.generate(
+            ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=end,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # fmt: skip
+        return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+
+    def generate(messages: list[dict[str, Any]]) -> tuple[str, str]:
+        ids = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
+        with torch.no_grad():
+            tuned = run(ids)
+            with model.disable_adapter():
+                plain = run(ids)
+        return tuned, plain
+
+    return generate
+
+
+def _served(workspace: Workspace, version: Version, max_new_tokens: int, state: Any) -> Generate:
+    from cra.llm.client import LLMClient
+
+    client = LLMClient(endpoint=state.base_url, model=state.served_model, conn=None)
+
+    def generate(messages: list[dict[str, Any]]) -> tuple[str, str]:
+        out = []
+        for model in (version.ref, state.served_model):
+            done = client.complete(stage="eval", messages=messages, model=model,
+                                   temperature=0.0, max_tokens=max_new_tokens)  # fmt: skip
+            out.append((done.text or "").strip())
+        return out[0], out[1]
+
+    return generate
+
+
+def evaluate(
+    workspace: Workspace,
+    ref: str,
+    *,
+    dataset_id: str | None = None,
+    limit: int | None = None,
+    max_new_tokens: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate `NAME@vN` on the eval split of `dataset_id` (default: the dataset it was
+    trained on), store the result on the version and return it."""
+    from cra.serving.server import check_compatible, load_version, running_state, unload_version
+
+    name, number = parse_ref(ref, need_version=True)
+    with closing(workspace.raw_db()) as conn:
+        version = get_version(conn, workspace.root, name, number)  # type: ignore[arg-type]
+        verify_files(version)
+        chosen = dataset_id or version.dataset_id
+        if not chosen:
+            raise UsageError(f"{version.ref} has no dataset", hint="pass --dataset ID")
+        dataset = get_dataset(conn, workspace.root, chosen)
+        rows = read_rows(dataset, "eval", adapter=name, method=None)
+        sft = [r for r in rows if r["meta"].get("technique") == "sft"]
+        rows = sft or rows  # one reference per prompt: prefer SFT rows, else DPO chosen
+        if limit is not None:
+            rows = rows[:limit]
+        if not rows:
+            raise UsageError(f"dataset {dataset.id} has no eval rows for adapter {name!r}")
+        references = [_reference(conn, workspace.root, r) for r in rows]
+    max_new = max_new_tokens or workspace.config["adapters.max_new_tokens"]
+    state = running_state(workspace)
+    loaded_here = False
+    if state is not None:
+        check_compatible(version.served(), state)
+        if version.ref not in state.loaded:
+            load_version(state, version.served())
+            loaded_here = True
+        generate, backend = _served(workspace, version, max_new, state), "vllm"
+    else:
+        generate, backend = _in_process(version, max_new), "transformers+peft"
+    tuned_scores, base_scores, samples = [], [], []
+    try:
+        for i, (row, reference) in enumerate(zip(rows, references, strict=True), start=1):
+            tuned, plain = generate(row["prompt"])
+            tuned_scores.append(score_output(name, tuned, reference))
+            base_scores.append(score_output(name, plain, reference))
+            if len(samples) < 5:
+                samples.append(
+                    {
+                        "task_id": row["meta"].get("task_id"),
+                        "output": tuned[:500],
+                        "base_output": plain[:500],
+                        "reference": reference.text[:500],
+                    }
+                )
+            if progress:
+                progress(i, len(rows))
+    finally:
+        if loaded_here and state is not None:
+            unload_version(state, version.ref)
+    keys = sorted({k for s in tuned_scores for k in s})
+    result = {
+        "dataset_id": dataset.id,
+        "holdout": dataset.holdout_key(),
+        "n": len(rows),
+        "backend": backend,
+        "primary": list(primary_metrics(name)),
+        "metrics": mean_metrics(tuned_scores),
+        "base_metrics": mean_metrics(base_scores),
+        "per_example": {k: [s.get(k, 0.0) for s in tuned_scores] for k in keys},
+        "base_per_example": {k: [s.get(k, 0.0) for s in base_scores] for k in keys},
+        "samples": samples,
+        "evaluated_at": now_iso(),
+    }
+    store_eval(workspace, name, version.version, dataset.holdout_key(), result)
+    return result

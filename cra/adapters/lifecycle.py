@@ -1,0 +1,309 @@
+"""Promote, roll back and check adapter versions: every move is one transaction, an
+event with its reason, and (with a server running) a swap the server follows.
+
+- promote: allowed only when the candidate has eval results on the same holdout as the
+  active version (or, with none active, as the base model) and no primary metric drops
+  by more than the noise floor; `force` skips the gate and is recorded.
+- rollback: the version that was active before the current one becomes active again.
+- check: the active version's live metrics against those it was promoted on; a drop
+  beyond the noise floor rolls back automatically and records why.
+
+The registry pointer moves inside the serving swap's `switch`, so a version the server
+fails to load never becomes active. Two concurrent moves cannot both win: the switch
+re-reads the active version under the write lock and refuses when it changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+from cra.adapters.live import live_scores
+from cra.adapters.metrics import bootstrap_floor, compare, mean_metrics, primary_metrics
+from cra.adapters.registry import (
+    RegistryConflict,
+    Version,
+    active_version,
+    add_event,
+    events,
+    get_version,
+    parse_ref,
+    verify_files,
+)
+from cra.db import transaction
+from cra.errors import CraError, UsageError
+from cra.workspace import Workspace
+
+Echo = Callable[[str], None]
+
+
+class PromotionRefused(CraError, ValueError):
+    """The gate found no comparable eval, or a regression."""
+
+
+@dataclass
+class Move:
+    """What a promote, rollback or check did."""
+
+    name: str
+    action: str
+    to_version: int | None
+    from_version: int | None
+    reason: str
+    forced: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _switch(
+    workspace: Workspace,
+    name: str,
+    *,
+    expect_active: int | None,
+    to_version: int | None,
+    demoted_status: str,
+    event: str,
+    reason: str,
+    forced: bool,
+    details: dict[str, Any],
+) -> Callable[[], None]:
+    def switch() -> None:
+        with closing(workspace.raw_db()) as conn, transaction(conn):
+            row = conn.execute(
+                "SELECT version FROM adapter_versions WHERE name = ? AND status = 'active'",
+                (name,),
+            ).fetchone()
+            now_active = None if row is None else int(row[0])
+            if now_active != expect_active:
+                raise RegistryConflict(
+                    f"the active version of {name} changed meanwhile "
+                    f"(expected {_v(expect_active)}, found {_v(now_active)})",
+                    hint="another promote or rollback won; look with `cra adapter show "
+                    f"{name}` and run again if still wanted",
+                )
+            if now_active is not None:
+                conn.execute(
+                    "UPDATE adapter_versions SET status = ? WHERE name = ? AND version = ?",
+                    (demoted_status, name, now_active),
+                )
+            if to_version is not None:
+                conn.execute(
+                    "UPDATE adapter_versions SET status = 'active' WHERE name = ? AND version = ?",
+                    (name, to_version),
+                )
+            add_event(conn, name, to_version, event, from_version=now_active, reason=reason,
+                      forced=forced, details=details)  # fmt: skip
+
+    return switch
+
+
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
+
+
+def _gate(workspace: Workspace, cand: Version, active: Version | None) -> dict[str, Any]:
+    """The comparison the gate decides on; raise PromotionRefused when it cannot compare."""
+    config = workspace.config
+    if not cand.eval_metrics:
+        raise PromotionRefused(
+            f"{cand.ref} has no eval results", hint=f"run `cra adapter eval {cand.ref}` first"
+        )
+    if active is None:
+        key = next(iter(sorted(cand.eval_metrics, key=lambda k: cand.eval_metrics[k].get(
+            "evaluated_at", ""), reverse=True)))  # fmt: skip
+        result = cand.eval_metrics[key]
+        baseline = {"metrics": result.get("base_metrics", {}),
+                    "per_example": result.get("base_per_example", {})}  # fmt: skip
+        against = "the base model"
+    else:
+        common = sorted(set(cand.eval_metrics) & set(active.eval_metrics))
+        if not common:
+            holdouts = ", ".join(sorted(cand.eval_metrics))
+            raise PromotionRefused(
+                f"{cand.ref} and the active {active.ref} have no eval on the same holdout",
+                hint=f"run `cra adapter eval {active.ref} --dataset ID` for {cand.ref}'s "
+                f"holdout ({holdouts})",
+            )
+        own = [k for k in common if k.startswith(f"{cand.dataset_id}:")]
+        key = (own or common)[-1]
+        result = cand.eval_metrics[key]
+        baseline = active.eval_metrics[key]
+        against = active.ref
+    comparison = compare(
+        cand.name, result, baseline,
+        floor=config["adapters.noise_floor"], samples=config["adapters.bootstrap"],
+        quantile=config["adapters.bootstrap_quantile"],
+    )  # fmt: skip
+    return {"holdout": key, "against": against, **comparison,
+            "promoted_metrics": result.get("metrics", {})}  # fmt: skip
+
+
+def promote(
+    workspace: Workspace, ref: str, *, force: bool = False, reason: str | None = None,
+    echo: Echo | None = None,
+) -> Move:  # fmt: skip
+    """Make `NAME@vN` the single active version of NAME, if the gate allows (see module)."""
+    from cra.serving.server import swap
+
+    name, number = parse_ref(ref, need_version=True)
+    with closing(workspace.raw_db()) as conn:
+        cand = get_version(conn, workspace.root, name, number)  # type: ignore[arg-type]
+        active = active_version(conn, workspace.root, name)
+    if cand.status == "active":
+        raise UsageError(f"{cand.ref} is already the active version")
+    verify_files(cand)
+    try:
+        details = _gate(workspace, cand, active)
+    except PromotionRefused:
+        if not force:
+            raise
+        details = {"gate": "skipped: no comparable eval"}
+    regressions = details.get("regressions", [])
+    if regressions and not force:
+        lines = ", ".join(
+            f"{m} {details['metrics'][m]['candidate']:.3f} vs "
+            f"{details['metrics'][m]['baseline']:.3f} "
+            f"(floor {details['metrics'][m]['noise_floor']:.3f})"
+            for m in regressions
+        )
+        why = f"regresses against {details['against']} on {details['holdout']}: {lines}"
+        with closing(workspace.raw_db()) as conn, transaction(conn):
+            conn.execute(
+                "UPDATE adapter_versions SET status = 'rejected' WHERE name = ? AND version = ? "
+                "AND status = 'candidate'",
+                (name, number),
+            )
+            before = active.version if active else None
+            add_event(conn, name, number, "rejected", from_version=before,
+                      reason=why, details=details)  # fmt: skip
+        raise PromotionRefused(f"{cand.ref} {why}", hint="use --force to promote it anyway")
+    text = reason or ("forced" if force else f"no primary metric regresses against "
+                      f"{details.get('against')} on {details.get('holdout')}")  # fmt: skip
+    switch = _switch(
+        workspace, name, expect_active=active.version if active else None, to_version=number,
+        demoted_status="retired", event="promoted", reason=text, forced=force, details=details,
+    )  # fmt: skip
+    swap(workspace, new=cand.served(), old=active.served() if active else None, switch=switch,
+         echo=echo)  # fmt: skip
+    return Move(name, "promoted", number, active.version if active else None, text, force, details)
+
+
+def previous_active(workspace: Workspace, name: str, current: int) -> int | None:
+    """The version that was active before `current` was promoted (None: none was).
+
+    Only promotions count, so successive rollbacks walk back down the promotion chain
+    instead of toggling between the last two versions."""
+    with closing(workspace.raw_db()) as conn:
+        history = events(conn, name)
+    for event in reversed(history):
+        if event.version == current and event.event == "promoted":
+            return event.from_version
+    return None
+
+
+def rollback(
+    workspace: Workspace, name: str, *, to: int | None = None, reason: str | None = None,
+    automatic: bool = False, details: dict[str, Any] | None = None, echo: Echo | None = None,
+) -> Move:  # fmt: skip
+    """Make the previously active version of `name` (or `to`) active again: a registry
+    update and an event, nothing retrained or deleted."""
+    from cra.serving.server import swap
+
+    name, named_version = parse_ref(name)
+    if named_version is not None:
+        raise UsageError(
+            f"rollback takes an adapter name, not {name}@v{named_version}",
+            hint=f"write `cra adapter rollback {name} --to v{named_version}`",
+        )
+    with closing(workspace.raw_db()) as conn:
+        active = active_version(conn, workspace.root, name)
+        if active is None and to is None:
+            raise UsageError(f"{name} has no active version to roll back",
+                             hint="name one with --to vK")  # fmt: skip
+        target_number = to if to is not None else previous_active(workspace, name, active.version)  # type: ignore[union-attr]
+        target = (
+            get_version(conn, workspace.root, name, target_number)
+            if target_number is not None
+            else None
+        )
+    if target is not None and active is not None and target.version == active.version:
+        raise UsageError(f"{target.ref} is already active")
+    if target is not None:
+        verify_files(target)
+    text = reason or f"rolled back from {_v(active.version if active else None)}"
+    extra = {"automatic": automatic, **(details or {})}
+    if target is not None:
+        extra["restored_metrics"] = {k: v.get("metrics") for k, v in target.eval_metrics.items()}
+    switch = _switch(
+        workspace, name, expect_active=active.version if active else None,
+        to_version=target.version if target else None,
+        demoted_status="rejected" if automatic else "retired", event="rolled_back",
+        reason=text, forced=False, details=extra,
+    )  # fmt: skip
+    swap(workspace, new=target.served() if target else None,
+         old=active.served() if active else None, switch=switch, echo=echo)  # fmt: skip
+    return Move(name, "rolled_back", target.version if target else None,
+                active.version if active else None, text, False, extra)  # fmt: skip
+
+
+def _activation(workspace: Workspace, name: str, version: int) -> tuple[str, dict[str, Any]]:
+    """When `name@vN` last became active, and the metrics it became active on."""
+    with closing(workspace.raw_db()) as conn:
+        history = events(conn, name)
+    for event in reversed(history):
+        if event.version == version and event.event in ("promoted", "rolled_back"):
+            metrics = event.details.get("promoted_metrics")
+            if metrics is None:
+                restored = event.details.get("restored_metrics") or {}
+                metrics = next(iter(restored.values()), None) or {}
+            return event.created_at, metrics
+    return "", {}
+
+
+def check(workspace: Workspace, name: str, *, echo: Echo | None = None) -> Move | None:
+    """Compare the active version's live metrics with those it was promoted on; roll back
+    on a regression beyond the noise floor. Returns the rollback, or None."""
+    say = echo or (lambda _m: None)
+    config = workspace.config
+    with closing(workspace.raw_db()) as conn:
+        active = active_version(conn, workspace.root, name)
+        if active is None:
+            say(f"{name} has no active version: nothing to check")
+            return None
+        since, promoted = _activation(workspace, name, active.version)
+        scores = live_scores(conn, name, active.version, since=since)
+    if not promoted:
+        say(f"{active.ref} was made active without eval metrics: nothing to compare")
+        return None
+    if len(scores) < config["adapters.min_live_samples"]:
+        say(f"{active.ref}: {len(scores)} scored live calls, fewer than "
+            f"{config['adapters.min_live_samples']} ([adapters] min_live_samples): "
+            "no verdict")  # fmt: skip
+        return None
+    live = mean_metrics(scores)
+    regressions, report = [], {}
+    for metric in primary_metrics(name):
+        if metric not in live or metric not in promoted:
+            continue
+        values = [s[metric] for s in scores if metric in s]
+        noise = max(config["adapters.noise_floor"], bootstrap_floor(
+            values, samples=config["adapters.bootstrap"],
+            quantile=config["adapters.bootstrap_quantile"]))  # fmt: skip
+        delta = live[metric] - promoted[metric]
+        report[metric] = {"live": live[metric], "promoted": promoted[metric], "delta": delta,
+                          "noise_floor": noise, "n": len(values)}  # fmt: skip
+        if delta < -noise:
+            regressions.append(metric)
+    for metric, r in report.items():
+        say(f"{active.ref} {metric}: live {r['live']:.3f} vs promoted {r['promoted']:.3f} "
+            f"(n={r['n']}, floor {r['noise_floor']:.3f})")  # fmt: skip
+    if not regressions:
+        return None
+    why = "automatic: live " + ", ".join(
+        f"{m} {report[m]['live']:.3f} < promoted {report[m]['promoted']:.3f} - "
+        f"floor {report[m]['noise_floor']:.3f}"
+        for m in regressions
+    )
+    return rollback(workspace, name, reason=why, automatic=True,
+                    details={"live": report, "regressions": regressions}, echo=echo)  # fmt: skip

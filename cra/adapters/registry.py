@@ -1,0 +1,355 @@
+"""The adapter registry: every version kept, numbered and checksummed; status moves.
+
+Versions live in `adapters/NAME/vN/` (a standard PEFT adapter directory plus `meta.json`)
+and in `adapter_versions`; what happened to them is appended to `adapter_events`. At most
+one version of a name is active (a unique partial index enforces it). Registration moves
+a finished adapter directory into place and writes its row in one transaction, so an
+interrupted run leaves no half-registered version.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+from collections.abc import Mapping
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cra.db import transaction
+from cra.errors import CraError, NotFound, UsageError
+from cra.fsutil import atomic_write_text, now_iso, sha256_file
+from cra.serving.server import AdapterVersion, check_files, model_hashes
+from cra.workspace import Workspace
+
+STATUSES = ("candidate", "active", "retired", "rejected")
+META_NAME = "meta.json"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_REF = re.compile(r"^(?P<name>[^@\s]+)(?:@v?(?P<version>\d+))?$")
+
+
+class RegistryConflict(CraError, RuntimeError):
+    """The registry changed under a command (another promote or rollback won)."""
+
+
+def check_name(name: str) -> str:
+    """Return `name` if it is a valid adapter name, else raise UsageError."""
+    if not _NAME.match(name or ""):
+        raise UsageError(
+            f"invalid adapter name {name!r}",
+            hint="use lowercase letters, digits, '-' and '_' (e.g. scope, execute-code)",
+        )
+    return name
+
+
+def parse_ref(text: str, *, need_version: bool = False) -> tuple[str, int | None]:
+    """Split `NAME@vN` (or `NAME`) into name and version."""
+    found = _REF.match(text.strip())
+    if found is None:
+        raise UsageError(f"cannot read adapter reference {text!r}", hint="write NAME@vN")
+    version = int(found["version"]) if found["version"] else None
+    if need_version and version is None:
+        raise UsageError(f"{text!r} names no version", hint=f"write {text}@vN")
+    return check_name(found["name"]), version
+
+
+@dataclass(frozen=True)
+class Version:
+    """One registered adapter version and everything recorded about it."""
+
+    name: str
+    version: int
+    status: str
+    path: Path
+    base_model: str
+    base_model_hash: str
+    tokenizer_hash: str
+    dataset_id: str | None
+    method: str
+    hyperparams: dict[str, Any]
+    train_metrics: dict[str, Any]
+    eval_metrics: dict[str, Any]
+    files_sha256: dict[str, str]
+    created_at: str
+
+    @property
+    def ref(self) -> str:
+        """`NAME@vN`, also the name it is served under."""
+        return f"{self.name}@v{self.version}"
+
+    def served(self) -> AdapterVersion:
+        """The version as the serving layer sees it."""
+        return AdapterVersion(
+            self.name,
+            self.version,
+            self.path,
+            self.base_model_hash,
+            self.tokenizer_hash,
+            self.files_sha256,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "status": self.status,
+            "path": str(self.path),
+            "base_model": self.base_model,
+            "base_model_hash": self.base_model_hash,
+            "tokenizer_hash": self.tokenizer_hash,
+            "dataset_id": self.dataset_id,
+            "method": self.method,
+            "hyperparams": self.hyperparams,
+            "train_metrics": self.train_metrics,
+            "eval_metrics": self.eval_metrics,
+            "files_sha256": self.files_sha256,
+            "created_at": self.created_at,
+        }
+
+
+_COLUMNS = (
+    "name, version, status, path, base_model, base_model_hash, tokenizer_hash, dataset_id, "
+    "method, hyperparams, train_metrics, eval_metrics, files_sha256, created_at"
+)
+
+
+def _row(root: Path, row: sqlite3.Row) -> Version:
+    path = Path(row["path"])
+    return Version(
+        name=row["name"],
+        version=int(row["version"]),
+        status=row["status"],
+        path=path if path.is_absolute() else root / path,
+        base_model=row["base_model"],
+        base_model_hash=row["base_model_hash"],
+        tokenizer_hash=row["tokenizer_hash"],
+        dataset_id=row["dataset_id"],
+        method=row["method"],
+        hyperparams=json.loads(row["hyperparams"] or "{}"),
+        train_metrics=json.loads(row["train_metrics"] or "{}"),
+        eval_metrics=json.loads(row["eval_metrics"] or "{}"),
+        files_sha256=json.loads(row["files_sha256"] or "{}"),
+        created_at=row["created_at"],
+    )
+
+
+def get_version(conn: sqlite3.Connection, root: Path, name: str, version: int) -> Version:
+    """The registered version `name@vN`; NotFound when there is none."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM adapter_versions WHERE name = ? AND version = ?",
+        (name, version),
+    ).fetchone()
+    if row is None:
+        known = [f"v{r[0]}" for r in conn.execute(
+            "SELECT version FROM adapter_versions WHERE name = ? ORDER BY version", (name,)
+        )]  # fmt: skip
+        raise NotFound(
+            f"no adapter version {name}@v{version}",
+            hint=f"{name} has {', '.join(known)}" if known else "list them with `cra adapter list`",
+        )
+    return _row(root, row)
+
+
+def active_version(conn: sqlite3.Connection, root: Path, name: str) -> Version | None:
+    """The active version of `name`, if any."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM adapter_versions WHERE name = ? AND status = 'active'", (name,)
+    ).fetchone()
+    return None if row is None else _row(root, row)
+
+
+def list_versions(conn: sqlite3.Connection, root: Path, name: str | None = None) -> list[Version]:
+    """Every version (of `name`, when given), by name and version."""
+    where, args = ("WHERE name = ?", (name,)) if name else ("", ())
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM adapter_versions {where} ORDER BY name, version", args
+    ).fetchall()
+    return [_row(root, r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a name's history."""
+
+    id: int
+    name: str
+    version: int | None
+    event: str
+    from_version: int | None
+    reason: str | None
+    forced: bool
+    details: dict[str, Any]
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "event": self.event,
+            "from_version": self.from_version,
+            "reason": self.reason,
+            "forced": self.forced,
+            "details": self.details,
+            "created_at": self.created_at,
+        }
+
+
+def events(conn: sqlite3.Connection, name: str) -> list[Event]:
+    """The history of `name`, oldest first."""
+    rows = conn.execute(
+        "SELECT id, name, version, event, from_version, reason, forced, details, created_at "
+        "FROM adapter_events WHERE name = ? ORDER BY id",
+        (name,),
+    ).fetchall()
+    return [
+        Event(
+            int(r["id"]),
+            r["name"],
+            r["version"],
+            r["event"],
+            r["from_version"],
+            r["reason"],
+            bool(r["forced"]),
+            json.loads(r["details"] or "{}"),
+            r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+def add_event(
+    conn: sqlite3.Connection,
+    name: str,
+    version: int | None,
+    event: str,
+    *,
+    from_version: int | None = None,
+    reason: str | None = None,
+    forced: bool = False,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Append one event (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO adapter_events (name, version, event, from_version, reason, forced, "
+        "details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (name, version, event, from_version, reason, int(forced),
+         json.dumps(dict(details or {}), sort_keys=True), now_iso()),
+    )  # fmt: skip
+
+
+def verify_files(version: Version) -> None:
+    """Refuse a version whose files changed since registration, naming the file."""
+    if not version.files_sha256:
+        raise UsageError(f"{version.ref} has no recorded file checksums")
+    check_files(version.served())
+
+
+def adapter_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` but `meta.json`, by relative path."""
+    return {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != META_NAME
+    }
+
+
+def _next_version(conn: sqlite3.Connection, folder: Path, name: str) -> int:
+    """One more than any version in the DB or on disk (an orphan folder is never reused)."""
+    top = conn.execute(
+        "SELECT coalesce(max(version), 0) FROM adapter_versions WHERE name = ?", (name,)
+    ).fetchone()[0]
+    on_disk = [
+        int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit() and p.is_dir()
+    ] if folder.is_dir() else []  # fmt: skip
+    return max([int(top), *on_disk]) + 1
+
+
+@dataclass
+class Registration:
+    """What a training run hands the registry."""
+
+    name: str
+    staged: Path
+    base_model: Path
+    dataset_id: str | None
+    method: str
+    hyperparams: dict[str, Any] = field(default_factory=dict)
+    train_metrics: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+
+def register(workspace: Workspace, reg: Registration) -> Version:
+    """Move the finished adapter `reg.staged` to `adapters/NAME/vN/` as a candidate and
+    record it, all or nothing; return the new version."""
+    check_name(reg.name)
+    config = reg.staged / "adapter_config.json"
+    if not config.is_file():
+        raise UsageError(f"{reg.staged} is not a PEFT adapter directory (no adapter_config.json)")
+    base_hash, tokenizer_hash = model_hashes(reg.base_model)
+    files = adapter_files(reg.staged)
+    folder = workspace.adapters_dir / reg.name
+    folder.mkdir(parents=True, exist_ok=True)
+    created = now_iso()
+    with closing(workspace.raw_db()) as conn, transaction(conn):
+        number = _next_version(conn, folder, reg.name)
+        target = folder / f"v{number}"
+        meta = {
+            "name": reg.name, "version": number, "status": "candidate",
+            "base_model": str(reg.base_model), "base_model_hash": base_hash,
+            "tokenizer_hash": tokenizer_hash, "dataset_id": reg.dataset_id,
+            "method": reg.method, "hyperparams": reg.hyperparams,
+            "train_metrics": reg.train_metrics, "lineage": reg.lineage,
+            "files_sha256": files, "created_at": created,
+        }  # fmt: skip
+        atomic_write_text(reg.staged / META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        reg.staged.rename(target)
+        try:
+            conn.execute(
+                "INSERT INTO adapter_versions (name, version, status, path, base_model, "
+                "base_model_hash, tokenizer_hash, dataset_id, method, hyperparams, "
+                "train_metrics, files_sha256, created_at) "
+                "VALUES (?, ?, 'candidate', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (reg.name, number, target.relative_to(workspace.root).as_posix(),
+                 str(reg.base_model), base_hash, tokenizer_hash, reg.dataset_id, reg.method,
+                 json.dumps(reg.hyperparams, sort_keys=True),
+                 json.dumps(reg.train_metrics, sort_keys=True),
+                 json.dumps(files, sort_keys=True), created),
+            )  # fmt: skip
+            add_event(
+                conn, reg.name, number, "registered",
+                reason=f"trained with {reg.method} on {reg.dataset_id}",
+                details={"lineage": reg.lineage},
+            )  # fmt: skip
+        except BaseException:
+            target.rename(reg.staged)  # the transaction rolls back: put the folder back too
+            raise
+        return get_version(conn, workspace.root, reg.name, number)
+
+
+def discard_staged(staged: Path) -> None:
+    """Remove a staging folder that will not be registered."""
+    shutil.rmtree(staged, ignore_errors=True)
+
+
+def store_eval(workspace: Workspace, name: str, version: int, key: str, result: dict) -> Version:
+    """Record `result` as the eval of `name@vN` on holdout `key` (replacing an older one)."""
+    with closing(workspace.raw_db()) as conn, transaction(conn):
+        current = get_version(conn, workspace.root, name, version)
+        evals = dict(current.eval_metrics)
+        evals[key] = result
+        conn.execute(
+            "UPDATE adapter_versions SET eval_metrics = ? WHERE name = ? AND version = ?",
+            (json.dumps(evals, sort_keys=True), name, version),
+        )
+        add_event(
+            conn, name, version, "evaluated", reason=f"holdout {key}",
+            details={"holdout": key, "metrics": result.get("metrics", {})},
+        )  # fmt: skip
+        return get_version(conn, workspace.root, name, version)

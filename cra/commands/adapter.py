@@ -1,0 +1,202 @@
+"""`cra adapter`: the versioned registry: list, show, eval, promote, rollback, check."""
+
+from __future__ import annotations
+
+import json
+from contextlib import closing
+
+import click
+
+from cra.commands import Context, pass_context
+
+
+@click.group("adapter")
+def adapter() -> None:
+    """Every adapter version ever trained: evaluate, promote (gated), roll back."""
+
+
+def _metrics_line(version) -> str:  # type: ignore[no-untyped-def]
+    parts = []
+    for key, result in sorted(version.eval_metrics.items()):
+        shown = ", ".join(f"{m} {result['metrics'].get(m, 0):.3f}" for m in result["primary"])
+        parts.append(f"{key}: {shown}")
+    return "; ".join(parts) or "not evaluated"
+
+
+@adapter.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def list_(ctx: Context, as_json: bool) -> None:
+    """Every version: status, dataset, metrics."""
+    from cra.adapters.registry import list_versions
+
+    workspace = ctx.workspace()
+    with closing(workspace.raw_db()) as conn:
+        versions = list_versions(conn, workspace.root)
+    if as_json:
+        click.echo(json.dumps([v.as_dict() for v in versions], indent=2))
+        return
+    if not versions:
+        click.echo("no adapter versions (train one with `cra train`)")
+        return
+    for v in versions:
+        click.echo(
+            f"{v.ref:<22} {v.status:<9} {v.method:<3} dataset {v.dataset_id}  {_metrics_line(v)}"
+        )
+
+
+@adapter.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def show(ctx: Context, ref: str, as_json: bool) -> None:
+    """One name (its versions and history) or one version NAME@vN with its lineage."""
+    from cra.adapters.live import runs_using
+    from cra.adapters.registry import events, get_version, list_versions, parse_ref
+
+    workspace = ctx.workspace()
+    name, number = parse_ref(ref)
+    with closing(workspace.raw_db()) as conn:
+        if number is None:
+            versions = list_versions(conn, workspace.root, name)
+            if not versions:
+                from cra.errors import NotFound
+
+                raise NotFound(f"no adapter named {name!r}", hint="see `cra adapter list`")
+        else:
+            versions = [get_version(conn, workspace.root, name, number)]
+        history = [
+            e for e in events(conn, name) if number is None or number in (e.version, e.from_version)
+        ]
+        runs = {v.version: runs_using(conn, name, v.version) for v in versions}
+        plans = {
+            v.version: conn.execute(
+                "SELECT plan_path FROM training_datasets WHERE id = ?", (v.dataset_id,)
+            ).fetchone()
+            for v in versions
+        }
+    if as_json:
+        data = {
+            "versions": [
+                {**v.as_dict(), "lineage": {"dataset": v.dataset_id,
+                 "plan": plans[v.version][0] if plans[v.version] else None,
+                 "harness_runs": runs[v.version]}}
+                for v in versions
+            ],
+            "events": [e.as_dict() for e in history],
+        }  # fmt: skip
+        click.echo(json.dumps(data, indent=2))
+        return
+    for v in versions:
+        plan = plans[v.version][0] if plans[v.version] else None
+        click.echo(f"{v.ref}  {v.status}  created {v.created_at}")
+        click.echo(f"  path {v.path}")
+        click.echo(f"  base {v.base_model} (hash {v.base_model_hash[:12]}, "
+                   f"tokenizer {v.tokenizer_hash[:12]})")  # fmt: skip
+        click.echo(f"  lineage: dataset {v.dataset_id} -> plan {plan} -> harness runs "
+                   f"{runs[v.version] or 'none yet'}")  # fmt: skip
+        tm = v.train_metrics
+        click.echo(f"  trained: {v.method}, {tm.get('steps')} steps, loss {tm.get('first_loss')} "
+                   f"-> {tm.get('last_loss')}, {tm.get('tokens_per_s')} tokens/s")  # fmt: skip
+        click.echo(f"  eval: {_metrics_line(v)}")
+    click.echo("history:")
+    for e in history:
+        target = f"v{e.version}" if e.version is not None else "none"
+        source = f" (from v{e.from_version})" if e.from_version is not None else ""
+        forced = " FORCED" if e.forced else ""
+        click.echo(f"  {e.created_at}  {e.event:<12} {target}{source}{forced}  {e.reason or ''}")
+
+
+@adapter.command("eval")
+@click.argument("ref")
+@click.option("--dataset", "dataset_id", default=None,
+              help="Holdout of this dataset (default: the one it was trained on).")  # fmt: skip
+@click.option("--limit", type=int, default=None, help="Evaluate the first N examples only.")
+@click.option("--max-new-tokens", type=int, default=None,
+              help="Tokens per example (default: [adapters] max_new_tokens).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_context
+def eval_(
+    ctx: Context, ref: str, dataset_id: str | None, limit: int | None,
+    max_new_tokens: int | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Evaluate NAME@vN on a dataset's eval split (the chronological holdout)."""
+    from rich.progress import Progress
+
+    from cra.adapters.evaluate import evaluate
+    from cra.errors import UsageError
+
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be >= 1, got {limit}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
+    with Progress(transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"evaluating {ref}", total=None)
+        result = evaluate(
+            ctx.workspace(), ref, dataset_id=dataset_id, limit=limit,
+            max_new_tokens=max_new_tokens,
+            progress=lambda d, t: bar.update(task, completed=d, total=t),
+        )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{ref} on {result['holdout']} ({result['n']} examples, {result['backend']}):")
+    for metric, value in sorted(result["metrics"].items()):
+        base = result["base_metrics"].get(metric)
+        mark = " (primary)" if metric in result["primary"] else ""
+        click.echo(f"  {metric:<18} {value:.3f}   base model {base:.3f}{mark}")
+
+
+@adapter.command("promote")
+@click.argument("ref")
+@click.option("--force", is_flag=True, help="Skip the gate (recorded as forced).")
+@click.option("--reason", default=None, help="Why, for the history.")
+@pass_context
+def promote_(ctx: Context, ref: str, force: bool, reason: str | None) -> None:
+    """Make NAME@vN the active version, if no primary metric regresses beyond the noise
+    floor on the holdout both were evaluated on."""
+    from cra.adapters.lifecycle import promote
+
+    move = promote(ctx.workspace(), ref, force=force, reason=reason, echo=click.echo)
+    before = f"v{move.from_version}" if move.from_version else "no active version"
+    click.echo(f"{move.name}@v{move.to_version} is active (was {before}): {move.reason}")
+    for metric, m in move.details.get("metrics", {}).items():
+        click.echo(f"  {metric}: {m['candidate']:.3f} vs {m['baseline']:.3f} "
+                   f"(floor {m['noise_floor']:.3f})")  # fmt: skip
+
+
+@adapter.command("rollback")
+@click.argument("name")
+@click.option("--to", "to", default=None, help="The version to make active, e.g. v3.")
+@click.option("--reason", default=None, help="Why, for the history.")
+@pass_context
+def rollback_(ctx: Context, name: str, to: str | None, reason: str | None) -> None:
+    """Make the previously active version of NAME active again (a registry update)."""
+    from cra.adapters.lifecycle import rollback
+    from cra.errors import UsageError
+
+    number = None
+    if to is not None:
+        text = to.lower().removeprefix("v")
+        if not text.isdigit():
+            raise UsageError(f"--to {to!r} is not a version", hint="write --to v3")
+        number = int(text)
+    move = rollback(ctx.workspace(), name, to=number, reason=reason, echo=click.echo)
+    now = f"v{move.to_version}" if move.to_version else "no version (the base model)"
+    click.echo(f"{name}: {now} is active again (was v{move.from_version})")
+
+
+@adapter.command("check")
+@click.argument("name")
+@pass_context
+def check_(ctx: Context, name: str) -> None:
+    """Compare NAME's active version's live metrics with those it was promoted on and
+    roll back automatically on a regression beyond the noise floor."""
+    from cra.adapters.lifecycle import check
+
+    move = check(ctx.workspace(), name, echo=click.echo)
+    if move is None:
+        click.echo(f"{name}: no regression, nothing changed")
+        return
+    now = f"v{move.to_version}" if move.to_version else "no version"
+    click.echo(f"{name}: rolled back to {now} (from v{move.from_version}): {move.reason}")

@@ -1,0 +1,66 @@
+"""`cra train`: a QLoRA adapter from a curated dataset, registered as a candidate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cra.commands import Context, pass_context
+
+
+@click.command("train")
+@click.option("--dataset", "dataset_id", required=True, help="Dataset id (training_datasets).")
+@click.option("--adapter", required=True, help="Adapter name: picks meta.adapter rows.")
+@click.option("--base", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Base model directory (default: [model] base).")  # fmt: skip
+@click.option("--method", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True)
+@click.option("--epochs", type=float, default=None, help="Epochs (default: [train] epochs).")
+@click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps.")
+@click.option("--learning-rate", type=float, default=None, help="Override the learning rate.")
+@click.option("--batch-size", type=int, default=None, help="Rows per batch ([train] batch_size).")
+@click.option("--backend", type=click.Choice(["auto", "peft", "unsloth"]), default="auto",
+              show_default=True, help="auto: unsloth with CUDA, else peft.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@pass_context
+def train(
+    ctx: Context, dataset_id: str, adapter: str, base: Path | None, method: str,
+    epochs: float | None, max_steps: int | None, learning_rate: float | None,
+    batch_size: int | None, backend: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Train adapter ADAPTER with QLoRA on the rows of DATASET meant for it.
+
+    4-bit NF4 base, LoRA on q, k, v, o, gate, up and down projections (rank and alpha from
+    [train]), always from the frozen base. Every sample's completion mask must end with
+    <|im_end|>. The result is registered as adapters/NAME/vN, a candidate; Ctrl-C leaves
+    nothing registered.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from cra.training.train import TrainOptions, train_adapter
+
+    options = TrainOptions(
+        dataset_id=dataset_id, adapter=adapter, method=method, base=base, epochs=epochs,
+        max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, backend=backend,
+    )  # fmt: skip
+    workspace = ctx.workspace()
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"training {adapter}", total=None)
+        result = train_adapter(
+            workspace,
+            options,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            echo=None if as_json else bar.console.print,
+        )
+    version = result.version
+    m = result.metrics
+    if as_json:
+        click.echo(json.dumps({**version.as_dict(), "backend": result.backend}, indent=2))
+        return
+    click.echo(
+        f"{version.ref}: {m['steps']} steps, loss {m['first_loss']:.3f} -> {m['last_loss']:.3f}, "
+        f"{m['tokens_per_s']} tokens/s ({result.backend})"
+    )
+    click.echo(f"next: cra adapter eval {version.ref}")

@@ -1,0 +1,1 @@
+"""Training: QLoRA adapters from curated datasets (`cra train`)."""

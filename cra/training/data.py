@@ -1,0 +1,110 @@
+"""Curated datasets as `cra curate-data` registers them, read back for training and eval.
+
+A dataset is a row of `training_datasets` and a folder `training/datasets/ID/` with
+`train.jsonl`, `eval.jsonl` (the chronological holdout) and `card.json`. Files are checked
+against the sha256 recorded at registration before any row is used.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cra.errors import ChecksumMismatch, NotFound, UsageError
+from cra.fsutil import sha256_file
+
+METHODS = ("sft", "dpo")
+SPLITS = ("train", "eval")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset: its id, folder and the sha256 of each file."""
+
+    id: str
+    path: Path
+    sha256: dict[str, str]
+
+    def split_path(self, split: str) -> Path:
+        """The JSONL file of `split` (train or eval)."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return self.path / f"{split}.jsonl"
+
+    def holdout_key(self) -> str:
+        """What identifies the eval split: the dataset id and its file's sha256."""
+        return f"{self.id}:{self.sha256.get('eval.jsonl', '')[:16]}"
+
+
+def get_dataset(conn: sqlite3.Connection, root: Path, dataset_id: str) -> Dataset:
+    """The registered dataset `dataset_id`; NotFound when there is none."""
+    row = conn.execute(
+        "SELECT id, path, sha256 FROM training_datasets WHERE id = ?", (dataset_id,)
+    ).fetchone()
+    if row is None:
+        known = [r[0] for r in conn.execute("SELECT id FROM training_datasets ORDER BY id")]
+        raise NotFound(
+            f"no dataset {dataset_id!r} in training_datasets",
+            hint=f"known: {', '.join(known)}" if known else "make one with `cra curate-data`",
+        )
+    path = Path(row["path"])
+    return Dataset(
+        row["id"], path if path.is_absolute() else root / path, json.loads(row["sha256"])
+    )
+
+
+def read_rows(
+    dataset: Dataset, split: str, *, adapter: str, method: str | None
+) -> list[dict[str, Any]]:
+    """The rows of `split` for `adapter` (and `method`, when given), after checking the
+    file's recorded sha256. A malformed line is an error naming file and line."""
+    if method is not None and method not in METHODS:
+        raise UsageError(f"unknown method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
+    path = dataset.split_path(split)
+    if not path.is_file():
+        raise NotFound(f"dataset {dataset.id}: {path} is missing")
+    expected = dataset.sha256.get(path.name)
+    if expected:
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ChecksumMismatch(path, expected=expected, actual=actual)
+    rows: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise UsageError(f"{path}, line {number}: not JSON: {exc}") from None
+            meta = row.get("meta") if isinstance(row, dict) else None
+            if not isinstance(meta, dict):
+                raise UsageError(f"{path}, line {number}: the row has no meta object")
+            if meta.get("adapter") != adapter:
+                continue
+            if method is not None and meta.get("technique") != method:
+                continue
+            _check_shape(row, meta.get("technique"), path, number)
+            rows.append(row)
+    return rows
+
+
+def _check_shape(row: dict[str, Any], technique: object, path: Path, number: int) -> None:
+    keys = ("prompt", "completion") if technique == "sft" else ("prompt", "chosen", "rejected")
+    if technique not in METHODS:
+        raise UsageError(f"{path}, line {number}: meta.technique {technique!r} is not sft or dpo")
+    for key in keys:
+        value = row.get(key)
+        if not isinstance(value, list) or not all(
+            isinstance(m, dict) and "role" in m and "content" in m for m in value
+        ):
+            raise UsageError(f"{path}, line {number}: {key!r} must be a list of chat messages")
+
+
+def reference_text(row: dict[str, Any]) -> str:
+    """The answer a row teaches: the SFT completion or the DPO chosen reply."""
+    messages = row.get("completion") or row.get("chosen") or []
+    return "".join(str(m.get("content", "")) for m in messages)
