@@ -93,6 +93,16 @@ SECTION_HELP: dict[str, str] = {
     "# looked up in the registry at request time; none active = the base model).",
 }
 
+STAGE_ADAPTERS: tuple[tuple[str, str], ...] = (
+    ("scope", "scope"),
+    ("precision", "precision"),
+    ("task-analysis", "task-analysis"),
+    ("plan", "planning"),
+    ("execute", "execute-code"),
+)
+"""The pipeline's stages and the adapter each routes to by default."""
+STAGES: tuple[str, ...] = tuple(stage for stage, _ in STAGE_ADAPTERS)
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "db",
@@ -476,13 +486,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     *(
         Setting("stages", stage, adapter, str, f"Adapter for the {stage!r} stage.")
-        for stage, adapter in (
-            ("scope", "scope"),
-            ("precision", "precision"),
-            ("task-analysis", "task-analysis"),
-            ("plan", "planning"),
-            ("execute", "execute-code"),
-        )
+        for stage, adapter in STAGE_ADAPTERS
     ),
 )
 

@@ -182,10 +182,32 @@ DEMO_DATASET = "toy-scope"
 DEMO_ADAPTER = "scope"
 
 
+def _set_config(workspace: Workspace, section: str, values: dict[str, str]) -> Workspace:
+    """Set keys of one `cra.toml` section (TOML literals), written atomically; return the
+    workspace reopened with them, or as it was when they already hold those values."""
+    from cra.config import render_value
+    from cra.workspace import open_workspace
+
+    changed = {
+        key: literal for key, literal in values.items()
+        if render_value(workspace.config[f"{section}.{key}"]) != literal
+    }  # fmt: skip
+    if not changed:
+        return workspace
+    config = workspace.root / "cra.toml"
+    head, _, rest = config.read_text(encoding="utf-8").partition(f"[{section}]\n")
+    for key in changed:  # drop the section's own line for the key, if it has one
+        body, sep, tail = rest.partition("\n[")
+        rest = re.sub(rf"(?m)^{re.escape(key)}\s*=.*\n", "", body, count=1) + sep + tail
+    lines = "".join(f"{key} = {literal}\n" for key, literal in changed.items())
+    atomic_write_text(config, f"{head}[{section}]\n{lines}{rest}")
+    return open_workspace(workspace.root)
+
+
 def _demo_model(workspace: Workspace, echo: Echo) -> Workspace:
     """Build the tiny model under sources/ once and name it as `[model] base`."""
+    from cra.config import render_value
     from cra.fixtures.model import build_tiny_model
-    from cra.workspace import open_workspace
 
     model = workspace.root / "sources" / "model"
     if not (model / "config.json").is_file():
@@ -193,12 +215,7 @@ def _demo_model(workspace: Workspace, echo: Echo) -> Workspace:
         build_tiny_model(model, init_std=0.2)
         echo(f"  built a tiny Qwen2 model at {model} (random weights, trained BPE tokenizer)")
     if workspace.config["model.base"] != str(model):
-        config = workspace.root / "cra.toml"
-        text = config.read_text(encoding="utf-8")
-        head, _, rest = text.partition("[model]\n")
-        rest = re.sub(r"(?m)^base\s*=.*\n", "", rest, count=1)  # the [model] key, if set
-        atomic_write_text(config, f'{head}[model]\nbase = "{model}"\n{rest}')
-        workspace = open_workspace(workspace.root)
+        workspace = _set_config(workspace, "model", {"base": render_value(str(model))})
         echo(f"  [model] base = {model}")
     return workspace
 
@@ -254,6 +271,55 @@ def _adapters(workspace: Workspace, echo: Echo) -> None:
         echo(f"  cra adapter promote {weak}: refused, {exc}")
 
 
+DEMO_PROMPT = "Fix ZeroDivisionError in mean when the list is empty"
+
+
+def _serve(workspace: Workspace, echo: Echo) -> None:
+    """Serve the tiny model with its active adapters and send one request per stage."""
+    from cra.config import STAGES
+    from cra.llm.client import LLMClient
+    from cra.serving.process import free_port
+    from cra.serving.server import (
+        make_router,
+        running_state,
+        start_server,
+        stop_server,
+        vllm_python,
+    )
+
+    python = vllm_python(workspace)
+    if not python.exists():
+        echo(f"  skipped: no vLLM interpreter at {python} (run `make vllm`, or set [serve] python)")
+        return
+    workspace = _demo_model(workspace, echo)
+    # The tiny model is float32 and short; the CPU build's default dtype would cast it.
+    workspace = _set_config(
+        workspace, "serve", {"max_model_len": "1024", "extra_args": '["--dtype", "float32"]'}
+    )
+    state, server = running_state(workspace), None
+    if state is None:  # else a server the user started with `cra serve`: use it, leave it
+        state, server = start_server(workspace, port=free_port(), echo=lambda m: echo(f"  {m}"))
+    echo(f"  cra serve: listening on {state.base_url}, loaded {', '.join(sorted(state.loaded))}")
+    try:
+        with closing(workspace.raw_db()) as raw, LLMClient(
+            endpoint=state.base_url, model=state.served_model, conn=raw,
+            router=make_router(workspace),
+        ) as client:  # fmt: skip
+            for stage in STAGES:
+                done = client.complete(
+                    stage=stage, messages=[{"role": "user", "content": DEMO_PROMPT}],
+                    max_tokens=8, temperature=0.0,
+                )  # fmt: skip
+                served = f"adapter {done.model}" if done.adapter else "the base model"
+                echo(f"  {stage:<14} -> {served}, {done.completion_tokens} tokens, "
+                     f"logged as llm_calls #{done.call_id}")  # fmt: skip
+    finally:
+        if server is not None:
+            server.stop()  # type: ignore[attr-defined]
+            stop_server(workspace)
+            echo("  cra serve stop: stopped")
+
+
 def run_demo(path: Path, *, echo: Echo) -> Workspace:
     """Run every demo step in a workspace at `path` and return the workspace."""
     echo(f"[1] workspace at {Path(path).absolute()}")
@@ -278,5 +344,7 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     echo("[9] train adapters on the tiny model, evaluate, promote, roll back (cra train, "
          "cra adapter)")  # fmt: skip
     _adapters(workspace, echo)
+    echo("[10] serve the tiny model with its active adapter; one request per stage (cra serve)")
+    _serve(workspace, echo)
     echo("done")
     return workspace

@@ -8,6 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cra.cli import cli
+from tests.conftest import vllm_python
 
 
 def test_demo_runs_twice(tmp_path: Path) -> None:
@@ -38,6 +39,15 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "cra adapter promote scope@v2: active, v1 retired" in first.output
     assert "cra adapter rollback scope: v1 active again" in first.output
     assert "cra adapter promote scope@v3: refused" in first.output
+    # [10] one request per stage through vLLM: scope has an active adapter, the rest the base
+    if vllm_python() is None:
+        assert "skipped: no vLLM interpreter" in first.output
+    else:
+        assert "scope          -> adapter scope@v1" in first.output
+        for stage in ("precision", "task-analysis", "plan", "execute"):
+            assert f"{stage:<14} -> the base model" in first.output
+        assert "cra serve stop: stopped" in first.output
+        assert not (target / "harness" / "serve" / "state.json").exists()
     second = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
     assert second.exit_code == 0
     assert "reused" in second.output
