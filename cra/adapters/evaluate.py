@@ -17,10 +17,17 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from cra.adapters.metrics import Reference, mean_metrics, primary_metrics, score_output
+from cra.adapters.metrics import (
+    Reference,
+    extract_patch,
+    mean_metrics,
+    primary_metrics,
+    score_output,
+)
 from cra.adapters.registry import Version, get_version, parse_ref, store_eval, verify_files
-from cra.errors import UsageError
+from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso
+from cra.harness.validate import grade_patch
 from cra.training.data import get_dataset, read_rows, reference_text
 from cra.workspace import Workspace
 
@@ -47,7 +54,33 @@ def _reference(conn: sqlite3.Connection, root: Path, row: dict[str, Any]) -> Ref
         parent = task[2]
         candidate = root / "repos" / task[3] / "repo"
         repo_dir = candidate if candidate.is_dir() else None
-    return Reference(reference_text(row), files, symbols, repo_dir, parent)
+    task_id = str(meta.get("task_id")) if meta.get("task_id") else None
+    verdict = conn.execute(
+        "SELECT verdict FROM outcomes WHERE task_id = ? AND kind = 'validation' "
+        "ORDER BY id DESC LIMIT 1",
+        (task_id,),
+    ).fetchone()
+    verified = verdict is not None and verdict[0] == "verified"
+    return Reference(reference_text(row), files, symbols, repo_dir, parent, task_id, verified)
+
+
+GRADED = ("resolved", "unresolved", "patch_failed")  # a verdict on the patch, not the machine
+
+
+def _tests_pass(workspace: Workspace, ref: Reference, output: str, label: str) -> dict[str, float]:
+    """`tests_pass` of an execute-code output on a verified task: its patch applied onto
+    the parent plus the task's tests and graded in the sandbox (1 when resolved). Empty
+    where the task is not verified or grading failed for a reason that is not the patch."""
+    if not ref.verified or ref.task_id is None:
+        return {}
+    patch = extract_patch(output)
+    if patch is None:
+        return {"tests_pass": 0.0}
+    try:
+        grade = grade_patch(workspace, ref.task_id, patch, label=label)
+    except CraError:
+        return {}  # no sandbox or no environment here: nothing is known about the patch
+    return {"tests_pass": float(grade.verdict == "resolved")} if grade.verdict in GRADED else {}
 
 
 def _in_process(version: Version, max_new_tokens: int) -> Generate:
@@ -157,6 +190,9 @@ def evaluate(
             tuned, plain = generate(row["prompt"])
             tuned_scores.append(score_output(name, tuned, reference))
             base_scores.append(score_output(name, plain, reference))
+            if name == "execute-code":
+                tuned_scores[-1].update(_tests_pass(workspace, reference, tuned, version.ref))
+                base_scores[-1].update(_tests_pass(workspace, reference, plain, "base model"))
             if len(samples) < 5:
                 samples.append(
                     {

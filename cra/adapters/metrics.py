@@ -3,7 +3,9 @@
 - scope: file recall and precision of the files the output names;
 - precision: symbol recall and precision (`path::qualname`, or bare names);
 - planning: plan-diff alignment through the harness scorer (an unparseable plan scores 0);
-- execute-code: whether the output's patch applies to the task's parent commit;
+- execute-code: whether the output's patch applies to the task's parent commit, and on
+  verified tasks whether it passes their FAIL_TO_PASS and PASS_TO_PASS tests (`tests_pass`,
+  graded in the sandbox by `cra.adapters.evaluate`);
 - anything else (task-analysis): token F1 and exact match against the reference answer.
 
 Each example gets a value per metric; a version's metric is the mean. The noise floor of
@@ -26,7 +28,7 @@ PRIMARY: dict[str, tuple[str, ...]] = {
     "scope": ("file_recall", "file_precision"),
     "precision": ("symbol_recall", "symbol_precision"),
     "planning": ("alignment",),
-    "execute-code": ("patch_applies",),
+    "execute-code": ("patch_applies", "tests_pass"),
 }
 DEFAULT_PRIMARY = ("token_f1",)
 
@@ -49,6 +51,8 @@ class Reference:
     symbols: tuple[str, ...] = ()
     repo_dir: Path | None = None
     parent: str | None = None
+    task_id: str | None = None
+    verified: bool = False  # validation proved the task: its patches can be graded
 
 
 def _prf(predicted: set[str], gold: set[str]) -> tuple[float, float]:
@@ -136,15 +140,22 @@ def _plan_score(output: str, ref: Reference) -> dict[str, float]:
     }
 
 
-def _patch_applies(output: str, ref: Reference) -> dict[str, float]:
+def extract_patch(output: str) -> str | None:
+    """The unified diff in a model's output (from its first `diff --git` or `--- `
+    line), ending in a newline; None when the output holds none."""
     start = output.find("diff --git")
     if start < 0:
         start = output.find("--- ")
-    if start < 0 or ref.repo_dir is None or ref.parent is None:
-        return {"patch_applies": 0.0}
+    if start < 0:
+        return None
     patch = output[start:]
-    if not patch.endswith("\n"):
-        patch += "\n"
+    return patch if patch.endswith("\n") else patch + "\n"
+
+
+def _patch_applies(output: str, ref: Reference) -> dict[str, float]:
+    patch = extract_patch(output)
+    if patch is None or ref.repo_dir is None or ref.parent is None:
+        return {"patch_applies": 0.0}
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="cra-patch-") as tmp:
