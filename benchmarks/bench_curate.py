@@ -104,7 +104,9 @@ def datasketch_keep(rows, threshold: float, num_perm: int, words: int) -> set[in
     kept: set[int] = set()
     index: dict = {}
     for n, (row, signature) in enumerate(zip(rows, signatures, strict=True)):
-        lsh = index.setdefault(row.group, MinHashLSH(threshold=threshold, num_perm=num_perm))
+        lsh = index.get(row.group)
+        if lsh is None:
+            lsh = index[row.group] = MinHashLSH(threshold=threshold, num_perm=num_perm)
         if lsh.query(signature):
             continue
         lsh.insert(str(n), signature)
