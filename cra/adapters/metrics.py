@@ -62,26 +62,27 @@ def _prf(predicted: set[str], gold: set[str]) -> tuple[float, float]:
     return precision, recall
 
 
-def output_files(text: str) -> set[str]:
-    """File paths an output names (a JSON list, lines, or paths in prose)."""
+def _json_list(text: str) -> set[str] | None:
+    """The non-empty items of an output that is a JSON list; None when it is not one."""
     try:
         data = json.loads(text)
-        if isinstance(data, list):
-            return {str(x).strip() for x in data if str(x).strip()}
     except ValueError:
-        pass
+        return None
+    return {str(x).strip() for x in data if str(x).strip()} if isinstance(data, list) else None
+
+
+def output_files(text: str) -> set[str]:
+    """File paths an output names (a JSON list, lines, or paths in prose)."""
+    listed = _json_list(text)
+    if listed is not None:
+        return listed
     return {m.removeprefix("./") for m in _PATH.findall(text or "")}
 
 
 def output_symbols(text: str) -> set[str]:
     """Symbols an output names (`path::qualname` or dotted names)."""
-    try:
-        data = json.loads(text)
-        if isinstance(data, list):
-            return {str(x).strip() for x in data if str(x).strip()}
-    except ValueError:
-        pass
-    return set(_SYMBOL.findall(text or ""))
+    listed = _json_list(text)
+    return listed if listed is not None else set(_SYMBOL.findall(text or ""))
 
 
 def _symbol_match(pred: set[str], gold: set[str]) -> tuple[float, float]:

@@ -107,17 +107,6 @@ def active_versions(conn: sqlite3.Connection, root: Path) -> list[AdapterVersion
     return [_version_row(root, r) for r in rows]
 
 
-def get_version(conn: sqlite3.Connection, root: Path, name: str, version: int) -> AdapterVersion:
-    """The registered version `name@vN`; NotFound-style UsageError when there is none."""
-    row = conn.execute(
-        f"SELECT {_VERSION_COLUMNS} FROM adapter_versions WHERE name = ? AND version = ?",
-        (name, version),
-    ).fetchone()
-    if row is None:
-        raise UsageError(f"no adapter version {name}@v{version} in the registry")
-    return _version_row(root, row)
-
-
 def adapter_rank(path: Path) -> int:
     """The LoRA rank `r` of a PEFT adapter directory."""
     config = _adapter_config(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cra.adapters.registry import get_version as registered
 from cra.db import transaction
 from cra.fixtures.adapters import make_adapter
 from cra.fsutil import now_iso, sha256_file
@@ -19,7 +20,6 @@ from cra.llm.client import LLMClient
 from cra.serving.process import free_port
 from cra.serving.server import (
     IncompatibleAdapter,
-    get_version,
     make_router,
     model_hashes,
     running_state,
@@ -160,8 +160,8 @@ def _steady_stream(workspace: Workspace, stop: threading.Event, results: list) -
 
 def test_promote_and_rollback_under_load_fail_no_request(served: Workspace) -> None:
     with closing(served.raw_db()) as conn:
-        v1 = get_version(conn, served.root, "scope", 1)
-        v2 = get_version(conn, served.root, "scope", 2)
+        v1 = registered(conn, served.root, "scope", 1).served()
+        v2 = registered(conn, served.root, "scope", 2).served()
     stop, results = threading.Event(), []
     threads = [
         threading.Thread(target=_steady_stream, args=(served, stop, results)) for _ in range(4)
@@ -195,8 +195,8 @@ def test_an_incompatible_version_is_refused_and_the_old_one_keeps_serving(
     served: Workspace,
 ) -> None:
     with closing(served.raw_db()) as conn:
-        wide = get_version(conn, served.root, "wide", 1)
-        v1 = get_version(conn, served.root, "scope", 1)
+        wide = registered(conn, served.root, "wide", 1).served()
+        v1 = registered(conn, served.root, "scope", 1).served()
     switched = []
     with pytest.raises(IncompatibleAdapter, match="rank 64 > the server's --max-lora-rank 8"):
         swap(served, new=wide, old=v1, switch=lambda: switched.append(True))
@@ -207,7 +207,7 @@ def test_an_incompatible_version_is_refused_and_the_old_one_keeps_serving(
     tampered.write_bytes(original.replace(b'"r": 8', b'"r": 4'))
     try:
         with closing(served.raw_db()) as conn:
-            planning = get_version(conn, served.root, "planning", 1)
+            planning = registered(conn, served.root, "planning", 1).served()
         with pytest.raises(IncompatibleAdapter, match=r"adapter_config\.json changed"):
             swap(served, new=planning, old=None, switch=lambda: switched.append(True))
     finally:
