@@ -46,7 +46,7 @@ def workload(url: str, models: list[str], clients: int) -> tuple[float, int]:
 
 def main() -> None:
     clients = int(sys.argv[1]) if len(sys.argv) > 1 else 16
-    per_client = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+    per_client = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     python = Path(".venv-vllm/bin/python").absolute()
     if not python.exists():
         print("skipped: vLLM is not installed (run `make vllm`)")
