@@ -286,7 +286,9 @@ def _serve(workspace: Workspace, echo: Echo) -> None:
         stop_server,
         vllm_python,
     )
+    from cra.workspace import open_workspace
 
+    workspace = open_workspace(workspace.root)  # with the settings earlier steps wrote
     python = vllm_python(workspace)
     if not python.exists():
         echo(f"  skipped: no vLLM interpreter at {python} (run `make vllm`, or set [serve] python)")

@@ -15,6 +15,11 @@ def adapter() -> None:
     """Every adapter version ever trained: evaluate, promote (gated), roll back."""
 
 
+def _num(value: object, spec: str) -> str:
+    """A recorded number formatted with `spec`; anything else as it is."""
+    return format(value, spec) if isinstance(value, int | float) else str(value)
+
+
 def _metrics_line(version) -> str:  # type: ignore[no-untyped-def]
     parts = []
     for key, result in sorted(version.eval_metrics.items()):
@@ -96,8 +101,9 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
         click.echo(f"  lineage: dataset {v.dataset_id} -> plan {plan} -> harness runs "
                    f"{runs[v.version] or 'none yet'}")  # fmt: skip
         tm = v.train_metrics
-        click.echo(f"  trained: {v.method}, {tm.get('steps')} steps, loss {tm.get('first_loss')} "
-                   f"-> {tm.get('last_loss')}, {tm.get('tokens_per_s')} tokens/s")  # fmt: skip
+        click.echo(f"  trained: {v.method}, {tm.get('steps')} steps, loss "
+                   f"{_num(tm.get('first_loss'), '.3f')} -> {_num(tm.get('last_loss'), '.3f')}, "
+                   f"{_num(tm.get('tokens_per_s'), ',.0f')} tokens/s")  # fmt: skip
         click.echo(f"  eval: {_metrics_line(v)}")
     click.echo("history:")
     for e in history:

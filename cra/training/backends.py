@@ -122,12 +122,20 @@ def load_unsloth(base: Path, spec: LoraSpec) -> tuple[Any, Any, Any]:
 
 
 def quiet() -> None:
-    """Silence the libraries' own progress bars: cra shows one bar per run."""
+    """Silence the libraries' own progress bars (cra shows one bar per run) and their
+    deprecation notices about their own internals, which a user cannot act on."""
+    import warnings
+
     import datasets
     import transformers
 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+    for module in ("transformers", "trl", "peft", "accelerate", "torch"):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{module}(\.|$)")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=rf"{module}(\.|$)")
+    # bitsandbytes looks for optional prebuilt CPU kernels and falls back to its own.
+    warnings.filterwarnings("ignore", message="Failed to load CPU gemm_4bit_forward")
 
 
 def load(backend: str, base: Path, spec: LoraSpec) -> tuple[Any, Any, Any]:
