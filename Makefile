@@ -40,7 +40,8 @@ $(VLLM_STAMP): scripts/install-vllm.sh
 
 vllm: $(VLLM_STAMP)
 
-demo: $(STAMP)
+# The demo's last step serves the tiny model with vLLM (it says so and skips it without).
+demo: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/cra demo cra-demo
 
 lint: $(STAMP)
