@@ -90,21 +90,11 @@ class AdapterVersion:
         return f"{self.name}@v{self.version}"
 
 
-def _version_row(root: Path, row: sqlite3.Row | tuple) -> AdapterVersion:
-    name, version, path, base_hash, tok_hash, files = row
-    full = Path(path) if Path(path).is_absolute() else root / path
-    return AdapterVersion(name, int(version), full, base_hash, tok_hash, json.loads(files or "{}"))
-
-
-_VERSION_COLUMNS = "name, version, path, base_model_hash, tokenizer_hash, files_sha256"
-
-
 def active_versions(conn: sqlite3.Connection, root: Path) -> list[AdapterVersion]:
     """Every active adapter version in the registry, by name."""
-    rows = conn.execute(
-        f"SELECT {_VERSION_COLUMNS} FROM adapter_versions WHERE status = 'active' ORDER BY name"
-    ).fetchall()
-    return [_version_row(root, r) for r in rows]
+    from cra.adapters.registry import list_versions  # the registry builds on this module
+
+    return [v.served() for v in list_versions(conn, root) if v.status == "active"]
 
 
 def adapter_rank(path: Path) -> int:
@@ -269,15 +259,14 @@ def lora_limits(conn: sqlite3.Connection, root: Path, configured_loras: int) -> 
     """(--max-lora-rank, --max-loras) from the registry: the largest rank of any candidate
     or active version, rounded up to a rank vLLM accepts; the active adapters plus one free
     slot (so a swap can hold old and new at once), unless `[serve] max_loras` says."""
+    from cra.adapters.registry import list_versions
+
     rank = 8
     active = 0
-    rows = conn.execute(
-        f"SELECT {_VERSION_COLUMNS}, status FROM adapter_versions "
-        "WHERE status IN ('candidate', 'active')"
-    ).fetchall()
-    for row in rows:
-        version = _version_row(root, tuple(row)[:6])
-        active += row[6] == "active"
+    for version in list_versions(conn, root):
+        if version.status not in ("candidate", "active"):
+            continue
+        active += version.status == "active"
         try:
             rank = max(rank, adapter_rank(version.path))
         except IncompatibleAdapter:
