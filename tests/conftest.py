@@ -10,8 +10,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,6 +147,40 @@ def vllm_python() -> Path | None:
     configured = os.environ.get("CRA_VLLM_PYTHON")
     candidate = Path(configured) if configured else REAL_VLLM_VENV / "bin" / "python"
     return candidate if candidate.exists() else None
+
+
+def run_cra(workspace: Workspace, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`cra -w WORKSPACE ARGS...` in its own process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cra", "-w", str(workspace.root), *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def served_config(base: Path, *, drain_s: float, max_loras: int = 0) -> str:
+    """The `cra.toml` of a workspace that serves `base` with the real vLLM on a free port
+    (float32, short contexts); skips the test where vLLM is not installed."""
+    from cra.serving.process import free_port
+
+    python = vllm_python()
+    if python is None:
+        pytest.skip("vLLM is not installed: run scripts/install-vllm.sh (make test does)")
+    return (
+        f'[model]\nbase = "{base}"\n'
+        f'[serve]\npython = "{python}"\nport = {free_port()}\nmax_model_len = 1024\n'
+        f'drain_s = {drain_s}\nmax_loras = {max_loras}\nextra_args = ["--dtype", "float32"]\n'
+    )
+
+
+@contextmanager
+def detached_server(workspace: Workspace) -> Iterator[Workspace]:
+    """`cra serve --detach` on `workspace` for the block, `cra serve stop` after it."""
+    started = run_cra(workspace, "serve", "--detach")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield workspace
+    finally:
+        run_cra(workspace, "serve", "stop")
 
 
 @pytest.fixture(scope="session")

@@ -210,17 +210,22 @@ def test_tampered_adapter_files_are_refused_naming_the_file(ws: Workspace, tmp_p
     assert status(ws) == {1: "candidate"}
 
 
+def v1_active_v2_v3_better(ws: Workspace, tmp_path: Path) -> None:
+    """scope v1 active; v2 and v3 both evaluated better, so each passes the gate alone."""
+    v1, v2, v3 = (candidate(ws, tmp_path, s) for s in (1, 2, 3))
+    planted_eval(ws, v1, [0.0, 0.0])
+    planted_eval(ws, v2, [1.0, 1.0])
+    planted_eval(ws, v3, [1.0, 1.0])
+    lifecycle.promote(ws, "scope@v1")
+
+
 def test_two_concurrent_promotes_cannot_both_win(
     ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both pass the gate against v1; the barrier makes them switch at the same time."""
     import cra.serving.server as server
 
-    v1, v2, v3 = (candidate(ws, tmp_path, s) for s in (1, 2, 3))
-    planted_eval(ws, v1, [0.0, 0.0])
-    planted_eval(ws, v2, [1.0, 1.0])
-    planted_eval(ws, v3, [1.0, 1.0])
-    lifecycle.promote(ws, "scope@v1")
+    v1_active_v2_v3_better(ws, tmp_path)
     barrier = threading.Barrier(2)
     real_swap = server.swap
 
@@ -253,11 +258,7 @@ def test_two_concurrent_promotes_cannot_both_win(
 def test_two_processes_promoting_at_once_never_both_replace_the_same_version(
     ws: Workspace, tmp_path: Path
 ) -> None:
-    v1, v2, v3 = (candidate(ws, tmp_path, s) for s in (1, 2, 3))
-    planted_eval(ws, v1, [0.0, 0.0])
-    planted_eval(ws, v2, [1.0, 1.0])
-    planted_eval(ws, v3, [1.0, 1.0])
-    lifecycle.promote(ws, "scope@v1")
+    v1_active_v2_v3_better(ws, tmp_path)
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "cra", "-w", str(ws.root), "adapter", "promote", ref],

@@ -3,8 +3,6 @@ the server, and promote and rollback move what the server serves with the regist
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -12,45 +10,27 @@ import pytest
 
 from cra.adapters import lifecycle
 from cra.adapters.evaluate import evaluate
-from cra.serving.process import free_port
 from cra.serving.server import route, running_state
 from cra.workspace import Workspace, init_workspace, open_workspace
 from tests.adapters.helpers import candidate, planted_eval, status
-
-
-def cra(workspace: Workspace, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cra", "-w", str(workspace.root), *args],
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
+from tests.conftest import detached_server, served_config
 
 
 @pytest.fixture(scope="module")
 def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """scope v1 and v2 registered as candidates, `cra serve --detach` running."""
     from cra.fixtures.datasets import write_dataset
-    from tests.conftest import vllm_python
 
-    python = vllm_python()
-    if python is None:
-        pytest.skip("vLLM is not installed: run scripts/install-vllm.sh (make test does)")
     tmp = tmp_path_factory.mktemp("served-registry")
     init_workspace(tmp / "ws")
-    (tmp / "ws" / "cra.toml").write_text(
-        f'[model]\nbase = "{tiny_model_dir}"\n'
-        f'[serve]\npython = "{python}"\nport = {free_port()}\nmax_model_len = 1024\n'
-        'drain_s = 0.5\nmax_loras = 3\nextra_args = ["--dtype", "float32"]\n'
-    )
+    config = served_config(tiny_model_dir, drain_s=0.5, max_loras=3)
+    (tmp / "ws" / "cra.toml").write_text(config)
     workspace = open_workspace(tmp / "ws")
     write_dataset(workspace)
     for seed in (1, 2):
         candidate(workspace, tmp, seed)
-    started = cra(workspace, "serve", "--detach")
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
+    with detached_server(workspace):
         yield workspace
-    finally:
-        cra(workspace, "serve", "stop")
 
 
 def test_eval_generates_through_the_server_and_leaves_it_as_it_was(served: Workspace) -> None:

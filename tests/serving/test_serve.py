@@ -17,7 +17,6 @@ from cra.db import transaction
 from cra.fixtures.adapters import make_adapter
 from cra.fsutil import now_iso, sha256_file
 from cra.llm.client import LLMClient
-from cra.serving.process import free_port
 from cra.serving.server import (
     IncompatibleAdapter,
     make_router,
@@ -26,6 +25,7 @@ from cra.serving.server import (
     swap,
 )
 from cra.workspace import Workspace, init_workspace, open_workspace
+from tests.conftest import detached_server, run_cra, served_config
 
 
 def register(workspace: Workspace, name: str, version: int, path: Path, status: str) -> None:
@@ -55,29 +55,13 @@ def set_active(workspace: Workspace, name: str, version: int) -> None:
         )
 
 
-def cra(workspace: Workspace, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cra", "-w", str(workspace.root), *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     """A workspace whose registry holds scope v1 (active), scope v2 (candidate), planning
     v1 (active) and a rank-64 candidate, with `cra serve --detach` running on it."""
-    from tests.conftest import vllm_python
-
-    python = vllm_python()
-    if python is None:
-        pytest.skip("vLLM is not installed: run scripts/install-vllm.sh (make test does)")
     root = tmp_path_factory.mktemp("serve") / "ws"
     workspace = init_workspace(root).workspace
-    (root / "cra.toml").write_text(
-        f'[model]\nbase = "{tiny_model_dir}"\n'
-        f'[serve]\npython = "{python}"\nport = {free_port()}\nmax_model_len = 1024\n'
-        'drain_s = 1.0\nextra_args = ["--dtype", "float32"]\n'
-    )
+    (root / "cra.toml").write_text(served_config(tiny_model_dir, drain_s=1.0))
     workspace = open_workspace(root)
     adapters = root / "adapters"
     for name, version, seed, status, rank in (
@@ -92,12 +76,8 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     # registry's rank so the server's slots stay at 8.
     with closing(workspace.raw_db()) as conn, transaction(conn):
         conn.execute("UPDATE adapter_versions SET status = 'rejected' WHERE name = 'wide'")
-    started = cra(workspace, "serve", "--detach")
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
+    with detached_server(workspace):
         yield workspace
-    finally:
-        cra(workspace, "serve", "stop")
 
 
 def client_for(workspace: Workspace, conn=None) -> LLMClient:
@@ -125,7 +105,7 @@ def greedy(client: LLMClient, stage: str) -> str:
 
 
 def test_stages_route_to_their_adapters_and_the_log_says_which(served: Workspace) -> None:
-    status = cra(served, "serve", "status", "--json")
+    status = run_cra(served, "serve", "status", "--json")
     data = json.loads(status.stdout)
     assert data["healthy"] and {"scope@v1", "planning@v1"} <= set(data["loaded"])
     assert data["routes"]["scope"]["model"] == "scope@v1"
@@ -222,7 +202,7 @@ def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
     import signal
 
     set_active(served, "scope", 2)  # the registry moved while no server would know
-    stopped = cra(served, "serve", "stop")
+    stopped = run_cra(served, "serve", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert running_state(served) is None
     # In the foreground this time, as a user runs it, until Ctrl-C.
