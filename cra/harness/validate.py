@@ -527,8 +527,7 @@ def _repo_id(conn: sqlite3.Connection, repo: str) -> int:
 
 def make_runner(workspace: Workspace, repo: str, *, runs: int | None, allow_unsafe: bool) -> Runner:
     """A runner for `repo` with the best sandbox this machine has."""
-    require_package(workspace, repo)
-    load_manifest(require_package(workspace, repo).manifest_path)
+    load_manifest(require_package(workspace, repo).manifest_path)  # refuse a broken package
     uid = sandbox_uid(workspace.config["validate.sandbox_uid"])
     isolation = choose_isolation(allow_unsafe=allow_unsafe, uid=uid)
     return Runner(
