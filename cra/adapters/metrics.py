@@ -18,11 +18,14 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cra.git import GitError, git
 
 PRIMARY: dict[str, tuple[str, ...]] = {
     "scope": ("file_recall", "file_precision"),
@@ -157,27 +160,21 @@ def _patch_applies(output: str, ref: Reference) -> dict[str, float]:
     patch = extract_patch(output)
     if patch is None or ref.repo_dir is None or ref.parent is None:
         return {"patch_applies": 0.0}
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="cra-patch-") as tmp:
         worktree = Path(tmp) / "wt"
-        added = subprocess.run(
-            ["git", "-C", str(ref.repo_dir), "worktree", "add", "--detach", str(worktree),
-             ref.parent], capture_output=True, check=False,
-        )  # fmt: skip
-        if added.returncode != 0:
+        try:
+            git("worktree", "add", "--detach", str(worktree), ref.parent, cwd=ref.repo_dir)
+        except GitError:
             return {"patch_applies": 0.0}
         try:
-            check = subprocess.run(
-                ["git", "-C", str(worktree), "apply", "--check", "-"],
-                input=patch.encode(), capture_output=True, check=False,
-            )  # fmt: skip
+            git("apply", "--check", "-", cwd=worktree, input=patch)
+            applies = True
+        except GitError:
+            applies = False
         finally:
-            subprocess.run(
-                ["git", "-C", str(ref.repo_dir), "worktree", "remove", "--force", str(worktree)],
-                capture_output=True, check=False,
-            )  # fmt: skip
-    return {"patch_applies": float(check.returncode == 0)}
+            with suppress(GitError):
+                git("worktree", "remove", "--force", str(worktree), cwd=ref.repo_dir)
+    return {"patch_applies": float(applies)}
 
 
 def score_output(kind: str, output: str, ref: Reference) -> dict[str, float]:
