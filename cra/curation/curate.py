@@ -20,7 +20,6 @@ is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -33,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cra.curation.dedup import cap_domains, deduplicate, effective_cap
+from cra.curation.dedup import cap_domains, deduplicate, effective_cap, stable_order
 from cra.curation.plan import PLAN_FORMAT_VERSION, PLAN_KIND, EmptyDatabase, curate_options
 from cra.curation.rows import ADAPTERS, Row, build_candidates
 from cra.db import transaction
@@ -161,12 +160,6 @@ def _replay_row(record: dict[str, Any], dataset_id: str) -> Row:
         fresh,
         text,
     )
-
-
-def _stable(row: Row, salt: str) -> str:
-    return hashlib.sha1(
-        f"{salt}|{row.task_id}|{row.content_key}".encode(), usedforsecurity=False
-    ).hexdigest()
 
 
 def _date_range(rows: list[Row]) -> list[str] | None:
@@ -353,7 +346,7 @@ def curate(
         for group, members in sorted(by_group.items()):
             fresh = sum(1 for r in train_rows if r.group == group)
             want = round(replay_share * fresh / (1 - replay_share))
-            members.sort(key=lambda r: _stable(r, dataset_id))
+            members.sort(key=lambda r: stable_order(r, dataset_id))
             replay.extend(members[:want])
         replay_of = sorted({r.record["meta"]["replay_of"] for r in replay})
     # The cap holds on what is written: replay rows are capped with the fresh ones.

@@ -194,11 +194,15 @@ def effective_cap(cap: float, domains: int) -> float:
     return max(cap, 1.0 / domains)
 
 
-def _order(row: Row) -> str:
-    # A stable pseudo-random order, so the rows a cap drops do not depend on run order.
-    return hashlib.sha1(
-        f"{row.task_id}|{row.content_key}".encode(), usedforsecurity=False
-    ).hexdigest()
+def stable_order(row: Row, salt: str | None = None) -> str:
+    """A sort key giving a stable pseudo-random order (another one per `salt`), so which
+    rows a cap or a sample drops does not depend on the order they were read in."""
+    key = (
+        f"{row.task_id}|{row.content_key}"
+        if salt is None
+        else f"{salt}|{row.task_id}|{row.content_key}"
+    )
+    return hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()
 
 
 def cap_domains(rows: Sequence[Row], cap: float) -> tuple[list[Row], Counter[str]]:
@@ -218,7 +222,7 @@ def cap_domains(rows: Sequence[Row], cap: float) -> tuple[list[Row], Counter[str
     for domain, count in counts.items():
         members = [r for r in rows if r.domain == domain]
         if count > limit:
-            members = sorted(members, key=_order)[:limit]
+            members = sorted(members, key=stable_order)[:limit]
         keep.update(id(r) for r in members)
     dropped = Counter({d: c - min(c, limit) for d, c in counts.items() if c > limit})
     return [r for r in rows if id(r) in keep], dropped
