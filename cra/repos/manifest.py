@@ -62,6 +62,17 @@ class Environment:
     requirements: tuple[str, ...]
     wheels: tuple[str, ...]
     sources: tuple[str, ...] = ()
+    unusable: str | None = None
+    """Why no environment could be made for this era (None: it is usable)."""
+    attempts: tuple[str, ...] = ()
+    """Each bound tried before the one applied, and why it failed."""
+    collect: dict[str, Any] | None = None
+    """The proof that it collects its era's tests (see `cra.env.prove`), when made."""
+
+    @property
+    def usable(self) -> bool:
+        """Whether the era has an environment at all."""
+        return self.unusable is None
 
     def serves(self, when: datetime) -> bool:
         """Whether a commit authored at `when` falls in this environment's range."""
@@ -101,9 +112,10 @@ class Manifest:
         raise ManifestError("manifest.json", f"no wheel {file!r} in the wheel list")
 
     def environment(self, env_id: str | None = None) -> Environment:
-        """The environment `env_id`, or the newest one when `env_id` is None."""
+        """The environment `env_id`, or the newest usable one when `env_id` is None."""
         if env_id is None:
-            return self.environments[-1]
+            usable = [e for e in self.environments if e.usable]
+            return usable[-1] if usable else self.environments[-1]
         for env in self.environments:
             if env.id == env_id:
                 return env
@@ -142,6 +154,9 @@ class Manifest:
                     "requirements": list(e.requirements),
                     "wheels": list(e.wheels),
                     "sources": list(e.sources),
+                    "unusable": e.unusable,
+                    "attempts": list(e.attempts),
+                    "collect": e.collect,
                 }
                 for e in self.environments
             ],
@@ -200,6 +215,15 @@ class _Checker:
             if not isinstance(value, str) or not value:
                 raise self.fail(f"{where}{key}[{i}]", f"must be a non-empty string, got {value!r}")
         return tuple(values)
+
+
+def _collect(c: _Checker, entry: dict[str, Any], where: str) -> dict[str, Any] | None:
+    value = entry.get("collect")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise c.fail(f"{where}collect", "must be an object or null")
+    return dict(value)
 
 
 def validate_manifest(data: Any, path: Path | str = "manifest.json") -> Manifest:
@@ -299,6 +323,9 @@ def validate_manifest(data: Any, path: Path | str = "manifest.json") -> Manifest
                 requirements=c.strings(entry, "requirements", where),
                 wheels=env_wheels,
                 sources=c.strings(entry, "sources", where),
+                unusable=c.opt_str(entry, "unusable", where),
+                attempts=c.strings(entry, "attempts", where) if "attempts" in entry else (),
+                collect=_collect(c, entry, where),
             )
         )
     notes = c.strings(data, "notes", "") if "notes" in data else ()

@@ -2,10 +2,11 @@
 
 Runs on a connected machine (or offline, from a local wheelhouse given with
 `--find-links`). Steps: clone REF's whole history with no remote left; split the
-history into eras; per era, read the requirements at the era's last commit and resolve
-them with `uv pip compile` bounded by the era's end (`--exclude-newer`); fetch one
-wheel per pin (building a wheel at pack time for an sdist-only dependency, so the
-air-gapped side never builds dependencies); write `manifest.json`. Everything is
+history into eras (`cra.repos.eras`); per era, read the requirements at the era's last
+commit, pin them (`cra.repos.resolve`: the project's bounded by the era's end, cra's own
+tools by the interpreter) and fetch one wheel per pin (`cra.repos.fetch`), retrying a
+failing era with later bounds and recording an era that never works as unusable; write
+`manifest.json`. Everything is
 written under a temporary directory in `repos/` and renamed at the end.
 """
 
@@ -24,14 +25,16 @@ from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from cra.env.tools import ToolError, pip_argv, run_tool, tool_env, uv_binary
 from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso, sha256_file
 from cra.git import GitError, git
+from cra.repos.eras import EraPacker, merge_environments, split_eras
+from cra.repos.fetch import WheelFetcher
 from cra.repos.layout import RepoPackage, check_name, package_path, register_repo
 from cra.repos.manifest import Environment, Manifest, Wheel, write_manifest
 from cra.repos.requirements import GitTree, RequirementSet, detect_layout, read_requirements
-from cra.repos.wheels import best_wheel, parse_pin, platform_tag
+from cra.repos.resolve import Resolver
+from cra.repos.wheels import platform_tag
 from cra.workspace import Workspace
 
 SUPPORTED_PYTHONS = tuple(f"3.{minor}" for minor in range(8, 15))
@@ -70,17 +73,6 @@ class PackResult:
     wheels_built: int = 0
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Era:
-    """A bucket of history: commits authored in [start, until), and its last commit."""
-
-    id: str
-    start: datetime
-    until: datetime
-    last_sha: str
-    commits: int
 
 
 def check_python(python: str | None) -> str:
@@ -191,211 +183,6 @@ def _valid_branch(name: str, cwd: Path) -> bool:
     return True
 
 
-def _month_index(moment: datetime) -> int:
-    return moment.year * 12 + moment.month - 1
-
-
-def _from_index(index: int) -> datetime:
-    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
-
-
-def split_eras(repo_dir: Path, head: str, *, months: int, single: bool = False) -> list[Era]:
-    """Bucket REF's history by author date into eras of `months` calendar months."""
-    if months <= 0:
-        raise UsageError(f"--era-months must be greater than 0, got {months}")
-    lines = git("log", "--topo-order", "--format=%H %at", head, cwd=repo_dir).split("\n")
-    commits = [
-        (sha, datetime.fromtimestamp(int(ts), UTC))
-        for sha, ts in (line.split() for line in lines if line.strip())
-    ]
-    if single:
-        newest = max(commits, key=lambda c: c[1])
-        start = min(c[1] for c in commits)
-        return [Era("all", start, newest[1], head, len(commits))]
-    buckets: dict[int, list[tuple[str, datetime]]] = {}
-    for sha, when in commits:
-        buckets.setdefault(_month_index(when) // months, []).append((sha, when))
-    eras = []
-    for key in sorted(buckets):
-        members = buckets[key]
-        start = _from_index(key * months)
-        until = _from_index((key + 1) * months)
-        last = max(members, key=lambda c: c[1])[0]  # ties: log order puts the newest first
-        era_id = str(start.year) if months == 12 else start.strftime("%Y-%m")
-        eras.append(Era(era_id, start, until, last, len(members)))
-    return eras
-
-
-def resolve(
-    reqs: RequirementSet,
-    *,
-    python: str,
-    workdir: Path,
-    find_links: Path | None,
-    use_index: bool,
-    exclude_newer: datetime | None,
-    uv_cache: Path,
-) -> list[str]:
-    """Pin `reqs` for Python `python` with `uv pip compile`; return `name==version` lines."""
-    uv = uv_binary()
-    if uv is None:
-        raise CraError("uv is not installed", hint="install cra's dependencies (uv is one)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    infile = workdir / "requirements.in"
-    infile.write_text("\n".join(reqs.requirements) + "\n", encoding="utf-8")
-    argv = [
-        str(uv),
-        "pip",
-        "compile",
-        str(infile),
-        "--python-version",
-        python,
-        "--no-header",
-        "--no-annotate",
-        "--quiet",
-    ]
-    if reqs.constraints:
-        cfile = workdir / "constraints.txt"
-        cfile.write_text("\n".join(reqs.constraints) + "\n", encoding="utf-8")
-        argv += ["--constraint", str(cfile)]
-    if find_links is not None:
-        argv += ["--find-links", str(find_links)]
-    if not use_index:
-        argv.append("--no-index")
-    if exclude_newer is not None:
-        argv += ["--exclude-newer", exclude_newer.strftime("%Y-%m-%dT%H:%M:%SZ")]
-    hint = "add a wheel of it to --find-links, or pin another version with --requirement"
-    try:
-        out = run_tool(
-            argv, what="resolving requirements", env=tool_env(uv_cache), cwd=workdir, hint=hint
-        )
-    except ToolError as exc:
-        raise CraError(f"cannot resolve the requirements: {_why(exc.output)}", hint=hint) from None
-    pins = [line.strip() for line in out.splitlines() if line.strip() and not line.startswith("#")]
-    for pin in pins:
-        if parse_pin(pin) is None:
-            raise CraError(
-                f"resolution gave {pin!r}, which is not a name==version pin",
-                hint="a direct URL or path requirement cannot be packed; drop it or pass a wheel",
-            )
-    return pins
-
-
-def _why(output: str) -> str:
-    lines = [line.strip(" ×╰─▶") for line in output.splitlines() if line.strip()]
-    return " ".join(lines[-3:]) if lines else "no output"
-
-
-class WheelFetcher:
-    """Puts one wheel per pin into `packages/`: from --find-links, the index, or a build."""
-
-    def __init__(
-        self, dest: Path, *, python: str, find_links: Path | None, use_index: bool, uv_cache: Path
-    ) -> None:
-        self.dest = dest
-        self.python = python
-        self.find_links = find_links
-        self.use_index = use_index
-        self.uv_cache = uv_cache
-        self.copied = self.downloaded = self.built = 0
-        dest.mkdir(parents=True, exist_ok=True)
-        self._local = sorted(p.name for p in find_links.iterdir()) if find_links else []
-
-    def fetch(self, pin: str) -> str:
-        """The file name in `packages/` of a wheel that satisfies `pin`."""
-        have = best_wheel(pin, (p.name for p in self.dest.iterdir()), self.python)
-        if have:
-            return have
-        local = best_wheel(pin, self._local, self.python)
-        if local and self.find_links is not None:
-            tmp = self.dest / f".{local}.tmp"
-            shutil.copyfile(self.find_links / local, tmp)
-            tmp.replace(self.dest / local)
-            self.copied += 1
-            return local
-        sdist = self._local_sdist(pin)
-        if sdist is not None:
-            return self._build(pin, sdist)
-        if self.use_index:
-            return self._download(pin)
-        raise CraError(
-            f"no wheel or sdist of {pin} for Python {self.python} in {self.find_links}",
-            hint="add it to the --find-links folder, or allow the index with --index",
-        )
-
-    def _local_sdist(self, pin: str) -> Path | None:
-        parsed = parse_pin(pin)
-        if parsed is None or self.find_links is None:
-            return None
-        name, version = parsed
-        for file in self._local:
-            match = re.match(r"^(.+)-([^-]+)\.(tar\.gz|zip)$", file)
-            if (
-                match
-                and re.sub(r"[-_.]+", "-", match.group(1)).lower() == name
-                and match.group(2) == str(version)
-            ):
-                return self.find_links / file
-        return None
-
-    def _new_wheel(self, before: set[str], pin: str) -> str:
-        after = {p.name for p in self.dest.iterdir()} - before
-        found = best_wheel(pin, after, self.python)
-        if not found:
-            raise CraError(f"fetching {pin} gave no usable wheel for Python {self.python}")
-        return found
-
-    def _build(self, pin: str, sdist: Path | None) -> str:
-        uv = uv_binary()
-        before = {p.name for p in self.dest.iterdir()}
-        with tempfile.TemporaryDirectory(prefix="cra-build-") as tmp:
-            if sdist is None:
-                run_tool(
-                    [*pip_argv(), "download", "--no-deps", "--no-binary=:all:", "--dest", tmp, pin],
-                    what=f"downloading the sdist of {pin}",
-                    env=tool_env(self.uv_cache),
-                )
-                sdists = list(Path(tmp).iterdir())
-                if not sdists:
-                    raise CraError(f"the index has no sdist of {pin}")
-                sdist = sdists[0]
-            argv = [str(uv), "build", "--wheel", "--out-dir", str(self.dest), str(sdist)]
-            if self.find_links is not None:
-                argv += ["--find-links", str(self.find_links)]
-            if not self.use_index:
-                argv.append("--no-index")
-            run_tool(
-                argv,
-                what=f"building a wheel of {pin}",
-                env=tool_env(self.uv_cache),
-                hint="the build needs its backend: add it to --find-links or allow the index",
-            )
-        self.built += 1
-        return self._new_wheel(before, pin)
-
-    def _download(self, pin: str) -> str:
-        before = {p.name for p in self.dest.iterdir()}
-        argv = [
-            *pip_argv(),
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--python-version",
-            self.python,
-            "--dest",
-            str(self.dest),
-            pin,
-        ]
-        try:
-            run_tool(argv, what=f"downloading {pin}", env=tool_env(self.uv_cache))
-        except ToolError as exc:
-            if "No matching distribution" not in exc.output and "none" not in exc.output:
-                raise
-            return self._build(pin, None)
-        self.downloaded += 1
-        return self._new_wheel(before, pin)
-
-
 def _requires_python_ok(reqs: RequirementSet, python: str) -> None:
     if not reqs.requires_python:
         return
@@ -410,28 +197,6 @@ def _requires_python_ok(reqs: RequirementSet, python: str) -> None:
             f"the project requires Python {reqs.requires_python}, not {python}",
             hint="give a matching --python",
         )
-
-
-def _merge(envs: list[Environment]) -> list[Environment]:
-    """Merge neighbouring environments whose pins are identical."""
-    merged: list[Environment] = []
-    for env in envs:
-        prev = merged[-1] if merged else None
-        if prev is not None and prev.requirements == env.requirements:
-            merged[-1] = Environment(
-                id=f"{prev.id.split('..')[0]}..{env.id}",
-                start=prev.start,
-                until=env.until,
-                resolved_at=env.resolved_at,
-                exclude_newer=env.exclude_newer,
-                date_bound=env.date_bound,
-                requirements=env.requirements,
-                wheels=env.wheels,
-                sources=tuple(dict.fromkeys([*prev.sources, *env.sources])),
-            )
-        else:
-            merged.append(env)
-    return merged
 
 
 def pack(
@@ -468,13 +233,7 @@ def pack(
         commits = sum(e.commits for e in eras)
         head_tree = GitTree(staged.repo_dir, head)
         harness_reqs = tuple(workspace.config["repos.harness_requirements"])
-        head_reqs = read_requirements(
-            head_tree,
-            extras=options.extras,
-            groups=options.groups,
-            extra_requirements=(*harness_reqs, *options.requirements),
-            strict=True,
-        )
+        head_reqs = _read(head_tree, options, harness_reqs, strict=True)
         _requires_python_ok(head_reqs, python)
         layout = detect_layout(
             head_tree,
@@ -495,60 +254,31 @@ def pack(
             use_index=use_index,
             uv_cache=uv_cache,
         )
-        now = datetime.now(UTC)
+        resolver = Resolver(
+            python=python,
+            workdir=tmp / "resolve",
+            find_links=find_links,
+            use_index=use_index,
+            uv_cache=uv_cache,
+            own_tools=harness_reqs,
+        )
+        packer = EraPacker(
+            resolver, fetcher, eras, datetime.now(UTC), not options.single_env, find_links, say
+        )
         warnings: list[str] = []
         envs: list[Environment] = []
         for i, era in enumerate(eras):
             tree = head_tree if era.last_sha == head else GitTree(staged.repo_dir, era.last_sha)
-            reqs = (
-                head_reqs
-                if tree is head_tree
-                else read_requirements(
-                    tree,
-                    extras=options.extras,
-                    groups=options.groups,
-                    extra_requirements=(*harness_reqs, *options.requirements),
-                )
-            )
-            bound = era.until if era.until < now and not options.single_env else None
-            if bound is None:
-                date_bound = "none: the era reaches the present"
-            elif not use_index:
-                date_bound = "not applied: --find-links files carry no upload date"
-            elif find_links is not None:
-                date_bound = "applied to the index; --find-links files carry no upload date"
-            else:
-                date_bound = "applied"
-            say(f"resolving era {era.id} ({era.commits} commits) at {era.last_sha[:12]}")
-            pins = resolve(
-                reqs,
-                python=python,
-                workdir=tmp / "resolve" / era.id,
-                find_links=find_links,
-                use_index=use_index,
-                exclude_newer=bound if use_index else None,
-                uv_cache=uv_cache,
-            )
-            files = tuple(fetcher.fetch(pin) for pin in pins)
-            envs.append(
-                Environment(
-                    id=era.id,
-                    start=None if i == 0 else era.start.date().isoformat(),
-                    until=None if i == len(eras) - 1 else era.until.date().isoformat(),
-                    resolved_at=era.last_sha,
-                    exclude_newer=bound.isoformat() if bound is not None and use_index else None,
-                    date_bound=date_bound,
-                    requirements=tuple(pins),
-                    wheels=tuple(sorted(set(files))),
-                    sources=tuple(reqs.sources),
-                )
-            )
-        envs = _merge(envs)
+            reqs = head_reqs if tree is head_tree else _read(tree, options, harness_reqs)
+            envs.append(packer.environment(i, reqs))
+        envs = merge_environments(envs)
+        _check_usable(envs)
         if any(e.date_bound.startswith("not applied") for e in envs) and len(eras) > 1:
             warnings.append(
                 "eras were resolved from --find-links only: uv cannot bound local files by "
                 "upload date, so each era gets the newest local versions its requirements allow"
             )
+        warnings += [f"era {e.id} is unusable: {e.unusable}" for e in envs if not e.usable]
         used = sorted({f for e in envs for f in e.wheels})
         for stray in {p.name for p in staged.packages_dir.iterdir()} - set(used):
             (staged.packages_dir / stray).unlink()
@@ -611,6 +341,31 @@ def pack(
         wheels_built=fetcher.built,
         seconds=time.perf_counter() - started,
         warnings=warnings,
+    )
+
+
+def _read(
+    tree: GitTree, options: PackOptions, tools: tuple[str, ...], *, strict: bool = False
+) -> RequirementSet:
+    return read_requirements(
+        tree,
+        extras=options.extras,
+        groups=options.groups,
+        extra_requirements=options.requirements,
+        tool_requirements=tools,
+        strict=strict,
+    )
+
+
+def _check_usable(envs: list[Environment]) -> None:
+    """Raise when no era got an environment: there is nothing to pack."""
+    if any(e.usable for e in envs):
+        return
+    reasons = "; ".join(f"era {e.id}: {e.unusable}" for e in envs)
+    raise CraError(
+        f"no era could be given an environment: {reasons}",
+        hint="pin a working version of the package named above with --requirement, "
+        "or give another --python",
     )
 
 

@@ -37,6 +37,10 @@ VCS_BACKENDS = (
     "dunamai",
     "pdm-backend",
 )
+FALLBACK_BUILD_REQUIRES = ("setuptools>=40.8.0",)
+"""PEP 517's fallback for a project without `[build-system]`; cra adds it, not the project."""
+FALLBACK_SOURCE = "cra (PEP 517 fallback: the project has no [build-system])"
+HARNESS_SOURCE = "cra ([repos] harness_requirements)"
 COMPILED_BACKENDS = ("maturin", "scikit-build-core", "meson-python", "setuptools-rust", "cython")
 
 
@@ -76,6 +80,8 @@ class RequirementSet:
     build_requires: list[str] = field(default_factory=list)
     build_backend: str | None = None
     pyproject: dict[str, Any] = field(default_factory=dict)
+    origin: dict[str, str] = field(default_factory=dict)
+    """Requirement text -> where it was first read (a file and section, or cra)."""
 
     def add(self, line: str, source: str) -> None:
         """Add one requirement line if it is a valid requirement not naming the project."""
@@ -94,6 +100,7 @@ class RequirementSet:
             return
         if text not in self.requirements:
             self.requirements.append(text)
+            self.origin[text] = source
         if source not in self.sources:
             self.sources.append(source)
 
@@ -201,9 +208,11 @@ def read_requirements(
     extras: Iterable[str] = (),
     groups: Iterable[str] = (),
     extra_requirements: Iterable[str] = (),
+    tool_requirements: Iterable[str] = (),
     strict: bool = False,
 ) -> RequirementSet:
-    """Everything the project at `tree` needs to build and test, plus `extra_requirements`.
+    """Everything the project at `tree` needs to build and test, plus `extra_requirements`
+    (the user's) and `tool_requirements` (cra's own, recorded as coming from cra).
 
     `extras`/`groups` are added to the default test extras and groups; with `strict`, an
     extra or group that the project does not define is a UsageError.
@@ -229,10 +238,11 @@ def read_requirements(
         reqs.build_requires = [str(r) for r in build.get("requires", [])]
         reqs.build_backend = build.get("build-backend")
     elif tree.exists("setup.py") or tree.exists("setup.cfg"):
-        reqs.build_requires = ["setuptools>=40.8.0"]  # the PEP 517 fallback
+        reqs.build_requires = list(FALLBACK_BUILD_REQUIRES)
         reqs.build_backend = "setuptools.build_meta:__legacy__"
+    build_source = "pyproject.toml [build-system] requires" if build else FALLBACK_SOURCE
     for line in reqs.build_requires:
-        reqs.add(line, "pyproject.toml [build-system] requires")
+        reqs.add(line, build_source)
 
     for line in project.get("dependencies", []):
         reqs.add(line, "pyproject.toml [project] dependencies")
@@ -289,7 +299,9 @@ def read_requirements(
         _read_requirements_file(tree, path, reqs, seen)
     _tox_deps(tree, reqs, seen)
     for line in extra_requirements:
-        reqs.add(line, "cra")
+        reqs.add(line, "--requirement")
+    for line in tool_requirements:
+        reqs.add(line, HARNESS_SOURCE)
     return reqs
 
 

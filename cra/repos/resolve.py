@@ -1,0 +1,222 @@
+"""Pinning an era's requirements with `uv pip compile`, and what to do when that fails.
+
+Two kinds of requirement meet in every environment:
+
+- the project's own (its `pyproject.toml`, `setup.cfg`, requirements files, tox deps),
+  resolved as of the era's end (`--exclude-newer`), so old commits get the dependencies
+  they were written against;
+- cra's own tools (`[repos] harness_requirements`: pytest, pytest-timeout; and the PEP 517
+  fallback `setuptools>=40.8.0` for projects without `[build-system]`), which must run on
+  the target interpreter. A pytest of 2016 does not run on Python 3.11, and a setuptools
+  of 2016 cannot satisfy the fallback at all. These, with their own dependencies, are
+  bounded by the later of the era's end and the interpreter's *tools date* (its release
+  plus :data:`TOOLS_GRACE`), through uv's per-package `--exclude-newer-package`.
+
+An era that still cannot be resolved, or whose pins cannot be fetched as wheels, is
+retried with the next later bound (its neighbour's end, then the next, and finally no
+bound); each attempt is recorded. Only when every attempt fails is the era unusable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from cra.env.tools import ToolError, run_tool, tool_env, uv_binary
+from cra.errors import CraError
+from cra.repos.requirements import RequirementSet
+from cra.repos.wheels import parse_pin
+
+PYTHON_RELEASED: dict[str, str] = {
+    "3.8": "2019-10-14",
+    "3.9": "2020-10-05",
+    "3.10": "2021-10-04",
+    "3.11": "2022-10-24",
+    "3.12": "2023-10-02",
+    "3.13": "2024-10-07",
+    "3.14": "2025-10-07",
+}
+"""Release dates of each CPython X.Y.0: tools older than this never saw the interpreter."""
+
+TOOLS_GRACE = timedelta(days=120)
+"""How long after an interpreter's release its tools are taken to support it."""
+
+MAX_ATTEMPTS = 6
+
+
+def tools_date(python: str) -> datetime | None:
+    """The earliest upload date cra's own tools are bounded to for Python `python`."""
+    released = PYTHON_RELEASED.get(python)
+    if released is None:
+        return None
+    return datetime.fromisoformat(released).replace(tzinfo=UTC) + TOOLS_GRACE
+
+
+def stamp(moment: datetime) -> str:
+    """`moment` as uv's RFC 3339 timestamp."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at resolving an era: the bound applied and what became of it."""
+
+    exclude_newer: datetime | None
+    why: str
+    error: str | None = None
+
+    def describe(self) -> str:
+        """One line: the bound, why it was tried, and the outcome."""
+        bound = stamp(self.exclude_newer) if self.exclude_newer else "no bound"
+        outcome = f"failed: {self.error}" if self.error else "ok"
+        return f"{bound} ({self.why}): {outcome}"
+
+
+def later_bounds(
+    own: datetime | None, later: list[datetime], now: datetime
+) -> list[tuple[datetime | None, str]]:
+    """The bounds to try for an era, in order: its own, each later era's, then none."""
+    bounds: list[tuple[datetime | None, str]] = [(own, "the era's end")]
+    if own is None:
+        return bounds
+    for moment in later:
+        if moment > own and moment < now and len(bounds) < MAX_ATTEMPTS - 1:
+            bounds.append((moment, f"a later era's end, {moment.date().isoformat()}"))
+    bounds.append((None, "no bound: the present"))
+    return bounds
+
+
+class Resolver:
+    """Runs `uv pip compile` for one pack: shared interpreter, index and cache."""
+
+    def __init__(
+        self,
+        *,
+        python: str,
+        workdir: Path,
+        find_links: Path | None,
+        use_index: bool,
+        uv_cache: Path,
+        own_tools: tuple[str, ...],
+    ) -> None:
+        uv = uv_binary()
+        if uv is None:
+            raise CraError("uv is not installed", hint="install cra's dependencies (uv is one)")
+        self.uv = uv
+        self.python = python
+        self.workdir = workdir
+        self.find_links = find_links
+        self.use_index = use_index
+        self.uv_cache = uv_cache
+        self.own_tools = own_tools
+        self._tool_names: dict[str, tuple[str, ...]] = {}
+
+    def tools_bound(self, era_bound: datetime | None) -> datetime | None:
+        """The bound of cra's own tools for an era bounded at `era_bound`."""
+        floor = tools_date(self.python)
+        if era_bound is None or floor is None:
+            return None
+        return max(era_bound, floor)
+
+    def tool_names(self, tools: tuple[str, ...], bound: datetime | None) -> tuple[str, ...]:
+        """cra's tools and every package they pull in, resolved alone under `bound`."""
+        key = f"{stamp(bound) if bound else 'none'} {' '.join(tools)}"
+        if key not in self._tool_names:
+            pins = self.compile(list(tools), [], self.workdir / "tools", bound, {})
+            names = {canonicalize_name(p.split("==")[0]) for p in pins}
+            self._tool_names[key] = tuple(sorted(names))
+        return self._tool_names[key]
+
+    def pin(self, reqs: RequirementSet, era_bound: datetime | None, where: Path) -> list[str]:
+        """Pin `reqs`: the project's requirements under `era_bound`, cra's own tools (and
+        what they pull in) under the interpreter's tools bound."""
+        mine = [r for r in reqs.requirements if reqs.origin.get(r, "").startswith("cra")]
+        tools = tuple(dict.fromkeys([*self.own_tools, *mine]))
+        per_package: dict[str, str] = {}
+        bound = era_bound if self.use_index else None
+        tool_bound = self.tools_bound(bound)
+        if bound is not None and tools and tool_bound != bound:
+            for name in self.tool_names(tools, tool_bound):
+                per_package[name] = stamp(tool_bound) if tool_bound else "false"
+        return self.compile(reqs.requirements, reqs.constraints, where, bound, per_package)
+
+    def compile(
+        self,
+        requirements: list[str],
+        constraints: list[str],
+        where: Path,
+        bound: datetime | None,
+        per_package: dict[str, str],
+    ) -> list[str]:
+        """`uv pip compile` of `requirements`; `name==version` lines, or ResolveError."""
+        where.mkdir(parents=True, exist_ok=True)
+        infile = where / "requirements.in"
+        infile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
+        argv = [str(self.uv), "pip", "compile", str(infile), "--python-version", self.python]
+        argv += ["--no-header", "--no-annotate", "--quiet"]
+        if constraints:
+            cfile = where / "constraints.txt"
+            cfile.write_text("\n".join(constraints) + "\n", encoding="utf-8")
+            argv += ["--constraint", str(cfile)]
+        if self.find_links is not None:
+            argv += ["--find-links", str(self.find_links)]
+        if not self.use_index:
+            argv.append("--no-index")
+        if bound is not None:
+            argv += ["--exclude-newer", stamp(bound)]
+            for name, value in sorted(per_package.items()):
+                argv += ["--exclude-newer-package", f"{name}={value}"]
+        try:
+            out = run_tool(argv, what="resolving", env=tool_env(self.uv_cache), cwd=where)
+        except ToolError as exc:
+            raise ResolveError(resolver_message(exc.output)) from None
+        pins = [ln.strip() for ln in out.splitlines() if ln.strip() and not ln.startswith("#")]
+        for pin in pins:
+            if parse_pin(pin) is None:
+                raise ResolveError(
+                    f"resolution gave {pin!r}, which is not a name==version pin",
+                    hint="a direct URL or path requirement cannot be packed; drop it",
+                )
+        return pins
+
+
+class ResolveError(CraError):
+    """An era's requirements could not be pinned; carries the resolver's message."""
+
+
+def resolver_message(output: str) -> str:
+    """The resolver's whole message on one line (its tree drawing stripped)."""
+    lines = [line.strip(" ×╰─▶│├") for line in output.splitlines()]
+    return " ".join(line for line in lines if line) or "no output"
+
+
+def provenance(reqs: RequirementSet, names: set[str] | None = None) -> str:
+    """Where each requirement came from, as `requirement (source)`; only the packages
+    in `names` when given."""
+    parts = []
+    for text in reqs.requirements:
+        try:
+            name = canonicalize_name(Requirement(text).name)
+        except InvalidRequirement:
+            continue
+        if names is None or name in names:
+            parts.append(f"{text} (from {reqs.origin.get(text, 'unknown')})")
+    return "; ".join(parts)
+
+
+def named_packages(message: str, reqs: RequirementSet) -> set[str]:
+    """The requirement names that a resolver message mentions."""
+    found = set()
+    lowered = message.lower()
+    for text in reqs.requirements:
+        try:
+            name = canonicalize_name(Requirement(text).name)
+        except InvalidRequirement:
+            continue
+        if name in lowered.replace("_", "-"):
+            found.add(name)
+    return found
