@@ -17,6 +17,8 @@ and running again retries them; finished verdicts are kept.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import json
 import os
@@ -50,13 +52,18 @@ from cra.harness.sandbox import (
 )
 from cra.harness.testpaths import is_test_path
 from cra.repos.layout import require_package
-from cra.repos.manifest import load_manifest
+from cra.repos.manifest import Environment, load_manifest
 from cra.workspace import Workspace
 
 VERDICTS = ("verified", "no_fail_to_pass", "tests_error", "env_failed", "timeout",
-            "sandbox_failed")  # fmt: skip
-INFRA = frozenset({"env_failed", "timeout", "sandbox_failed"})
-GRADES = ("resolved", "unresolved", "patch_failed", *VERDICTS[2:])
+            "sandbox_failed", "env_unusable", "env_mismatch")  # fmt: skip
+INFRA = frozenset({"env_failed", "timeout", "sandbox_failed", "env_unusable"})
+"""Failures of the infrastructure: retried by the next run, never counted against a task."""
+ENV_MISMATCH = "env_mismatch"
+"""Every test failed before and after: the environment cannot run the commit's tests.
+Retried when the commit's environment changes (a new pack), never counted against it."""
+NOT_JUDGED = INFRA | {ENV_MISMATCH}
+GRADES = ("resolved", "unresolved", "patch_failed", *VERDICTS[2:6])
 PLUGIN_DIR = Path(cra.harness.plugin.__file__).resolve().parent
 PLUGIN = "cra_pytest_report"
 FAILING = frozenset({"failed", "error"})
@@ -238,6 +245,20 @@ class Runner:
     envs: dict[str, BuiltEnv | CraError] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def manifest_env(self, commit: Commit) -> Environment:
+        """The manifest's environment for the commit's date."""
+        manifest = load_manifest(require_package(self.workspace, self.repo).manifest_path)
+        return manifest.environment_for(datetime.fromisoformat(commit.authored_at))
+
+    def unusable_env(self, commit: Commit) -> Environment | None:
+        """The commit's environment when its era could not be given one, else None."""
+        env = self.manifest_env(commit)
+        return None if env.usable else env
+
+    def fingerprint(self, commit: Commit) -> str:
+        """What the commit's environment is made of; it changes when the era is re-packed."""
+        return env_fingerprint(self.manifest_env(commit))
+
     def env_for(self, commit: Commit) -> BuiltEnv | CraError:
         """The environment the manifest assigns to the commit's date (built once)."""
         manifest = load_manifest(require_package(self.workspace, self.repo).manifest_path)
@@ -418,6 +439,8 @@ def judge(before: Sequence[PytestRun], after: Sequence[PytestRun]) -> Validation
     v.pass_to_pass = sorted(t for t in counted if b[t] == "passed" and a[t] == "passed")
     if v.fail_to_pass:
         v.verdict = "verified"
+    elif counted and all(b[t] in FAILING and a[t] in FAILING for t in counted):
+        v.verdict = ENV_MISMATCH
     return v
 
 
@@ -431,6 +454,11 @@ def validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation
     started = time.perf_counter()
     task_id = task_id_for(runner.repo, commit.sha)
     repo_dir = require_package(runner.workspace, runner.repo).repo_dir
+    unusable = runner.unusable_env(commit)
+    if unusable is not None:
+        v = Validation(task_id, "env_unusable", isolation=runner.isolation)
+        v.env_id, v.details = unusable.id, {"reason": unusable.unusable}
+        return v
     env = runner.env_for(commit)
     if isinstance(env, CraError):
         v = Validation(task_id, "env_failed", isolation=runner.isolation)
@@ -467,7 +495,10 @@ def validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation
         "runs": [r.summary() for r in v.runs],
         "seconds": round(v.seconds, 3),
         "test_seconds": round(sum(r.test_seconds for r in v.runs), 3),
+        "env_fingerprint": runner.fingerprint(commit),
     }
+    if v.verdict == ENV_MISMATCH:
+        v.details["reason"] = "every test failed before and after the commit"
     return v
 
 
@@ -502,13 +533,23 @@ def _record(conn: sqlite3.Connection, run_id: int, v: Validation, kind: str) -> 
         )
 
 
-def _finished(conn: sqlite3.Connection, task_id: str) -> bool:
+def env_fingerprint(env: Environment) -> str:
+    """A short hash of an environment's pins (empty for an unusable one)."""
+    text = "\n".join(sorted(env.requirements))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def _finished(conn: sqlite3.Connection, task_id: str, fingerprint: Callable[[], str]) -> bool:
     row = conn.execute(
-        "SELECT verdict FROM outcomes WHERE task_id = ? AND kind = 'validation' "
+        "SELECT verdict, details FROM outcomes WHERE task_id = ? AND kind = 'validation' "
         "ORDER BY id DESC LIMIT 1",
         (task_id,),
     ).fetchone()
-    return row is not None and row[0] not in INFRA
+    if row is None or row[0] in INFRA:
+        return False
+    if row[0] == ENV_MISMATCH:
+        return json.loads(row[1] or "{}").get("env_fingerprint") == fingerprint()
+    return True
 
 
 def _repo_id(conn: sqlite3.Connection, repo: str) -> int:
@@ -572,7 +613,8 @@ def validate_repo(
             todo = []
             for commit in commits:
                 task_id = _ensure_task(conn, repo_id, repo, commit)
-                if not options.force and _finished(conn, task_id):
+                current = functools.partial(runner.fingerprint, commit)
+                if not options.force and _finished(conn, task_id, current):
                     summary.tasks_skipped += 1
                 else:
                     todo.append(commit)
@@ -794,7 +836,7 @@ def verified_yield(conn: sqlite3.Connection, repo: str | None = None) -> list[di
         entry["validated"] = int(entry["validated"]) + n  # type: ignore[call-overload]
     for entry in out.values():
         verdicts: dict[str, int] = entry["verdicts"]  # type: ignore[assignment]
-        judged = sum(n for v, n in verdicts.items() if v not in INFRA)
+        judged = sum(n for v, n in verdicts.items() if v not in NOT_JUDGED)
         entry["verified"] = verdicts.get("verified", 0)
         entry["yield_pct"] = (
             round(100 * verdicts.get("verified", 0) / judged, 1) if judged else None

@@ -8,17 +8,28 @@ time is recorded as unusable with its reason, and the pack goes on.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 from cra.errors import CraError, UsageError
 from cra.git import git
 from cra.repos.fetch import WheelFetcher
 from cra.repos.manifest import Environment
 from cra.repos.requirements import RequirementSet
-from cra.repos.resolve import Attempt, Resolver, later_bounds, named_packages, provenance
+from cra.repos.resolve import (
+    MAX_ATTEMPTS,
+    Resolver,
+    later_bounds,
+    named_packages,
+    provenance,
+    stamp,
+    tools_date,
+)
 
 Echo = Callable[[str], None]
 
@@ -109,37 +120,42 @@ class EraPacker:
             return "applied to the index; --find-links files carry no upload date"
         return "applied"
 
-    def bounds(self, i: int) -> list[tuple[datetime | None, str]]:
+    def bounds(self, i: int) -> Bounds:
         """The bounds to try for era `i`: its own end, later eras' ends, then none."""
         era = self.eras[i]
         own = era.until if era.until < self.now and self.bounded else None
         later = [e.until for e in self.eras[i + 1 :]]
-        return later_bounds(own, later, self.now)
+        return Bounds(later_bounds(own, later, self.now), tools_date(self.resolver.python))
 
     def environment(self, i: int, reqs: RequirementSet) -> Environment:
-        """Era `i`'s environment: the first bound that resolves and fetches, else an
-        unusable environment that says why."""
+        """Era `i`'s environment: the first bounds that resolve and fetch, else an
+        unusable environment that says why. A package whose build fails gets a later
+        bound of its own; any other failure moves the whole era's bound on."""
         era = self.eras[i]
-        tried: list[Attempt] = []
-        for bound, why in self.bounds(i):
-            self.say(f"resolving era {era.id} ({era.commits} commits) at {era.last_sha[:12]}")
+        bounds = self.bounds(i)
+        tried: list[str] = []
+        self.say(f"resolving era {era.id} ({era.commits} commits) at {era.last_sha[:12]}")
+        while len(tried) < MAX_ATTEMPTS:
             try:
-                pins, files = self.try_bound(era, reqs, bound)
+                pins, files = self.try_bounds(era, reqs, bounds)
             except CraError as exc:
-                tried.append(Attempt(bound, why, explain(exc, reqs)))
-                self.say(f"  era {era.id}: {tried[-1].describe()[:300]}")
+                error = explain(exc, reqs)
+                tried.append(f"{bounds.describe()}: failed: {error}")
+                self.say(f"  era {era.id}: {tried[-1][:300]}")
+                if not bounds.relax(failed_builds(str(exc))):
+                    break
                 continue
-            note = () if not tried else (f"applied {Attempt(bound, why).describe()}",)
-            return self.made(i, reqs, bound, pins, files, (*[a.describe() for a in tried], *note))
-        reason = f"no bound resolved and fetched; last error: {tried[-1].error}"
-        return self.made(i, reqs, None, [], (), tuple(a.describe() for a in tried), reason)
+            note = (f"applied {bounds.describe()}",) if tried else ()
+            return self.made(i, reqs, bounds.bound, pins, files, (*tried, *note))
+        reason = f"no bound resolved and fetched; last error: {tried[-1]}"
+        return self.made(i, reqs, None, [], (), tuple(tried), reason)
 
-    def try_bound(
-        self, era: Era, reqs: RequirementSet, bound: datetime | None
+    def try_bounds(
+        self, era: Era, reqs: RequirementSet, bounds: Bounds
     ) -> tuple[list[str], tuple[str, ...]]:
-        """Pin and fetch the era under `bound`; raise CraError on either failing."""
+        """Pin and fetch the era under `bounds`; raise CraError on either failing."""
         where = self.resolver.workdir / era.id
-        pins = self.resolver.pin(reqs, bound, where)
+        pins = self.resolver.pin(reqs, bounds.bound, where, bounds.per_package())
         files = tuple(self.fetcher.fetch(pin) for pin in pins)
         return pins, files
 
@@ -169,6 +185,75 @@ class EraPacker:
             unusable=unusable,
             attempts=attempts,
         )
+
+
+@dataclass
+class Bounds:
+    """The date bounds of one attempt: the era's, and later ones for single packages.
+
+    A package whose sdist fails to build is moved straight to the interpreter's tools
+    date (a release that old never saw the interpreter, so an older one will not build
+    either), then to no bound; any other failure moves the whole era to a later bound.
+    """
+
+    steps: list[tuple[datetime | None, str]]
+    floor: datetime | None = None
+    level: int = 0
+    packages: dict[str, datetime | None] = field(default_factory=dict)
+
+    @property
+    def bound(self) -> datetime | None:
+        """The bound applied to every package without one of its own."""
+        return self.steps[self.level][0]
+
+    def per_package(self) -> dict[str, datetime | None]:
+        """Packages given a later bound than the era's (None: no bound)."""
+        return dict(self.packages)
+
+    def _later_for(self, name: str) -> datetime | bool | None:
+        """The next bound for one package, or False when it has none left."""
+        current = self.packages.get(name, self.bound)
+        if current is None:
+            return False
+        if self.floor is not None and current < self.floor:
+            return self.floor
+        return None
+
+    def relax(self, names: set[str]) -> bool:
+        """Move the named packages on, or, with none named (or none left to move), the
+        whole era; False when nothing is left to try."""
+        moved = False
+        for name in names:
+            later = self._later_for(name)
+            if later is not False:
+                self.packages[name] = later  # type: ignore[assignment]
+                moved = True
+        if moved:
+            return True
+        if self.level + 1 >= len(self.steps):
+            return False
+        self.level += 1
+        bound = self.bound
+        self.packages = {
+            n: b for n, b in self.packages.items() if bound is not None and (b is None or b > bound)
+        }
+        return True
+
+    def describe(self) -> str:
+        """The bounds in words: the era's, and each package's own."""
+        bound, why = self.steps[self.level]
+        text = f"{stamp(bound) if bound else 'no bound'} ({why})"
+        for name, moment in sorted(self.packages.items()):
+            text += f", {name} {stamp(moment) if moment else 'unbounded'}"
+        return text
+
+
+def failed_builds(message: str) -> set[str]:
+    """The packages whose sdist failed to build, named in a resolver or builder message."""
+    if "build" not in message.lower():
+        return set()
+    pins = re.findall(r"([A-Za-z0-9][A-Za-z0-9._-]*)==[0-9][A-Za-z0-9.+!-]*", message)
+    return {canonicalize_name(name) for name in pins}
 
 
 def explain(exc: CraError, reqs: RequirementSet) -> str:

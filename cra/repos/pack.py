@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name
 
 from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso, sha256_file
@@ -33,7 +34,8 @@ from cra.repos.fetch import WheelFetcher
 from cra.repos.layout import RepoPackage, check_name, package_path, register_repo
 from cra.repos.manifest import Environment, Manifest, Wheel, write_manifest
 from cra.repos.requirements import GitTree, RequirementSet, detect_layout, read_requirements
-from cra.repos.resolve import Resolver
+from cra.repos.resolve import Resolver, requirement_names
+from cra.repos.testneeds import config_needs
 from cra.repos.wheels import platform_tag
 from cra.workspace import Workspace
 
@@ -347,7 +349,8 @@ def pack(
 def _read(
     tree: GitTree, options: PackOptions, tools: tuple[str, ...], *, strict: bool = False
 ) -> RequirementSet:
-    return read_requirements(
+    """The commit's requirements, cra's tools, and what its test configuration needs."""
+    reqs = read_requirements(
         tree,
         extras=options.extras,
         groups=options.groups,
@@ -355,6 +358,14 @@ def _read(
         tool_requirements=tools,
         strict=strict,
     )
+    known = {canonicalize_name(n) for n in requirement_names(reqs)}
+    for need in config_needs(tree, known):
+        if need.optional:
+            reqs.add(need.requirement, need.reason)
+            reqs.optional.add(need.requirement)
+        else:
+            reqs.add(need.requirement, f"cra (the tests need it: {need.reason})")
+    return reqs
 
 
 def _check_usable(envs: list[Environment]) -> None:

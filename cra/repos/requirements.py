@@ -82,6 +82,8 @@ class RequirementSet:
     pyproject: dict[str, Any] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
     """Requirement text -> where it was first read (a file and section, or cra)."""
+    optional: set[str] = field(default_factory=set)
+    """Requirements guessed from imports, dropped when the resolver cannot use them."""
 
     def add(self, line: str, source: str) -> None:
         """Add one requirement line if it is a valid requirement not naming the project."""

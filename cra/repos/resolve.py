@@ -19,7 +19,7 @@ bound); each attempt is recorded. Only when every attempt fails is the era unusa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,21 +59,6 @@ def tools_date(python: str) -> datetime | None:
 def stamp(moment: datetime) -> str:
     """`moment` as uv's RFC 3339 timestamp."""
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One try at resolving an era: the bound applied and what became of it."""
-
-    exclude_newer: datetime | None
-    why: str
-    error: str | None = None
-
-    def describe(self) -> str:
-        """One line: the bound, why it was tried, and the outcome."""
-        bound = stamp(self.exclude_newer) if self.exclude_newer else "no bound"
-        outcome = f"failed: {self.error}" if self.error else "ok"
-        return f"{bound} ({self.why}): {outcome}"
 
 
 def later_bounds(
@@ -131,9 +116,16 @@ class Resolver:
             self._tool_names[key] = tuple(sorted(names))
         return self._tool_names[key]
 
-    def pin(self, reqs: RequirementSet, era_bound: datetime | None, where: Path) -> list[str]:
-        """Pin `reqs`: the project's requirements under `era_bound`, cra's own tools (and
-        what they pull in) under the interpreter's tools bound."""
+    def pin(
+        self,
+        reqs: RequirementSet,
+        era_bound: datetime | None,
+        where: Path,
+        later: dict[str, datetime | None] | None = None,
+    ) -> list[str]:
+        """Pin `reqs`: the project's requirements under `era_bound` (the packages in
+        `later` under their own, later bound), cra's own tools (and what they pull in)
+        under the interpreter's tools bound."""
         mine = [r for r in reqs.requirements if reqs.origin.get(r, "").startswith("cra")]
         tools = tuple(dict.fromkeys([*self.own_tools, *mine]))
         per_package: dict[str, str] = {}
@@ -142,7 +134,18 @@ class Resolver:
         if bound is not None and tools and tool_bound != bound:
             for name in self.tool_names(tools, tool_bound):
                 per_package[name] = stamp(tool_bound) if tool_bound else "false"
-        return self.compile(reqs.requirements, reqs.constraints, where, bound, per_package)
+        for name, moment in (later or {}).items():
+            if bound is not None:
+                per_package[name] = _later(per_package.get(name), moment)
+        wanted = list(reqs.requirements)
+        while True:
+            try:
+                return self.compile(wanted, reqs.constraints, where, bound, per_package)
+            except ResolveError as exc:
+                guesses = _blamed(str(exc), [r for r in wanted if r in reqs.optional])
+                if not guesses:
+                    raise
+                wanted = [r for r in wanted if r not in guesses]
 
     def compile(
         self,
@@ -182,6 +185,35 @@ class Resolver:
                     hint="a direct URL or path requirement cannot be packed; drop it",
                 )
         return pins
+
+
+def requirement_names(reqs: RequirementSet) -> list[str]:
+    """The distribution names `reqs` asks for."""
+    names = []
+    for text in reqs.requirements:
+        try:
+            names.append(Requirement(text).name)
+        except InvalidRequirement:
+            continue
+    return names
+
+
+def _blamed(message: str, candidates: list[str]) -> list[str]:
+    """The requirements among `candidates` that a resolver message names."""
+    lowered = message.lower().replace("_", "-")
+    out = []
+    for text in candidates:
+        name = canonicalize_name(Requirement(text).name)
+        if re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", lowered):
+            out.append(text)
+    return out
+
+
+def _later(current: str | None, moment: datetime | None) -> str:
+    """The later of a per-package bound already set and `moment` (None: unbounded)."""
+    if moment is None or current == "false":
+        return "false"
+    return max(current or "", stamp(moment))
 
 
 class ResolveError(CraError):
