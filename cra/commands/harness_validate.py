@@ -37,6 +37,7 @@ def run_validation(
     force: bool,
     as_json: bool,
     jobs: int = 1,
+    sample: int | None = None,
 ) -> dict[str, object]:
     """Validate REPO with a progress bar; return the summary as data."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -46,7 +47,7 @@ def run_validation(
 
     options = ValidateOptions(
         limit=limit, since=parse_date(since, "--since"), runs=runs, allow_unsafe=unsafe,
-        force=force, jobs=jobs,
+        force=force, jobs=jobs, sample=sample,
     )  # fmt: skip
     columns = (TextColumn("validating"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[last]}"))  # fmt: skip
@@ -68,6 +69,12 @@ def run_validation(
 @click.option("--repo", "repo", required=True, help="Repository package name.")
 @click.option("--limit", type=int, default=None, help="Validate at most N commits.")
 @click.option("--since", default=None, help="Only commits authored on or after this date.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Only N commits spread evenly over the history, oldest and newest included.",
+)
 @click.option("--runs", type=int, default=None, help="Runs per phase ([validate] runs).")
 @click.option("--force", is_flag=True, help="Validate again tasks that already have a verdict.")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Commits in parallel.")
@@ -78,6 +85,7 @@ def validate_command(
     ctx: Context,
     repo: str,
     limit: int | None,
+    sample: int | None,
     since: str | None,
     runs: int | None,
     force: bool,
@@ -90,12 +98,14 @@ def validate_command(
 
     Before: the parent with the commit's test files applied. After: the commit. Each
     phase runs `[validate] runs` times; tests whose outcome changes are quarantined as
-    flaky. Verdicts: verified, no_fail_to_pass, tests_error, env_failed, timeout,
-    sandbox_failed. Tasks with a verdict are skipped (infrastructure failures are
-    retried) unless --force.
+    flaky. Verdicts: verified, no_fail_to_pass, tests_error, env_mismatch (every test
+    failed before and after: the environment cannot run them; retried when the era is
+    re-packed), and the infrastructure failures env_failed, env_unusable (the era has no
+    environment), timeout, sandbox_failed. Tasks with a verdict are skipped
+    (infrastructure failures are retried) unless --force.
     """
     data = run_validation(ctx, repo, limit=limit, since=since, runs=runs, unsafe=unsafe,
-                          force=force, as_json=as_json, jobs=jobs)  # fmt: skip
+                          force=force, as_json=as_json, jobs=jobs, sample=sample)  # fmt: skip
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -84,6 +84,9 @@ class ValidateOptions:
     allow_unsafe: bool = False
     force: bool = False
     jobs: int = 1
+    sample: int | None = None
+    """Validate only this many commits, spread evenly over the history (oldest and newest
+    included), instead of all of them."""
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
@@ -533,6 +536,16 @@ def _record(conn: sqlite3.Connection, run_id: int, v: Validation, kind: str) -> 
         )
 
 
+def spread(items: list[Commit], n: int) -> list[Commit]:
+    """`n` of `items` at even steps, the first and the last included."""
+    if n <= 0 or len(items) <= n:
+        return list(items)
+    if n == 1:
+        return [items[-1]]
+    step = (len(items) - 1) / (n - 1)
+    return [items[round(i * step)] for i in range(n)]
+
+
 def env_fingerprint(env: Environment) -> str:
     """A short hash of an environment's pins (empty for an unusable one)."""
     text = "\n".join(sorted(env.requirements))
@@ -593,6 +606,8 @@ def validate_repo(
     with closing(workspace.raw_db()) as conn:
         repo_id = _repo_id(conn, repo)
         commits = qualified_commits(conn, repo_id, options.since)
+        if options.sample is not None:
+            commits = spread(commits, options.sample)
         if options.limit is not None:
             commits = commits[: options.limit]
         params = {"runs": runner.runs, "isolation": runner.isolation, "limit": options.limit,
