@@ -82,6 +82,9 @@ class RequirementSet:
     pyproject: dict[str, Any] = field(default_factory=dict)
     origin: dict[str, str] = field(default_factory=dict)
     """Requirement text -> where it was first read (a file and section, or cra)."""
+    provides: set[str] = field(default_factory=set)
+    """Canonical names the project itself goes by (its distribution, its top-level
+    packages): a tool that depends on one of them would import the commit's code."""
     optional: set[str] = field(default_factory=set)
     """Requirements guessed from imports, dropped when the resolver cannot use them."""
 
@@ -204,6 +207,22 @@ def _tox_deps(tree: GitTree, reqs: RequirementSet, seen: set[str]) -> None:
             reqs.add(line, "tox.ini [testenv] deps")
 
 
+def _provides(tree: GitTree, name: str | None) -> set[str]:
+    """The names the project goes by: its declared name, `setup(name=...)`, and the
+    top-level packages and modules of its tree (root or `src/`)."""
+    names = {name} if name else set()
+    setup = tree.read("setup.py") or ""
+    for match in re.finditer(
+        r"""(?:\bname|^NAME)\s*=\s*["']([A-Za-z0-9][A-Za-z0-9._-]*)["']""", setup, re.M
+    ):
+        names.add(match.group(1))
+    for path in tree.paths:
+        found = re.match(r"^(?:src/)?([A-Za-z_][A-Za-z0-9_]*)(?:/__init__\.py|\.py)$", path)
+        if found and found.group(1) not in ("setup", "conftest", "tests", "test", "docs"):
+            names.add(found.group(1))
+    return {canonicalize_name(n) for n in names}
+
+
 def read_requirements(
     tree: GitTree,
     *,
@@ -233,6 +252,7 @@ def read_requirements(
         setup_cfg.get("metadata", "name") if setup_cfg.has_option("metadata", "name") else None
     )
     reqs = RequirementSet(project_name=name, pyproject=pyproject)
+    reqs.provides = _provides(tree, name)
     reqs.requires_python = project.get("requires-python")
 
     build = pyproject.get("build-system", {})

@@ -46,6 +46,8 @@ TOOLS_GRACE = timedelta(days=120)
 """How long after an interpreter's release its tools are taken to support it."""
 
 MAX_ATTEMPTS = 6
+SHADOW_STEP = timedelta(days=91)
+"""How far cra's tools' bound moves on while they depend on the project under test."""
 
 
 def tools_date(python: str) -> datetime | None:
@@ -107,6 +109,19 @@ class Resolver:
             return None
         return max(era_bound, floor)
 
+    def unshadowed(
+        self, tools: tuple[str, ...], bound: datetime | None, provides: set[str]
+    ) -> datetime | None:
+        """The earliest bound, from `bound` on, under which none of cra's tools depends on
+        a package the project itself provides (pytest 7.2 needs attrs; testing attrs, it
+        would import the commit's attrs and fail)."""
+        now = datetime.now(UTC)
+        while bound is not None and provides & set(self.tool_names(tools, bound)):
+            bound = bound + SHADOW_STEP
+            if bound >= now:
+                return None
+        return bound
+
     def tool_names(self, tools: tuple[str, ...], bound: datetime | None) -> tuple[str, ...]:
         """cra's tools and every package they pull in, resolved alone under `bound`."""
         key = f"{stamp(bound) if bound else 'none'} {' '.join(tools)}"
@@ -130,7 +145,7 @@ class Resolver:
         tools = tuple(dict.fromkeys([*self.own_tools, *mine]))
         per_package: dict[str, str] = {}
         bound = era_bound if self.use_index else None
-        tool_bound = self.tools_bound(bound)
+        tool_bound = self.unshadowed(tools, self.tools_bound(bound), reqs.provides)
         if bound is not None and tools and tool_bound != bound:
             for name in self.tool_names(tools, tool_bound):
                 per_package[name] = stamp(tool_bound) if tool_bound else "false"
