@@ -50,7 +50,11 @@ def build_command(
     workspace = ctx.workspace()
     if build_all:
         manifest = load_manifest(require_package(workspace, name).manifest_path)
-        ids: list[str | None] = [e.id for e in manifest.environments]
+        ids: list[str | None] = [e.id for e in manifest.environments if e.usable]
+        for e in manifest.environments:
+            if not e.usable:
+                skipped = f"environment {e.id} of {name} skipped: unusable ({e.unusable})"
+                click.echo(skipped, err=True)
     else:
         ids = [env_id]
     results = [
@@ -92,4 +96,38 @@ def build_command(
         click.echo(
             f"environment {r.env_id} of {r.package} {what} in {r.seconds:.2f}s: {r.path} "
             f"({r.wheels} wheels, Python {r.python_version}, {r.mode})"
+        )
+
+
+@env.command("prove")
+@click.argument("name")
+@click.option(
+    "--unsafe-no-sandbox", "unsafe", is_flag=True, help="Collect outside any sandbox (unsafe)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the proofs as JSON.")
+@pass_context
+def prove_command(ctx: Context, name: str, unsafe: bool, as_json: bool) -> None:
+    """Prove that each environment of package NAME runs its era's tests: build it and
+    collect the tests of the era's last commit in the sandbox (`pytest --collect-only`).
+    Each proof is kept with its environment, so it is made once; then say which share of
+    the qualifying commits (after `cra harness mine`) lands in an environment that
+    collects."""
+    from dataclasses import asdict
+
+    from cra.harness.prove import collecting_share, prove_package
+
+    workspace = ctx.workspace()
+    proofs = prove_package(
+        workspace, name, allow_unsafe=unsafe, echo=None if as_json else click.echo
+    )
+    share = collecting_share(workspace, name, proofs)
+    if as_json:
+        data = {"proofs": [asdict(p) for p in proofs], "share": asdict(share)}
+        click.echo(json.dumps({**data, "collecting_pct": share.percent()}, indent=2))
+        return
+    if share.qualifying:
+        click.echo(
+            f"{share.collecting} of {share.qualifying} qualifying commits "
+            f"({share.percent()}%) land in an environment that collects; "
+            f"{share.unusable} in an unusable era, {share.unproven} in one that does not collect"
         )

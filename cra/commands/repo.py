@@ -95,10 +95,12 @@ def pack_command(
         f"{result.wheels_built} built) in {result.seconds:.1f}s"
     )
     for env in m.environments:
-        click.echo(
-            f"  env {env.id}: {env.start or '…'} to {env.until or '…'}, "
-            f"{len(env.requirements)} pins, date bound {env.date_bound}"
-        )
+        span = f"  env {env.id}: {env.start or '…'} to {env.until or '…'}, "
+        if not env.usable:
+            click.echo(f"{span}unusable: {env.unusable}")
+            continue
+        retried = f", after {len(env.attempts) - 1} failed tries" if env.attempts else ""
+        click.echo(f"{span}{len(env.requirements)} pins, date bound {env.date_bound}{retried}")
     click.echo(f"  importable: {m.importable['mode']} {' '.join(m.importable['pythonpath'])}")
     click.echo(f"  tests: {m.test['command']}")
     for warning in result.warnings:

@@ -306,6 +306,11 @@ def build_env(
     package = require_package(workspace, name)
     manifest = load_manifest(package.manifest_path)
     env = manifest.environment(env_id)
+    if not env.usable:
+        raise CraError(
+            f"era {env.id} of {name} has no environment: {env.unusable}",
+            hint="re-pack it on a connected machine (cra repo pack --replace)",
+        )
     chosen, uv = _choose_installer(installer or workspace.config["env.installer"])
     interpreter = find_interpreter(manifest.python)
     python_version = _interpreter_version(interpreter)

@@ -269,6 +269,11 @@ class Runner:
         with self.lock:
             return self._built(env.id)
 
+    def built(self, env_id: str) -> BuiltEnv | CraError:
+        """Environment `env_id`, built once (or the error that stopped its build)."""
+        with self.lock:
+            return self._built(env_id)
+
     def _built(self, env_id: str) -> BuiltEnv | CraError:
         if env_id not in self.envs:
             try:
@@ -291,9 +296,10 @@ class Runner:
 
     def run_tests(
         self, env: BuiltEnv, tree: Path, tests: Sequence[str], phase: str, attempt: int,
-        scratch: Path, manifest_timeout: float,
+        scratch: Path, manifest_timeout: float, extra: Sequence[str] = (),
     ) -> PytestRun:  # fmt: skip
-        """Run `tests` once on a private copy of `tree`, sandboxed; parse the report."""
+        """Run `tests` once on a private copy of `tree`, sandboxed; parse the report.
+        `extra` goes to pytest before the tests (e.g. `--collect-only`)."""
         result = PytestRun(phase, attempt)
         limits, per_test = self.limits(env, manifest_timeout)
         if scratch.exists():
@@ -320,7 +326,7 @@ class Runner:
         if "pytest" in argv:
             argv.append(f"--timeout={per_test:g}")
         argv += ["-p", PLUGIN, "-p", "no:cacheprovider", "--continue-on-collection-errors",
-                 "-q", "-rN", *tests]  # fmt: skip
+                 "-q", "-rN", *extra, *tests]  # fmt: skip
         interpreter = Path(os.path.realpath(env.python)).parents[1]
         readonly = [env.path, interpreter, PLUGIN_DIR]
         if env.project_dir is not None:
