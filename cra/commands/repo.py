@@ -175,4 +175,7 @@ def list_command(ctx: Context, as_json: bool) -> None:
             f"{p.environments if p.environments is not None else dash:>4} "
             f"{p.wheels if p.wheels is not None else dash:>6} {size:>9}  {p.state}"
             + (f" ({p.problem})" if p.problem else "")
+            + (f", {len(p.unusable)} unusable era(s)" if p.unusable else "")
         )
+        for era in p.unusable:
+            click.echo(f"  unusable era {era[:300]}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from cra.errors import CraError
 from cra.git import GitError, git
 from cra.repos.layout import RepoPackage
-from cra.repos.manifest import load_manifest
+from cra.repos.manifest import Manifest, load_manifest
 from cra.repos.verify import verified_state
 from cra.workspace import Workspace
 
@@ -26,6 +26,8 @@ class PackageSummary:
     state: str
     domain: str | None
     problem: str | None = None
+    unusable: tuple[str, ...] = ()
+    """The eras with no environment, each as `ID: reason`."""
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready data."""
@@ -38,6 +40,10 @@ def _size(root: Path) -> int:
         for name in filenames:
             total += (Path(dirpath) / name).lstat().st_size
     return total
+
+
+def _unusable(manifest: Manifest) -> tuple[str, ...]:
+    return tuple(f"{e.id}: {e.unusable}" for e in manifest.environments if e.unusable)
 
 
 def list_packages(workspace: Workspace) -> list[PackageSummary]:
@@ -71,6 +77,7 @@ def list_packages(workspace: Workspace) -> list[PackageSummary]:
                 size_bytes=_size(root),
                 state=verified_state(workspace, package),
                 domain=manifest.domain,
+                unusable=_unusable(manifest),
             )
         )
     return out

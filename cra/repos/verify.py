@@ -199,8 +199,19 @@ def verify_package(root: Path) -> VerifyReport:
         checks.append(Check("wheels", False, "skipped: no valid manifest to check against"))
     else:
         checks.append(_check_wheels(package, manifest))
+        checks.append(_eras(manifest))
     checks.append(_check_git(package, manifest))
     return VerifyReport(package.root, tuple(checks), manifest)
+
+
+def _eras(manifest: Manifest) -> Check:
+    """Which eras have an environment (an unusable era is reported, not a failure)."""
+    usable = [e.id for e in manifest.environments if e.usable]
+    unusable = [f"{e.id} ({e.unusable})" for e in manifest.environments if not e.usable]
+    detail = f"{len(usable)} usable: {', '.join(usable)}"
+    if unusable:
+        detail += f"; {len(unusable)} unusable: {'; '.join(unusable)}"
+    return Check("eras", bool(usable), detail)
 
 
 def _stamp_path(workspace: Workspace, name: str) -> Path:

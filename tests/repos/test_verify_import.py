@@ -104,9 +104,11 @@ def test_a_fresh_package_passes_every_check(packed: Path) -> None:
         ("layout", True),
         ("manifest", True),
         ("wheels", True),
+        ("eras", True),
         ("git", True),
     ]
     assert report.checks[2].detail == "7 wheels match their sha256"
+    assert report.checks[3].detail == "1 usable: 2023..2024"
 
 
 @pytest.mark.parametrize("case", sorted(TAMPERINGS))
