@@ -17,6 +17,7 @@ and running again retries them; finished verdicts are kept.
 
 from __future__ import annotations
 
+import configparser
 import functools
 import hashlib
 import io
@@ -326,7 +327,7 @@ class Runner:
         if "pytest" in argv:
             argv.append(f"--timeout={per_test:g}")
         argv += ["-p", PLUGIN, "-p", "no:cacheprovider", "--continue-on-collection-errors",
-                 "-q", "-rN", *extra, *tests]  # fmt: skip
+                 "-q", "-rN", *legacy_config(work, tmp), *extra, *tests]  # fmt: skip
         interpreter = Path(os.path.realpath(env.python)).parents[1]
         readonly = [env.path, interpreter, PLUGIN_DIR]
         if env.project_dir is not None:
@@ -373,6 +374,29 @@ class Runner:
                 f"{result.collected} tests collected but {len(result.outcomes)} reported"
             )
         return result
+
+
+def legacy_config(work: Path, where: Path) -> list[str]:
+    """pytest options that make a configuration form pytest no longer reads work.
+
+    A `[pytest]` section in `setup.cfg` (pytest < 4) now stops pytest before collection
+    ("no longer supported"); its options are copied into an ini file under `where` and
+    given with `-c`, the tree staying the rootdir. Empty when nothing needs it."""
+    if any((work / name).is_file() for name in ("pytest.ini", ".pytest.ini")):
+        return []
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read(work / "setup.cfg", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return []
+    if not parser.has_section("pytest"):
+        return []
+    ini = configparser.ConfigParser(interpolation=None)
+    ini["pytest"] = dict(parser.items("pytest"))
+    target = where / "cra-legacy-pytest.ini"
+    with target.open("w", encoding="utf-8") as handle:
+        ini.write(handle)
+    return ["-c", str(target), f"--rootdir={work}"]
 
 
 def _read_report(path: Path, result: PytestRun) -> bool:

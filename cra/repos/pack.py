@@ -35,7 +35,7 @@ from cra.repos.layout import RepoPackage, check_name, package_path, register_rep
 from cra.repos.manifest import Environment, Manifest, Wheel, write_manifest
 from cra.repos.requirements import GitTree, RequirementSet, detect_layout, read_requirements
 from cra.repos.resolve import Resolver, requirement_names
-from cra.repos.testneeds import config_needs
+from cra.repos.testneeds import config_needs, era_config_trees
 from cra.repos.wheels import platform_tag
 from cra.workspace import Workspace
 
@@ -272,6 +272,7 @@ def pack(
         for i, era in enumerate(eras):
             tree = head_tree if era.last_sha == head else GitTree(staged.repo_dir, era.last_sha)
             reqs = head_reqs if tree is head_tree else _read(tree, options, harness_reqs)
+            _add_needs(reqs, era_config_trees(staged.repo_dir, era))
             envs.append(packer.environment(i, reqs))
         envs = merge_environments(envs)
         _check_usable(envs)
@@ -358,14 +359,20 @@ def _read(
         tool_requirements=tools,
         strict=strict,
     )
-    known = {canonicalize_name(n) for n in requirement_names(reqs)}
-    for need in config_needs(tree, known):
-        if need.optional:
-            reqs.add(need.requirement, need.reason)
-            reqs.optional.add(need.requirement)
-        else:
-            reqs.add(need.requirement, f"cra (the tests need it: {need.reason})")
+    _add_needs(reqs, [tree])
     return reqs
+
+
+def _add_needs(reqs: RequirementSet, trees: list[GitTree]) -> None:
+    """Add what the test configuration of any of `trees` needs and `reqs` lacks."""
+    for tree in trees:
+        known = {canonicalize_name(n) for n in requirement_names(reqs)}
+        for need in config_needs(tree, known):
+            if need.optional:
+                reqs.add(need.requirement, need.reason)
+                reqs.optional.add(need.requirement)
+            else:
+                reqs.add(need.requirement, f"cra (the tests need it: {need.reason})")
 
 
 def _check_usable(envs: list[Environment]) -> None:

@@ -19,10 +19,16 @@ import shlex
 import sys
 import tomllib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.utils import canonicalize_name
 
+from cra.git import git
 from cra.repos.requirements import GitTree
+
+if TYPE_CHECKING:
+    from cra.repos.eras import Era
 
 INI_PLUGINS: dict[str, str] = {
     "asyncio_mode": "pytest-asyncio",
@@ -223,3 +229,25 @@ def config_needs(tree: GitTree, known: set[str]) -> list[Need]:
         if name not in known and name not in out:
             out[name] = need
     return list(out.values())
+
+
+CONFIG_FILES = ("pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml", "conftest.py")
+MAX_CONFIG_TREES = 12
+
+
+def era_config_trees(repo_dir: Path, era: Era) -> list[GitTree]:
+    """The commits of `era` that changed a test configuration file, newest first (at most
+    :data:`MAX_CONFIG_TREES`): what the era's commits need can differ from its last one."""
+    out = git(
+        "log",
+        "--format=%H",
+        f"--since={era.start.isoformat()}",
+        f"--until={era.until.isoformat()}",
+        era.last_sha,
+        "--",
+        *CONFIG_FILES,
+        *(f"*/{name}" for name in ("conftest.py", "pytest.ini")),
+        cwd=repo_dir,
+    )
+    shas = [line for line in out.split() if line and line != era.last_sha]
+    return [GitTree(repo_dir, sha) for sha in shas[:MAX_CONFIG_TREES]]

@@ -10,12 +10,12 @@ import pytest
 
 from cra.errors import CraError
 from cra.fixtures.wheelhouse import make_wheel
-from cra.repos.eras import Bounds, failed_builds
+from cra.repos.eras import Bounds, failed_builds, split_eras
 from cra.repos.manifest import load_manifest
 from cra.repos.pack import PackOptions, pack
 from cra.repos.requirements import FALLBACK_SOURCE, GitTree, read_requirements
 from cra.repos.resolve import later_bounds, tools_date
-from cra.repos.testneeds import config_needs
+from cra.repos.testneeds import config_needs, era_config_trees
 from cra.workspace import Workspace
 from tests.repos.helpers import git, make_repo
 
@@ -150,3 +150,21 @@ def test_a_pack_with_no_usable_era_fails_naming_each_reason(
     with pytest.raises(CraError, match="nosuchdist"):
         pack(workspace, str(repo), PackOptions(name="bad", find_links=wheelhouse))
     assert not (workspace.repos_dir / "bad").exists()
+
+
+def test_every_configuration_of_an_era_counts_not_only_its_last(tmp_path: Path) -> None:
+    """An era whose early commits ran pytest with `--cov` needs pytest-cov even when its
+    last commit no longer does."""
+    cov = {"setup.cfg": "[tool:pytest]\naddopts = --cov\n"}
+    repo = make_repo(
+        tmp_path / "cov",
+        [
+            ("2020-02-01T00:00:00Z", {**TESTS, **cov}),
+            ("2020-06-01T00:00:00Z", {"setup.cfg": "[tool:pytest]\naddopts = -ra\n"}),
+        ],
+    )
+    head = git(repo, "rev-parse", "HEAD").strip()
+    (era,) = split_eras(repo, head, months=12)
+    trees = era_config_trees(repo, era)
+    assert len(trees) == 1 and trees[0].sha != head
+    assert [n.requirement for n in config_needs(trees[0], {"pytest"})] == ["pytest-cov"]
