@@ -25,6 +25,7 @@ from packaging.utils import canonicalize_name
 
 from cra.errors import UsageError
 from cra.git import git, git_bytes
+from cra.repos.setuppy import read_setup_py
 
 DEFAULT_EXTRAS = ("test", "tests", "testing")
 DEFAULT_GROUPS = ("test", "tests", "testing", "dev")
@@ -207,6 +208,29 @@ def _tox_deps(tree: GitTree, reqs: RequirementSet, seen: set[str]) -> None:
             reqs.add(line, "tox.ini [testenv] deps")
 
 
+def tox_extras(tree: GitTree) -> list[str]:
+    """The extras tox installs for `[testenv]` (`extras = tests`, or a substitution's
+    default, `{env:X:tests}`)."""
+    text = tree.read("tox.ini")
+    if text is None:
+        return []
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return []
+    if not parser.has_option("testenv", "extras"):
+        return []
+    out = []
+    for raw in re.split(r"[\s,]+", parser.get("testenv", "extras")):
+        name = raw.strip()
+        if name.startswith("{") and name.endswith("}"):
+            name = name[1:-1].rsplit(":", 1)[-1]
+        if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            out.append(name)
+    return out
+
+
 def _provides(tree: GitTree, name: str | None) -> set[str]:
     """The names the project goes by: its declared name, `setup(name=...)`, and the
     top-level packages and modules of its tree (root or `src/`)."""
@@ -278,7 +302,13 @@ def read_requirements(
         for line in setup_cfg.get("options", "install_requires").splitlines():
             if line.strip():
                 reqs.add(line, "setup.cfg install_requires")
-    wanted = list(dict.fromkeys([*DEFAULT_EXTRAS, *extras]))
+    declared = read_setup_py(tree.read("setup.py") or "")
+    for line in (*declared.install, *declared.tests):
+        reqs.add(line, "setup.py install_requires/tests_require")
+    for extra, lines in declared.extras.items():
+        if extra not in cfg_extras:
+            cfg_extras[extra] = "\n".join(lines)
+    wanted = list(dict.fromkeys([*DEFAULT_EXTRAS, *tox_extras(tree), *extras]))
     if strict:
         missing = [e for e in extras if e not in optional and e not in cfg_extras]
         if missing:
