@@ -320,7 +320,7 @@ def build_env(
             checkouts = workspace.harness_dir / "checkouts"
             checkouts.mkdir(parents=True, exist_ok=True)
             project_dir = _export_checkout(
-                package, manifest.head, checkouts / f"{name}-{manifest.head[:12]}"
+                package, env.resolved_at, checkouts / f"{name}-{env.resolved_at[:12]}"
             )
         project_dir = Path(project_dir).absolute()
     else:
