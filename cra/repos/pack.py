@@ -273,6 +273,8 @@ def pack(
             tree = head_tree if era.last_sha == head else GitTree(staged.repo_dir, era.last_sha)
             reqs = head_reqs if tree is head_tree else _read(tree, options, harness_reqs)
             _add_needs(reqs, era_config_trees(staged.repo_dir, era))
+            if layout.mode == "editable":
+                _add_editable_needs(reqs)
             envs.append(packer.environment(i, reqs))
         envs = merge_environments(envs)
         _check_usable(envs)
@@ -373,6 +375,17 @@ def _add_needs(reqs: RequirementSet, trees: list[GitTree]) -> None:
                 reqs.optional.add(need.requirement)
             else:
                 reqs.add(need.requirement, f"cra (the tests need it: {need.reason})")
+
+
+EDITABLE_NEEDS = {"hatchling": ("editables",), "setuptools": ("wheel",)}
+"""What a backend asks for at `get_requires_for_build_editable` (PEP 660): an editable
+install without build isolation needs it in the environment beforehand."""
+
+
+def _add_editable_needs(reqs: RequirementSet) -> None:
+    backend = (reqs.build_backend or "setuptools").split(".")[0].split(":")[0]
+    for line in EDITABLE_NEEDS.get(backend, ()):
+        reqs.add(line, f"cra (an editable install with {backend} needs it)")
 
 
 def _check_usable(envs: list[Environment]) -> None:
