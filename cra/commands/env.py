@@ -104,9 +104,15 @@ def build_command(
 @click.option(
     "--unsafe-no-sandbox", "unsafe", is_flag=True, help="Collect outside any sandbox (unsafe)."
 )
+@click.option(
+    "--adjust",
+    is_flag=True,
+    help="On a connected machine: re-pin an era whose collection fails inside an installed "
+    "dependency, with that dependency at the interpreter's tools date, and prove it again.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the proofs as JSON.")
 @pass_context
-def prove_command(ctx: Context, name: str, unsafe: bool, as_json: bool) -> None:
+def prove_command(ctx: Context, name: str, unsafe: bool, adjust: bool, as_json: bool) -> None:
     """Prove that each environment of package NAME runs its era's tests: build it and
     collect the tests of the era's last commit in the sandbox (`pytest --collect-only`).
     Each proof is kept with its environment, so it is made once; then say which share of
@@ -114,12 +120,13 @@ def prove_command(ctx: Context, name: str, unsafe: bool, as_json: bool) -> None:
     collects."""
     from dataclasses import asdict
 
-    from cra.harness.prove import collecting_share, prove_package
+    from cra.harness.prove import adjust_failing, collecting_share, prove_package
 
     workspace = ctx.workspace()
-    proofs = prove_package(
-        workspace, name, allow_unsafe=unsafe, echo=None if as_json else click.echo
-    )
+    say = None if as_json else click.echo
+    proofs = prove_package(workspace, name, allow_unsafe=unsafe, echo=say)
+    if adjust:
+        proofs = adjust_failing(workspace, name, proofs, allow_unsafe=unsafe, echo=say)
     share = collecting_share(workspace, name, proofs)
     if as_json:
         data = {"proofs": [asdict(p) for p in proofs], "share": asdict(share)}

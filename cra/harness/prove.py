@@ -14,6 +14,7 @@ environment that collects: the figure to look at before validating a repository.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 import time
@@ -26,6 +27,7 @@ from pathlib import Path
 from cra.errors import CraError
 from cra.harness.run import qualified_commits
 from cra.harness.validate import Runner, export_tree, make_runner
+from cra.repos.adjust import adjust_era
 from cra.repos.layout import require_package
 from cra.repos.manifest import Environment, load_manifest
 from cra.workspace import Workspace
@@ -47,6 +49,9 @@ class Proof:
     isolation: str = ""
     seconds: float = 0.0
     cached: bool = False
+    culprits: dict[str, str] = field(default_factory=dict)
+    """Installed distributions whose own code failed during collection, with the line
+    that says how: candidates for a newer version (`cra env prove --adjust`)."""
 
     def line(self) -> str:
         """One line for a person."""
@@ -76,16 +81,49 @@ def _collect(runner: Runner, env: Environment, scratch: Path) -> Proof:
         and run.problem in (None, "tests_error")
         and run.exitstatus == 0
     )
+    text = "\n".join([*run.collect_errors.values(), run.detail or ""])
     return Proof(
         env.id,
         env.resolved_at,
         collects,
+        culprits={} if collects else culprits(built.path, text),
         collected=run.collected or 0,
         errors={k: v[-300:] for k, v in list(run.collect_errors.items())[:10]},
         detail="" if collects else (run.detail or "")[-600:],
         isolation=runner.isolation,
         seconds=run.seconds,
     )
+
+
+TOOLS = frozenset({"pytest", "pluggy", "iniconfig", "pytest-timeout", "py", "packaging"})
+
+
+def _top_levels(env_path: Path) -> dict[str, str]:
+    """Top-level module -> distribution, from the environment's dist-info records."""
+    found: dict[str, str] = {}
+    for record in env_path.glob("lib/python*/site-packages/*.dist-info/RECORD"):
+        dist = record.parent.name.split("-")[0].replace("_", "-").lower()
+        for line in record.read_text(encoding="utf-8", errors="replace").splitlines():
+            top = line.split(",", 1)[0].split("/", 1)[0]
+            if top and not top.endswith((".dist-info", ".data")) and top != "..":
+                found.setdefault(top.removesuffix(".py"), dist)
+    return found
+
+
+def culprits(env_path: Path, text: str) -> dict[str, str]:
+    """Distributions (cra's own tools aside) whose files appear in a traceback, each
+    with the error line that ends it."""
+    tops = set(re.findall(r"/site-packages/([A-Za-z0-9_]+)", text))
+    if not tops:
+        return {}
+    owners = _top_levels(env_path)
+    last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+    out = {}
+    for top in sorted(tops):
+        dist = owners.get(top)
+        if dist and dist not in TOOLS and not top.startswith("_pytest"):
+            out[dist] = last[:200]
+    return out
 
 
 def prove_environment(runner: Runner, env: Environment) -> Proof:
@@ -154,3 +192,31 @@ def collecting_share(workspace: Workspace, name: str, proofs: list[Proof]) -> Sh
         kind = "unusable" if not env.usable else "collecting" if env.id in ok else "unproven"
         counts[kind] += 1
     return Share(len(commits), **counts)
+
+
+def adjust_failing(
+    workspace: Workspace,
+    name: str,
+    proofs: list[Proof],
+    *,
+    allow_unsafe: bool = False,
+    echo: Echo | None = None,
+) -> list[Proof]:
+    """Re-pin each era whose proof names culprits (`cra.repos.adjust`) and prove it again;
+    the proofs, updated where an era changed."""
+    say = echo or (lambda _msg: None)
+    out = []
+    for proof in proofs:
+        if proof.collects or not proof.culprits:
+            out.append(proof)
+            continue
+        changed = adjust_era(workspace, name, proof.env_id, proof.culprits)
+        if changed is None:
+            say(f"environment {proof.env_id}: no newer pins for {', '.join(proof.culprits)}")
+            out.append(proof)
+            continue
+        say(f"environment {proof.env_id}: re-pinned ({changed.attempts[-1][:200]})")
+        runner = make_runner(workspace, name, runs=1, allow_unsafe=allow_unsafe)
+        out.append(prove_environment(runner, changed))
+        say(out[-1].line())
+    return out
