@@ -24,7 +24,7 @@ from cra.repos.fetch import WheelFetcher
 from cra.repos.layout import require_package
 from cra.repos.manifest import Environment, Manifest, Wheel, load_manifest, write_manifest
 from cra.repos.requirements import GitTree, RequirementSet, read_requirements
-from cra.repos.resolve import Resolver, tools_date
+from cra.repos.resolve import Resolver, stamp, tools_date
 from cra.repos.verify import stamp_verified
 from cra.workspace import Workspace
 
@@ -48,8 +48,13 @@ def adjust_era(
     tools = tuple(workspace.config["repos.harness_requirements"])
     reqs = RequirementSet()
     reqs.provides = read_requirements(GitTree(package.repo_dir, env.resolved_at)).provides
+    wanted = {canonicalize_name(d) for d in culprits}
     for pin in env.requirements:
-        reqs.add(pin.split("==")[0], "the era's environment")
+        dist = pin.split("==")[0]
+        if canonicalize_name(dist) in wanted:
+            reqs.add(dist, "the collection proof")
+        else:
+            reqs.add(pin, "the era's environment")
     uv_cache = workspace.harness_dir / "uv-cache"
     resolver = Resolver(
         python=manifest.python,
@@ -66,11 +71,12 @@ def adjust_era(
         use_index=True,
         uv_cache=uv_cache,
     )
-    bounds = Bounds([(bound, "the era's end")], floor)
+    bounds = Bounds([(None, "every other pin kept as it was")], floor)
     bounds.packages = {canonicalize_name(d): floor for d in culprits}
+    later = {name: stamp(floor) for name in bounds.packages}
     before = {p.name for p in package.packages_dir.iterdir()}
     try:
-        pins = resolver.pin(reqs, bound, resolver.workdir / env.id, bounds.per_package())
+        pins = resolver.compile(reqs.requirements, [], resolver.workdir / env.id, None, later)
         files = tuple(fetcher.fetch(pin) for pin in pins)
     except CraError:
         pins = list(env.requirements)

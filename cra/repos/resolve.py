@@ -46,6 +46,9 @@ TOOLS_GRACE = timedelta(days=120)
 """How long after an interpreter's release its tools are taken to support it."""
 
 MAX_ATTEMPTS = 6
+BUILD_TOOLS = ("setuptools", "wheel")
+"""Always bounded like cra's tools: uv builds an sdist's metadata with them while
+resolving, and a setuptools of the era cannot satisfy today's PEP 517 fallback."""
 SHADOW_STEP = timedelta(days=91)
 """How far cra's tools' bound moves on while they depend on the project under test."""
 
@@ -146,8 +149,9 @@ class Resolver:
         per_package: dict[str, str] = {}
         bound = era_bound if self.use_index else None
         tool_bound = self.unshadowed(tools, self.tools_bound(bound), reqs.provides)
-        if bound is not None and tools and tool_bound != bound:
-            for name in self.tool_names(tools, tool_bound):
+        if bound is not None and tool_bound != bound:
+            names = {*BUILD_TOOLS, *(self.tool_names(tools, tool_bound) if tools else ())}
+            for name in sorted(names):
                 per_package[name] = stamp(tool_bound) if tool_bound else "false"
         for name, moment in (later or {}).items():
             if bound is not None:
@@ -186,8 +190,8 @@ class Resolver:
             argv.append("--no-index")
         if bound is not None:
             argv += ["--exclude-newer", stamp(bound)]
-            for name, value in sorted(per_package.items()):
-                argv += ["--exclude-newer-package", f"{name}={value}"]
+        for name, value in sorted(per_package.items()):
+            argv += ["--exclude-newer-package", f"{name}={value}"]
         try:
             out = run_tool(argv, what="resolving", env=tool_env(self.uv_cache), cwd=where)
         except ToolError as exc:
