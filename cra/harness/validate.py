@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import cra.harness.plugin
 from cra.db import transaction
@@ -51,7 +51,7 @@ from cra.harness.sandbox import (
     run_sandboxed,
     sandbox_uid,
 )
-from cra.harness.testpaths import is_test_path
+from cra.harness.testpaths import is_test_module, is_test_path
 from cra.repos.layout import require_package
 from cra.repos.manifest import Environment, load_manifest
 from cra.workspace import Workspace
@@ -63,6 +63,8 @@ INFRA = frozenset({"env_failed", "timeout", "sandbox_failed", "env_unusable"})
 ENV_MISMATCH = "env_mismatch"
 """Every test failed before and after: the environment cannot run the commit's tests.
 Retried when the commit's environment changes (a new pack), never counted against it."""
+MISMATCH_MIN_TESTS = 3
+"""Fewer tests all failing can be one broken test, not a broken environment."""
 NOT_JUDGED = INFRA | {ENV_MISMATCH}
 GRADES = ("resolved", "unresolved", "patch_failed", *VERDICTS[2:6])
 PLUGIN_DIR = Path(cra.harness.plugin.__file__).resolve().parent
@@ -205,13 +207,9 @@ def changed_test_paths(repo_dir: Path, parent: str, sha: str) -> tuple[list[str]
 
 
 def runnable_tests(paths: Sequence[str]) -> list[str]:
-    """The test modules among `paths` that pytest should be pointed at."""
-    out = []
-    for path in paths:
-        name = PurePosixPath(path).name
-        if name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py")):
-            out.append(path)
-    return out
+    """The test modules among `paths` that pytest should be pointed at: the same rule
+    that lets a commit through mining's tests stage (:func:`is_test_module`)."""
+    return [path for path in paths if is_test_module(path)]
 
 
 def before_tree(repo_dir: Path, commit: Commit, dest: Path) -> list[str]:
@@ -262,6 +260,18 @@ class Runner:
     def fingerprint(self, commit: Commit) -> str:
         """What the commit's environment is made of; it changes when the era is re-packed."""
         return env_fingerprint(self.manifest_env(commit))
+
+    def older_env(self, commit: Commit) -> BuiltEnv | None:
+        """The nearest usable environment before the commit's own, built; None when there
+        is none or it cannot be built."""
+        manifest = load_manifest(require_package(self.workspace, self.repo).manifest_path)
+        own = self.manifest_env(commit)
+        envs = list(manifest.environments)
+        earlier = [e for e in envs[: envs.index(own)] if e.usable]
+        if not earlier:
+            return None
+        built = self.built(earlier[-1].id)
+        return None if isinstance(built, CraError) else built
 
     def env_for(self, commit: Commit) -> BuiltEnv | CraError:
         """The environment the manifest assigns to the commit's date (built once)."""
@@ -472,7 +482,9 @@ def judge(before: Sequence[PytestRun], after: Sequence[PytestRun]) -> Validation
     v.pass_to_pass = sorted(t for t in counted if b[t] == "passed" and a[t] == "passed")
     if v.fail_to_pass:
         v.verdict = "verified"
-    elif counted and all(b[t] in FAILING and a[t] in FAILING for t in counted):
+    elif len(counted) >= MISMATCH_MIN_TESTS and all(
+        b[t] in FAILING and a[t] in FAILING for t in counted
+    ):
         v.verdict = ENV_MISMATCH
     return v
 
@@ -482,22 +494,43 @@ def _manifest_timeout(workspace: Workspace, repo: str) -> float:
     return float(manifest.test["timeout_s"])
 
 
+RETRY_OLDER = frozenset({"env_failed", "env_mismatch", "tests_error"})
+"""Verdicts after which a commit is tried again in the environment of the era before its
+own: an era's environment is pinned as of the era's end, and a commit from its start can
+need the older dependencies its code was written against."""
+
+
 def validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation:
     """Run the before and after tests of one commit; return the verdict."""
     started = time.perf_counter()
     task_id = task_id_for(runner.repo, commit.sha)
-    repo_dir = require_package(runner.workspace, runner.repo).repo_dir
     unusable = runner.unusable_env(commit)
     if unusable is not None:
         v = Validation(task_id, "env_unusable", isolation=runner.isolation)
         v.env_id, v.details = unusable.id, {"reason": unusable.unusable}
         return v
-    env = runner.env_for(commit)
+    v = _validate_in(runner, commit, scratch, runner.env_for(commit))
+    older = runner.older_env(commit) if v.verdict in RETRY_OLDER else None
+    if older is not None:
+        retry = _validate_in(runner, commit, scratch, older)
+        if retry.verdict in ("verified", "no_fail_to_pass"):
+            retry.details["fallback"] = f"{v.env_id or 'its own era'} gave {v.verdict}"
+            v = retry
+    v.seconds = time.perf_counter() - started
+    v.details["seconds"] = round(v.seconds, 3)
+    return v
+
+
+def _validate_in(
+    runner: Runner, commit: Commit, scratch: Path, env: BuiltEnv | CraError
+) -> Validation:
+    """The verdict on one commit in one environment."""
+    task_id = task_id_for(runner.repo, commit.sha)
     if isinstance(env, CraError):
         v = Validation(task_id, "env_failed", isolation=runner.isolation)
         v.details = {"error": str(env), "hint": env.hint}
-        v.seconds = time.perf_counter() - started
         return v
+    repo_dir = require_package(runner.workspace, runner.repo).repo_dir
     timeout = _manifest_timeout(runner.workspace, runner.repo)
     if scratch.exists():
         shutil.rmtree(scratch)
@@ -509,7 +542,6 @@ def validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation
             v = Validation(task_id, "no_fail_to_pass", isolation=runner.isolation)
             v.env_id = env.env_id
             v.details = {"reason": "the commit changes no test module"}
-            v.seconds = time.perf_counter() - started
             return v
         before, after = [], []
         for attempt in range(1, runner.runs + 1):
@@ -522,11 +554,9 @@ def validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation
         shutil.rmtree(scratch, ignore_errors=True)
     v = judge(before, after)
     v.task_id, v.isolation, v.env_id = task_id, runner.isolation, env.env_id
-    v.seconds = time.perf_counter() - started
     v.details = {
         "tests": tests,
         "runs": [r.summary() for r in v.runs],
-        "seconds": round(v.seconds, 3),
         "test_seconds": round(sum(r.test_seconds for r in v.runs), 3),
         "env_fingerprint": runner.fingerprint(commit),
     }

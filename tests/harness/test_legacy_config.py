@@ -30,3 +30,20 @@ def test_current_configuration_forms_need_nothing(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     assert legacy_config(tmp_path, tmp_path) == []
     assert legacy_config(tmp_path / "missing", tmp_path) == []
+
+
+def test_every_test_failing_before_and_after_is_an_environment_problem() -> None:
+    """Three or more tests, all failing in both phases: env_mismatch, not a task without
+    FAIL_TO_PASS; one test failing twice is still no_fail_to_pass."""
+    from cra.harness.validate import PytestRun, judge
+
+    def run(phase: str, outcomes: dict[str, str]) -> PytestRun:
+        r = PytestRun(phase, 1)
+        r.outcomes = {t: (o, 0.1) for t, o in outcomes.items()}
+        r.collected, r.exitstatus = len(outcomes), 1
+        return r
+
+    many = {f"t.py::t{i}": "failed" for i in range(3)}
+    assert judge([run("before", many)], [run("after", many)]).verdict == "env_mismatch"
+    one = {"t.py::t0": "failed"}
+    assert judge([run("before", one)], [run("after", one)]).verdict == "no_fail_to_pass"
