@@ -27,7 +27,7 @@ from pathlib import Path
 from cra.errors import CraError
 from cra.harness.run import qualified_commits
 from cra.harness.validate import Runner, export_tree, make_runner
-from cra.repos.adjust import adjust_era
+from cra.repos.adjust import adjust_era, candidate_bounds, settle
 from cra.repos.layout import require_package
 from cra.repos.manifest import Environment, load_manifest
 from cra.workspace import Workspace
@@ -202,21 +202,34 @@ def adjust_failing(
     allow_unsafe: bool = False,
     echo: Echo | None = None,
 ) -> list[Proof]:
-    """Re-pin each era whose proof names culprits (`cra.repos.adjust`) and prove it again;
-    the proofs, updated where an era changed."""
+    """Re-pin each era whose proof names culprits (`cra.repos.adjust`), trying the
+    smallest move first, until it collects; an era that collects with none keeps its
+    pins. The proofs, updated where an era changed."""
     say = echo or (lambda _msg: None)
     out = []
     for proof in proofs:
-        if proof.collects or not proof.culprits:
-            out.append(proof)
-            continue
-        changed = adjust_era(workspace, name, proof.env_id, proof.culprits)
-        if changed is None:
-            say(f"environment {proof.env_id}: no newer pins for {', '.join(proof.culprits)}")
-            out.append(proof)
-            continue
-        say(f"environment {proof.env_id}: re-pinned ({changed.attempts[-1][:200]})")
-        runner = make_runner(workspace, name, runs=1, allow_unsafe=allow_unsafe)
-        out.append(prove_environment(runner, changed))
-        say(out[-1].line())
+        if not proof.collects and proof.culprits:
+            proof = _adjust_one(workspace, name, proof, allow_unsafe, say)
+        out.append(proof)
     return out
+
+
+def _adjust_one(
+    workspace: Workspace, name: str, proof: Proof, allow_unsafe: bool, say: Echo
+) -> Proof:
+    manifest = load_manifest(require_package(workspace, name).manifest_path)
+    original = manifest.environment(proof.env_id)
+    for at in candidate_bounds(workspace, name, proof.env_id):
+        changed = adjust_era(workspace, name, proof.env_id, proof.culprits, at)
+        if changed is None:
+            continue
+        runner = make_runner(workspace, name, runs=1, allow_unsafe=allow_unsafe)
+        again = prove_environment(runner, changed)
+        say(f"environment {proof.env_id}: tried {changed.attempts[-1][:160]}: {again.line()}")
+        if again.collects:
+            settle(workspace, name, changed)
+            return again
+    settle(workspace, name, original)
+    names = ", ".join(proof.culprits)
+    say(f"environment {proof.env_id}: kept as it was; no newer {names} collects")
+    return proof

@@ -33,18 +33,29 @@ def _bound(env: Environment) -> datetime | None:
     return datetime.fromisoformat(env.exclude_newer) if env.exclude_newer else None
 
 
-def adjust_era(
-    workspace: Workspace, name: str, env_id: str, culprits: dict[str, str]
-) -> Environment | None:
-    """Re-pin environment `env_id` of package `name` with each of `culprits` (dist name
-    -> why) bounded by the interpreter's tools date; the new environment, or None when
-    nothing could be changed (no bound to lift, or the new pins do not resolve)."""
-    package = require_package(workspace, name)
-    manifest = load_manifest(package.manifest_path)
+def candidate_bounds(workspace: Workspace, name: str, env_id: str) -> list[datetime]:
+    """The bounds to try for a culprit of `env_id`, smallest move first: each later era's
+    start up to the interpreter's tools date, then the tools date."""
+    manifest = load_manifest(require_package(workspace, name).manifest_path)
     env = manifest.environment(env_id)
     bound, floor = _bound(env), tools_date(manifest.python)
     if bound is None or floor is None or floor <= bound:
-        return None
+        return []
+    starts = {e.start for e in manifest.environments if e.start}
+    later = sorted(datetime.fromisoformat(d).replace(tzinfo=floor.tzinfo) for d in starts)
+    return [m for m in later if bound < m < floor] + [floor]
+
+
+def adjust_era(
+    workspace: Workspace, name: str, env_id: str, culprits: dict[str, str], at: datetime
+) -> Environment | None:
+    """Re-pin environment `env_id` of package `name` with each of `culprits` (dist name
+    -> why) bounded at `at`, every other pin kept; the new environment, or None when
+    nothing changed (the new pins do not resolve, or are the same). Wheels it no longer
+    uses stay until :func:`settle`."""
+    package = require_package(workspace, name)
+    manifest = load_manifest(package.manifest_path)
+    env = manifest.environment(env_id)
     tools = tuple(workspace.config["repos.harness_requirements"])
     reqs = RequirementSet()
     reqs.provides = read_requirements(GitTree(package.repo_dir, env.resolved_at)).provides
@@ -71,9 +82,9 @@ def adjust_era(
         use_index=True,
         uv_cache=uv_cache,
     )
-    bounds = Bounds([(None, "every other pin kept as it was")], floor)
-    bounds.packages = {canonicalize_name(d): floor for d in culprits}
-    later = {name: stamp(floor) for name in bounds.packages}
+    bounds = Bounds([(None, "every other pin kept as it was")], at)
+    bounds.packages = {canonicalize_name(d): at for d in culprits}
+    later = {name: stamp(at) for name in bounds.packages}
     before = {p.name for p in package.packages_dir.iterdir()}
     try:
         pins = resolver.compile(reqs.requirements, [], resolver.workdir / env.id, None, later)
@@ -94,12 +105,24 @@ def adjust_era(
         collect=None,
     )
     _rewrite(package.packages_dir, package.manifest_path, manifest, new)
-    stamp_verified(workspace, package)
     return new
 
 
+def settle(workspace: Workspace, name: str, env: Environment) -> None:
+    """Make `env` the package's environment of its id for good: drop the wheels no
+    environment uses and record the package as verified again."""
+    package = require_package(workspace, name)
+    manifest = load_manifest(package.manifest_path)
+    _rewrite(package.packages_dir, package.manifest_path, manifest, env)
+    used = {f for e in load_manifest(package.manifest_path).environments for f in e.wheels}
+    for stray in {p.name for p in package.packages_dir.iterdir()} - used:
+        (package.packages_dir / stray).unlink()
+    stamp_verified(workspace, package)
+
+
 def _rewrite(packages: Path, path: Path, manifest: Manifest, new: Environment) -> None:
-    """The manifest with `new` in place of its namesake, wheels listed and pruned."""
+    """The manifest with `new` in place of its namesake; every wheel on disk that an
+    environment uses is listed."""
     envs = tuple(new if e.id == new.id else e for e in manifest.environments)
     used = sorted({f for e in envs for f in e.wheels})
     known = {w.file: w for w in manifest.wheels}
@@ -108,5 +131,3 @@ def _rewrite(packages: Path, path: Path, manifest: Manifest, new: Environment) -
         for f in used
     )
     write_manifest(path, replace(manifest, environments=envs, wheels=wheels))
-    for stray in {p.name for p in packages.iterdir()} - set(used):
-        (packages / stray).unlink()
