@@ -37,7 +37,7 @@ from cra.repos.manifest import Environment, Manifest, load_manifest
 from cra.repos.wheels import best_wheel
 from cra.workspace import Workspace
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 MARKER = "cra-env.json"
 Echo = Callable[[str], None]
 
@@ -90,7 +90,10 @@ class BuiltEnv:
         env["PATH"] = f"{self.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONNOUSERSITE"] = "1"
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        if self.mode == "pythonpath":
+        if self.mode in ("pythonpath", "editable") and self.pythonpath:
+            # An editable install points at one checkout; the commit's own tree comes
+            # first, so its tests import its code (the install adds only what a build
+            # writes, such as a version file).
             env["PYTHONPATH"] = os.pathsep.join(
                 str((Path(checkout) / entry).absolute()) for entry in self.pythonpath
             )
@@ -225,6 +228,7 @@ def _install(
     extra_env: dict[str, str],
     uv_cache: Path,
     name: str,
+    pythonpath: tuple[str, ...] = (),
 ) -> None:
     env = tool_env(uv_cache, offline=True)
     env.update(extra_env)
@@ -284,11 +288,31 @@ def _install(
                 env=env,
                 hint=hint,
             )
+            if mode == "editable" and pythonpath:
+                plain_editable(venv, project_dir, pythonpath)
     except ToolError as exc:
         missing = _missing_from_output(exc.output)
         if missing:
             raise MissingRequirement(missing, name, "no wheel in packages/ satisfies it") from None
         raise
+
+
+def plain_editable(venv: Path, project_dir: Path, pythonpath: tuple[str, ...]) -> None:
+    """Replace an editable install's import hooks with plain path entries.
+
+    setuptools and hatchling install editable projects through meta-path finders, which
+    win over `PYTHONPATH`: every commit would import the one installed checkout. With plain
+    `.pth` entries (read after `PYTHONPATH`) the commit's tree wins and the checkout only
+    supplies what a build writes."""
+    for site in venv.glob("lib/python*/site-packages"):
+        for pth in site.glob("*.pth"):
+            text = pth.read_text(encoding="utf-8", errors="replace")
+            if pth.name.startswith(("__editable__", "_editable_impl")) and "import" in text:
+                pth.unlink()
+        for finder in (*site.glob("__editable___*_finder.py"), *site.glob("_editable_impl_*.py")):
+            finder.unlink()
+        lines = [str((project_dir / entry).absolute()) for entry in pythonpath]
+        (site / "cra-editable.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def build_env(
@@ -372,6 +396,7 @@ def build_env(
             dict(manifest.importable["env"]),
             workspace.harness_dir / "uv-cache",
             name,
+            tuple(manifest.importable["pythonpath"]),
         )
         built = result(False)
         marker = {

@@ -385,7 +385,8 @@ install without build isolation needs it in the environment beforehand."""
 def _add_editable_needs(reqs: RequirementSet) -> None:
     backend = (reqs.build_backend or "setuptools").split(".")[0].split(":")[0]
     for line in EDITABLE_NEEDS.get(backend, ()):
-        reqs.add(line, f"cra (an editable install with {backend} needs it)")
+        reqs.add(line, f"cra (an editable install with {backend} may need it)")
+        reqs.optional.add(line)  # newer backends ask for nothing: dropped if not found
 
 
 def _check_usable(envs: list[Environment]) -> None:

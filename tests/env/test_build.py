@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -138,7 +139,18 @@ def test_editable_mode_installs_the_project(
     ).stdout.split()
     assert out[0] == "0.1.0"
     assert out[1].startswith(str(built.project_dir))
-    assert "PYTHONPATH" not in built.run_env(built.project_dir)
+    # Another commit's tree wins over the installed checkout: its tests import its code.
+    other = workspace.root / "other-tree"
+    shutil.copytree(built.project_dir, other)
+    out = subprocess.run(
+        [str(built.python), "-c", code],
+        capture_output=True,
+        text=True,
+        env=built.run_env(other),
+        check=True,
+    ).stdout.split()
+    assert out[0] == "0.1.0"
+    assert out[1].startswith(str(other))
 
 
 def test_unknown_environment_lists_the_known_ones(workspace: Workspace, packed: Path) -> None:
