@@ -2,7 +2,8 @@
 default settings, and print one table.
 
 Per repository: pack seconds, wheels, eras usable/unusable, commits, qualifying commits and
-the share of them in a usable era, commits validated, each verdict's count, the verified
+the share of them in a usable era and in an environment proved to collect its era's tests
+(`cra env prove --adjust`), commits validated, each verdict's count, the verified
 share (among commits whose verdict judges the task, i.e. not an infrastructure or
 environment failure, and among all validated), and seconds per validated commit. The
 baseline measured in the same run is the bare mining pass, so the last column reads as
@@ -27,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cra.harness.mine import mine_repo
+from cra.harness.prove import adjust_failing, collecting_share, prove_package
 from cra.harness.run import qualified_commits
 from cra.harness.validate import NOT_JUDGED, ValidateOptions, validate_repo
 from cra.repos.layout import package_path
@@ -49,6 +51,7 @@ class Row:
     commits: int = 0
     qualifying: int = 0
     in_usable: int = 0
+    collecting: int = 0
     validated: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     validate_s: float = 0.0
@@ -98,6 +101,11 @@ def _mine(workspace: Workspace, name: str, row: Row) -> None:
     )
 
 
+def _prove(workspace: Workspace, name: str, row: Row) -> None:
+    proofs = adjust_failing(workspace, name, prove_package(workspace, name))
+    row.collecting = collecting_share(workspace, name, proofs).collecting
+
+
 def _validate(workspace: Workspace, name: str, row: Row, limit: int | None, jobs: int) -> None:
     started = time.perf_counter()
     summary = validate_repo(workspace, name, ValidateOptions(sample=limit, jobs=jobs))
@@ -138,6 +146,7 @@ def _print(rows: list[Row]) -> None:
             continue
         judged, every = r.verified_share()
         usable = f"{100 * r.in_usable / r.qualifying:.1f}%" if r.qualifying else "-"
+        collecting = f"{100 * r.collecting / r.qualifying:.1f}%" if r.qualifying else "-"
         ratio = f"{r.validate_s / r.mine_s:.1f}x" if r.mine_s else "-"
         verdicts = ", ".join(f"{v} {n}" for v, n in sorted(r.verdicts.items()))
         cells = (
@@ -148,6 +157,7 @@ def _print(rows: list[Row]) -> None:
             r.commits,
             r.qualifying,
             usable,
+            collecting,
             r.validated,
             f"{judged} / {every}",
             f"{r.validate_s:.1f}",
@@ -177,6 +187,7 @@ def main() -> None:
             try:
                 _pack(workspace, name, tmp, row)
                 _mine(workspace, name, row)
+                _prove(workspace, name, row)
                 _validate(workspace, name, row, args.limit, args.jobs)
             except Exception as exc:  # a benchmark goes on to the next repository
                 row.error = str(exc).splitlines()[0][:200]
