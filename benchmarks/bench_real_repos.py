@@ -132,6 +132,7 @@ def _print(rows: list[Row]) -> None:
         "commits",
         "qualifying",
         "in usable era",
+        "in collecting env",
         "validated",
         "verified (judged / all)",
         "s per commit",
