@@ -223,4 +223,15 @@ CREATE INDEX adapter_events_name ON adapter_events (name, id);
 """
 )
 
-RAW_MIGRATIONS: tuple[Migration, ...] = (Migration(1, "core tables", M0001_CORE),)
+# The subject's conventional-commit type (feat, fix, docs, ...; NULL when it has none).
+# Rows mined before this migration hold NULL until `cra harness mine --rescore`.
+M0002_COMMIT_TYPE = sql(
+    """
+ALTER TABLE commits ADD COLUMN conventional_type TEXT;
+"""
+)
+
+RAW_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "core tables", M0001_CORE),
+    Migration(2, "commits record their conventional-commit type", M0002_COMMIT_TYPE),
+)

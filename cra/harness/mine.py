@@ -5,7 +5,12 @@ Stages, in order; the first one a commit fails decides its verdict and reason:
 2. message: the subject scored as a task (see :mod:`cra.harness.messages`);
 3. size: non-test files changed, non-test Python lines changed, added or removed binary
    files, and the patch size;
-4. tests: the commit must change test files and non-test Python source.
+4. tests: the commit must add or modify a test module (:func:`is_test_module`, the
+   rule validation uses to pick the tests it runs; test support such as `conftest.py`
+   alone does not count) and change non-test Python source.
+
+Every commit's row also records its subject's conventional-commit type (`feat`, `fix`,
+`docs`, ... or NULL; see :func:`cra.harness.messages.conventional_type`).
 
 Speed: one `git log --raw --numstat` pass gives every commit's metadata and line
 counts, which decide stages 1–3 except the patch size. Only the survivors get their
@@ -32,8 +37,8 @@ from cra.config import Config
 from cra.db import transaction
 from cra.fsutil import now_iso
 from cra.git import git_env
-from cra.harness.messages import clean_task_text, score_subject
-from cra.harness.testpaths import is_test_path
+from cra.harness.messages import clean_task_text, conventional_type, score_subject
+from cra.harness.testpaths import is_test_module, is_test_path
 from cra.repos.layout import register_repo, require_package
 from cra.workspace import Workspace
 
@@ -148,6 +153,10 @@ def judge(facts: CommitFacts, limits: Limits, patch_chars: Callable[[], int]) ->
         )
     if not tests:
         return Verdict("tests", "changes no test file", message.score)
+    if not any(is_test_module(f.path) for f in tests):
+        return Verdict("tests", "changes test support only, no test module", message.score)
+    if all(f.status == "D" for f in tests if is_test_module(f.path)):
+        return Verdict("tests", "only deletes test modules", message.score)
     if not source:
         return Verdict("tests", "changes no non-test Python source", message.score)
     chars = patch_chars()
@@ -353,16 +362,18 @@ def record_commits(
             json.dumps([f.path for f in tests]), json.dumps([f.path for f in other]),
             sum(f.added or 0 for f in facts.files), sum(f.deleted or 0 for f in facts.files),
             "qualified" if verdict.qualified else "dropped",
-            verdict.stage, verdict.reason, now,
+            verdict.stage, verdict.reason, conventional_type(facts.subject), now,
         )  # fmt: skip
         conn.execute(
             "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
             "author, subject, task_text, message_score, files_source, files_tests, "
-            "files_other, lines_added, lines_deleted, verdict, stage, reason, mined_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "files_other, lines_added, lines_deleted, verdict, stage, reason, "
+            "conventional_type, mined_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (repo_id, sha) DO UPDATE SET task_text = excluded.task_text, "
             "message_score = excluded.message_score, verdict = excluded.verdict, "
-            "stage = excluded.stage, reason = excluded.reason, mined_at = excluded.mined_at",
+            "stage = excluded.stage, reason = excluded.reason, "
+            "conventional_type = excluded.conventional_type, mined_at = excluded.mined_at",
             row,
         )
 

@@ -130,3 +130,97 @@ def test_one_process_patch_sizes_equal_pydriller_diffs(tmp_path) -> None:
     assert fast == pydriller_patch_sizes(repo.path, shas)
     assert len(fast) == len(shas) and all(size > 0 for size in fast.values())
     assert patch_sizes(repo.path, []) == {}
+
+
+def _mine_small_history(tmp_path):
+    """A real repository whose commits probe the tests stage and the conventional type,
+    mined into a real raw.db; returns (shas by name, rows by sha)."""
+    from contextlib import closing
+
+    from cra.db import open_raw
+    from cra.harness.mine import Limits, mine_history
+    from cra.repos.layout import register_repo
+    from tests.harness.gitutil import Repo
+
+    repo = Repo(tmp_path / "repo")
+    src = "def half(x):\n    return x / 2\n"
+    test = "from pkg.core import half\n\n\ndef test_half():\n    assert half(4) == 2\n"
+    shas = {
+        "root": repo.commit({"pkg/core.py": src, "tests/test_core.py": test}, "Start the package"),
+        "conftest_only": repo.commit(
+            {"pkg/core.py": src + "# guard\n", "tests/conftest.py": "import pytest\n"},
+            "Guard half against strings in the loader",
+        ),
+        "helper_only": repo.commit(
+            {"pkg/core.py": src + "# guard 2\n", "tests/helpers.py": "X = 1\n"},
+            "Guard half against bytes in the loader",
+        ),
+        "module": repo.commit(
+            {
+                "pkg/core.py": src.replace("/ 2", "// 2"),
+                "tests/test_core.py": test + "\n\ndef test_floor():\n    assert half(5) == 2\n",
+            },
+            "fix(core): return the floor of half for odd numbers",
+        ),
+        "docs": repo.commit(
+            {
+                "pkg/core.py": '"""Halves."""\n' + src.replace("/ 2", "// 2"),
+                "tests/test_core.py": test + "\n\ndef test_more():\n    assert half(6) == 3\n",
+            },
+            "docs: describe what the core module does",
+        ),
+    }
+    with closing(open_raw(tmp_path / "raw.db")) as conn:
+        repo_id = register_repo(conn, "small")
+        result = mine_history(conn, repo_id, "small", repo.path, Limits())
+        rows = {
+            r["sha"]: dict(r)
+            for r in conn.execute(
+                "SELECT sha, stage, reason, verdict, conventional_type FROM commits"
+            )
+        }
+    return shas, rows, result
+
+
+def test_a_commit_whose_only_test_change_is_conftest_is_dropped_at_the_tests_stage(
+    tmp_path,
+) -> None:
+    """conftest.py (or a test helper) is test support: it does not make a commit a task,
+    because validation would find no test module to run."""
+    shas, rows, result = _mine_small_history(tmp_path)
+    for name in ("conftest_only", "helper_only"):
+        row = rows[shas[name]]
+        assert (row["stage"], row["reason"]) == (
+            "tests",
+            "changes test support only, no test module",
+        ), name
+    assert rows[shas["module"]]["verdict"] == "qualified", rows[shas["module"]]["reason"]
+    assert result.reasons["tests"]["changes test support only, no test module"] == 2
+
+
+def test_mining_records_each_commits_conventional_type(tmp_path) -> None:
+    """Every row carries its subject's conventional type (NULL without one); a docs
+    commit that would otherwise qualify is dropped at the message stage for its type."""
+    shas, rows, _ = _mine_small_history(tmp_path)
+    assert {name: rows[sha]["conventional_type"] for name, sha in shas.items()} == {
+        "root": None, "conftest_only": None, "helper_only": None, "module": "fix", "docs": "docs",
+    }  # fmt: skip
+    docs = rows[shas["docs"]]
+    assert (docs["stage"], docs["reason"]) == (
+        "message",
+        "conventional type docs: changes no behaviour",
+    )
+
+
+def test_a_commit_that_only_deletes_test_modules_is_dropped_at_the_tests_stage() -> None:
+    """Validation runs the test modules present at the commit; deleting one gives none."""
+    from cra.harness.mine import CommitFacts, FileChange, Limits, judge
+
+    facts = CommitFacts(
+        "b" * 40, ("a" * 40,), 0, "2024-01-01T00:00:00+00:00", "Ada <ada@example.org>",
+        "Remove the experimental percentile helper",
+        (FileChange("pkg/percentile.py", None, "M", 1, 3),
+         FileChange("tests/test_percentile.py", None, "D", 0, 5)),
+    )  # fmt: skip
+    verdict = judge(facts, Limits(), patch_chars=lambda: 10)
+    assert (verdict.stage, verdict.reason) == ("tests", "only deletes test modules")
