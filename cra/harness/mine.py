@@ -38,7 +38,7 @@ from cra.db import transaction
 from cra.fsutil import now_iso
 from cra.git import git_env
 from cra.harness.messages import clean_task_text, conventional_type, score_subject
-from cra.harness.testpaths import is_test_module, is_test_path
+from cra.harness.testpaths import exercises_tests, is_test_path
 from cra.repos.layout import register_repo, require_package
 from cra.workspace import Workspace
 
@@ -153,10 +153,11 @@ def judge(facts: CommitFacts, limits: Limits, patch_chars: Callable[[], int]) ->
         )
     if not tests:
         return Verdict("tests", "changes no test file", message.score)
-    if not any(is_test_module(f.path) for f in tests):
-        return Verdict("tests", "changes test support only, no test module", message.score)
-    if all(f.status == "D" for f in tests if is_test_module(f.path)):
-        return Verdict("tests", "only deletes test modules", message.score)
+    kept = [f.path for f in tests if f.status != "D"]
+    if not kept:
+        return Verdict("tests", "only deletes test files", message.score)
+    if not exercises_tests(kept):
+        return Verdict("tests", "changes test support outside a test directory only", message.score)
     if not source:
         return Verdict("tests", "changes no non-test Python source", message.score)
     chars = patch_chars()

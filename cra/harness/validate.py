@@ -47,11 +47,12 @@ from cra.harness.sandbox import (
     Limits,
     SandboxUnavailable,
     choose_isolation,
+    describe_isolation,
     prepare_owned,
     run_sandboxed,
     sandbox_uid,
 )
-from cra.harness.testpaths import is_test_module, is_test_path
+from cra.harness.testpaths import exercised_modules, is_test_module, is_test_path
 from cra.repos.layout import require_package
 from cra.repos.manifest import Environment, load_manifest
 from cra.workspace import Workspace
@@ -220,7 +221,11 @@ def before_tree(repo_dir: Path, commit: Commit, dest: Path) -> list[str]:
         export_tree(repo_dir, commit.sha, dest, present)
     for path in deleted:
         (dest / path).unlink(missing_ok=True)
-    return runnable_tests(present)
+    tests = runnable_tests(present)
+    if tests or not present:
+        return tests
+    listing = git("ls-tree", "-r", "--name-only", "--full-tree", commit.sha, cwd=repo_dir)
+    return exercised_modules(present, listing.splitlines())
 
 
 def gold_patch(repo_dir: Path, parent: str, sha: str) -> str:
@@ -671,7 +676,8 @@ def validate_repo(
         if options.limit is not None:
             commits = commits[: options.limit]
         params = {"runs": runner.runs, "isolation": runner.isolation, "limit": options.limit,
-                  "force": options.force, "jobs": options.jobs}  # fmt: skip
+                  "force": options.force, "jobs": options.jobs,
+                  "sandbox": describe_isolation(runner.isolation)}  # fmt: skip
         with transaction(conn):
             run_id = conn.execute(
                 "INSERT INTO harness_runs (repo_id, kind, params, started_at) "

@@ -148,7 +148,7 @@ def _mine_small_history(tmp_path):
     shas = {
         "root": repo.commit({"pkg/core.py": src, "tests/test_core.py": test}, "Start the package"),
         "conftest_only": repo.commit(
-            {"pkg/core.py": src + "# guard\n", "tests/conftest.py": "import pytest\n"},
+            {"pkg/core.py": src + "# guard\n", "conftest.py": "import pytest\n"},
             "Guard half against strings in the loader",
         ),
         "helper_only": repo.commit(
@@ -182,20 +182,21 @@ def _mine_small_history(tmp_path):
     return shas, rows, result
 
 
-def test_a_commit_whose_only_test_change_is_conftest_is_dropped_at_the_tests_stage(
+def test_test_support_outside_a_test_directory_is_dropped_at_the_tests_stage(
     tmp_path,
 ) -> None:
-    """conftest.py (or a test helper) is test support: it does not make a commit a task,
-    because validation would find no test module to run."""
+    """A root conftest.py is test support with no test directory whose modules would run
+    it: it does not make a commit a task. A helper inside tests/ does, since validation
+    runs the modules of that directory (the same rule, `exercises_tests`)."""
     shas, rows, result = _mine_small_history(tmp_path)
-    for name in ("conftest_only", "helper_only"):
-        row = rows[shas[name]]
-        assert (row["stage"], row["reason"]) == (
-            "tests",
-            "changes test support only, no test module",
-        ), name
+    row = rows[shas["conftest_only"]]
+    assert (row["stage"], row["reason"]) == (
+        "tests",
+        "changes test support outside a test directory only",
+    )
+    assert rows[shas["helper_only"]]["verdict"] == "qualified"
     assert rows[shas["module"]]["verdict"] == "qualified", rows[shas["module"]]["reason"]
-    assert result.reasons["tests"]["changes test support only, no test module"] == 2
+    assert result.reasons["tests"]["changes test support outside a test directory only"] == 1
 
 
 def test_mining_records_each_commits_conventional_type(tmp_path) -> None:
@@ -212,7 +213,7 @@ def test_mining_records_each_commits_conventional_type(tmp_path) -> None:
     )
 
 
-def test_a_commit_that_only_deletes_test_modules_is_dropped_at_the_tests_stage() -> None:
+def test_a_commit_that_only_deletes_test_files_is_dropped_at_the_tests_stage() -> None:
     """Validation runs the test modules present at the commit; deleting one gives none."""
     from cra.harness.mine import CommitFacts, FileChange, Limits, judge
 
@@ -223,4 +224,4 @@ def test_a_commit_that_only_deletes_test_modules_is_dropped_at_the_tests_stage()
          FileChange("tests/test_percentile.py", None, "D", 0, 5)),
     )  # fmt: skip
     verdict = judge(facts, Limits(), patch_chars=lambda: 10)
-    assert (verdict.stage, verdict.reason) == ("tests", "only deletes test modules")
+    assert (verdict.stage, verdict.reason) == ("tests", "only deletes test files")

@@ -53,3 +53,15 @@ def test_validation_runs_exactly_the_test_modules() -> None:
     paths = ["tests/conftest.py", "tests/util.py", "tests/test_a.py", "pkg/io_test.py"]
     assert runnable_tests(paths) == [p for p in paths if is_test_module(p)]
     assert runnable_tests(paths) == ["tests/test_a.py", "pkg/io_test.py"]
+
+
+def test_support_and_data_files_run_their_test_directory_s_modules() -> None:
+    """A changed data file under tests/ is exercised by the test modules directly in
+    tests/; changed test modules are run themselves; a root conftest.py exercises none."""
+    from cra.harness.testpaths import exercised_modules, exercises_tests
+
+    tree = ["tests/test_format.py", "tests/data/test_skip.py", "tests/util.py", "src/a.py"]
+    assert exercised_modules(["tests/data/cases/x.py"], tree) == ["tests/test_format.py"]
+    assert exercised_modules(["tests/test_b.py", "tests/util.py"], tree) == ["tests/test_b.py"]
+    assert exercised_modules(["conftest.py"], tree) == []
+    assert exercises_tests(["tests/conftest.py"]) and not exercises_tests(["conftest.py"])
