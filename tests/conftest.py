@@ -1,70 +1,78 @@
 """Fixtures every test can use: an isolated workspace and home, real git histories,
 and a real tiny model.
 
-Every test runs with `CRA_HOME` and `HOME` pointed at temporary directories. A test
-that writes to the real home directory fails.
+Before anything else is imported, HOME and every cache of the libraries the tests use
+(Hugging Face, datasets, torch, triton, uv, pip, XDG) point into a temporary home made
+for the session: huggingface_hub and datasets fix their cache paths when imported, even
+when a test module imports them at collection. Every test then runs with `CRA_HOME`,
+`HOME` and those caches pointed at its own temporary directories. A test that writes to
+the real home directory fails, and so does a session that does (outside any test).
+Helpers shared between tests live in `tests/helpers.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import pytest
+from tests.helpers import REAL_HOME, changed_entries, home_env, home_snapshot
 
-from cra.workspace import Workspace, init_workspace
+SESSION_HOME = Path(tempfile.mkdtemp(prefix="cra-tests-home-"))
+_REAL_HOME_AT_START = home_snapshot(REAL_HOME)
+os.environ.update(home_env(SESSION_HOME))
+
+import dataclasses  # noqa: E402 - after the caches point into the session home
+from collections.abc import Iterator  # noqa: E402
+from contextlib import closing  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+import pytest  # noqa: E402
+
+from cra.workspace import Workspace, init_workspace  # noqa: E402
+
+# Kept for the tests that still import them from here; new code imports tests.helpers.
+from tests.helpers import (  # noqa: E402, F401
+    REAL_VLLM_VENV,
+    REPO_ROOT,
+    detached_server,
+    run_cra,
+    served_config,
+    vllm_python,
+)
 
 if TYPE_CHECKING:
     from cra.fixtures.history import ProjectRepo
 
-REAL_HOME = Path(os.path.expanduser("~")).resolve()
-# Where tools write when they think HOME is theirs; a change here means a leak.
-WATCHED = (".cache", ".config", ".local", ".cra", ".gitconfig", ".huggingface")
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if anything in it, in a test or not, wrote to the real home."""
+    changed = changed_entries(_REAL_HOME_AT_START, home_snapshot(REAL_HOME))
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"the session wrote to the real home: {', '.join(changed)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def home_snapshot(home: Path) -> dict[str, float]:
-    """mtime of each watched entry of `home` and of its direct children."""
-    snap: dict[str, float] = {}
-    for name in WATCHED:
-        top = home / name
-        if not top.exists():
-            continue
-        snap[name] = top.stat().st_mtime
-        if top.is_dir():
-            for child in top.iterdir():
-                try:
-                    snap[f"{name}/{child.name}"] = child.stat().st_mtime
-                except FileNotFoundError:
-                    continue
-    return snap
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Point HOME, CRA_HOME and the XDG folders at a temporary directory; fail on leaks."""
+    """Point HOME, CRA_HOME and every cache at a temporary directory; fail on leaks."""
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
+    for name, value in home_env(home).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("CRA_HOME", str(tmp_path / "cra-home"))
-    for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(home / ".cache" / "huggingface"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.delenv("CRA_DEBUG", raising=False)
     before = home_snapshot(REAL_HOME)
     yield home
-    after = home_snapshot(REAL_HOME)
-    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    changed = changed_entries(before, home_snapshot(REAL_HOME))
     if changed:
         pytest.fail(f"test wrote to the real home directory: {', '.join(changed)}")
 
@@ -135,52 +143,6 @@ def packed(workspace: Workspace, _packed_template: Path) -> Path:
         register_repo(conn, "tally")
     stamp_verified(workspace, RepoPackage(target))
     return target
-
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_VLLM_VENV = REPO_ROOT / ".venv-vllm"
-
-
-def vllm_python() -> Path | None:
-    """The interpreter that has vLLM: `$CRA_VLLM_PYTHON`, else `.venv-vllm/` of the
-    repository (what `scripts/install-vllm.sh` and `make test` create)."""
-    configured = os.environ.get("CRA_VLLM_PYTHON")
-    candidate = Path(configured) if configured else REAL_VLLM_VENV / "bin" / "python"
-    return candidate if candidate.exists() else None
-
-
-def run_cra(workspace: Workspace, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """`cra -w WORKSPACE ARGS...` in its own process, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "cra", "-w", str(workspace.root), *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
-
-
-def served_config(base: Path, *, drain_s: float, max_loras: int = 0) -> str:
-    """The `cra.toml` of a workspace that serves `base` with the real vLLM on a free port
-    (float32, short contexts); skips the test where vLLM is not installed."""
-    from cra.serving.process import free_port
-
-    python = vllm_python()
-    if python is None:
-        pytest.skip("vLLM is not installed: run scripts/install-vllm.sh (make test does)")
-    return (
-        f'[model]\nbase = "{base}"\n'
-        f'[serve]\npython = "{python}"\nport = {free_port()}\nmax_model_len = 1024\n'
-        f'drain_s = {drain_s}\nmax_loras = {max_loras}\nextra_args = ["--dtype", "float32"]\n'
-    )
-
-
-@contextmanager
-def detached_server(workspace: Workspace) -> Iterator[Workspace]:
-    """`cra serve --detach` on `workspace` for the block, `cra serve stop` after it."""
-    started = run_cra(workspace, "serve", "--detach")
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
-        yield workspace
-    finally:
-        run_cra(workspace, "serve", "stop")
 
 
 @pytest.fixture(scope="session")

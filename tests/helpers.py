@@ -1,0 +1,120 @@
+"""Helpers shared between tests and `conftest.py`: the home guard's pieces and the vLLM
+helpers. Tests import them from here, never from `conftest.py` or another test module."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from cra.workspace import Workspace
+
+# The home directory the tests were started with, taken before conftest.py points HOME at
+# a temporary one (conftest.py imports this module first).
+REAL_HOME = Path(os.path.expanduser("~")).resolve()
+# Where tools write when they think HOME is theirs; a change here means a leak.
+WATCHED = (".cache", ".config", ".local", ".cra", ".gitconfig", ".huggingface", ".triton")
+
+# Every variable that names a cache or a per-user folder of a library the tests use, with
+# its place under a home. huggingface_hub and datasets read theirs once, at import.
+CACHE_VARS = {
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_DATA_HOME": ".local/share",
+    "HF_HOME": ".cache/huggingface",
+    "HF_HUB_CACHE": ".cache/huggingface/hub",
+    "HUGGINGFACE_HUB_CACHE": ".cache/huggingface/hub",
+    "HF_XET_CACHE": ".cache/huggingface/xet",
+    "HF_ASSETS_CACHE": ".cache/huggingface/assets",
+    "HF_MODULES_CACHE": ".cache/huggingface/modules",
+    "HF_DATASETS_CACHE": ".cache/huggingface/datasets",
+    "TRANSFORMERS_CACHE": ".cache/huggingface/hub",
+    "TORCH_HOME": ".cache/torch",
+    "TORCHINDUCTOR_CACHE_DIR": ".cache/torchinductor",
+    "TRITON_CACHE_DIR": ".cache/triton",
+    "VLLM_CACHE_ROOT": ".cache/vllm",
+    "UV_CACHE_DIR": ".cache/uv",
+    "PIP_CACHE_DIR": ".cache/pip",
+}
+# No test reaches a model hub.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def home_env(home: Path) -> dict[str, str]:
+    """HOME, every cache variable and the offline switches, all pointing into `home`."""
+    return {"HOME": str(home), **{k: str(home / v) for k, v in CACHE_VARS.items()}, **OFFLINE}
+
+
+def home_snapshot(home: Path) -> dict[str, float]:
+    """mtime of each watched entry of `home` and of its direct children."""
+    snap: dict[str, float] = {}
+    for name in WATCHED:
+        top = home / name
+        if not top.exists():
+            continue
+        snap[name] = top.stat().st_mtime
+        if top.is_dir():
+            for child in top.iterdir():
+                try:
+                    snap[f"{name}/{child.name}"] = child.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+    return snap
+
+
+def changed_entries(before: dict[str, float], after: dict[str, float]) -> list[str]:
+    """The watched entries that appeared, vanished or changed between two snapshots."""
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+REAL_VLLM_VENV = REPO_ROOT / ".venv-vllm"
+
+
+def vllm_python() -> Path | None:
+    """The interpreter that has vLLM: `$CRA_VLLM_PYTHON`, else `.venv-vllm/` of the
+    repository (what `scripts/install-vllm.sh` and `make test` create)."""
+    configured = os.environ.get("CRA_VLLM_PYTHON")
+    candidate = Path(configured) if configured else REAL_VLLM_VENV / "bin" / "python"
+    return candidate if candidate.exists() else None
+
+
+def run_cra(workspace: Workspace, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`cra -w WORKSPACE ARGS...` in its own process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "cra", "-w", str(workspace.root), *args],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+
+
+def served_config(base: Path, *, drain_s: float, max_loras: int = 0) -> str:
+    """The `cra.toml` of a workspace that serves `base` with the real vLLM on a free port
+    (float32, short contexts); skips the test where vLLM is not installed."""
+    from cra.serving.process import free_port
+
+    python = vllm_python()
+    if python is None:
+        pytest.skip("vLLM is not installed: run scripts/install-vllm.sh (make test does)")
+    return (
+        f'[model]\nbase = "{base}"\n'
+        f'[serve]\npython = "{python}"\nport = {free_port()}\nmax_model_len = 1024\n'
+        f'drain_s = {drain_s}\nmax_loras = {max_loras}\nextra_args = ["--dtype", "float32"]\n'
+    )
+
+
+@contextmanager
+def detached_server(workspace: Workspace) -> Iterator[Workspace]:
+    """`cra serve --detach` on `workspace` for the block, `cra serve stop` after it."""
+    started = run_cra(workspace, "serve", "--detach")
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        yield workspace
+    finally:
+        run_cra(workspace, "serve", "stop")
