@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 if TYPE_CHECKING:
     from cra.workspace import Workspace
@@ -72,6 +73,26 @@ def home_snapshot(home: Path) -> dict[str, float]:
 def changed_entries(before: dict[str, float], after: dict[str, float]) -> list[str]:
     """The watched entries that appeared, vanished or changed between two snapshots."""
     return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def wheel_of(folder: Path, project: str) -> str:
+    """The file name of the one wheel of `project` in `folder`, whatever version of it the
+    registry served when the environment the wheelhouse comes from was installed."""
+    found = [
+        p.name
+        for p in folder.glob("*.whl")
+        if parse_wheel_filename(p.name)[0] == canonicalize_name(project)
+    ]
+    if len(found) != 1:
+        raise LookupError(f"{folder} holds {len(found)} wheels of {project}: {found}")
+    return found[0]
+
+
+def wheel_pins(folder: Path) -> list[str]:
+    """`name==version` of every wheel in `folder`, sorted by name: what a resolver limited
+    to it pins when each project there is needed."""
+    found = sorted(parse_wheel_filename(p.name)[:2] for p in folder.glob("*.whl"))
+    return [f"{name}=={version}" for name, version in found]
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -18,9 +18,13 @@ from cra.repos.importer import UnsafePackage, import_package
 from cra.repos.listing import list_packages
 from cra.repos.verify import PackageInvalid, verify_package
 from cra.workspace import Workspace, init_workspace
+from tests.helpers import wheel_of
 from tests.repos.helpers import export_tar, repos_entries
 
-WHEEL = "pytest-9.2.0-py3-none-any.whl"
+
+def _pytest_wheel(root: Path) -> str:
+    """The package's pytest wheel, whatever its version."""
+    return wheel_of(root / "packages", "pytest")
 
 
 @pytest.fixture
@@ -30,16 +34,18 @@ def other(tmp_path: Path) -> Workspace:
 
 
 def _flip_byte(root: Path) -> str:
-    path = root / "packages" / WHEEL
+    wheel = _pytest_wheel(root)
+    path = root / "packages" / wheel
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    return f"packages/{WHEEL}: sha256"
+    return f"packages/{wheel}: sha256"
 
 
 def _drop_wheel(root: Path) -> str:
-    (root / "packages" / WHEEL).unlink()
-    return f"packages/{WHEEL} is missing"
+    wheel = _pytest_wheel(root)
+    (root / "packages" / wheel).unlink()
+    return f"packages/{wheel} is missing"
 
 
 def _extra_wheel(root: Path) -> str:
@@ -164,7 +170,8 @@ def test_import_from_folder_and_tar_then_list(
     again = runner.invoke(cli, ["-w", str(other.root), "repo", "import", str(packed)])
     assert again.exit_code == 2 and "already exists" in again.output
     # A change after import shows in the list without reading any wheel.
-    (other.repos_dir / "tally" / "packages" / WHEEL).write_bytes(b"changed")
+    imported = other.repos_dir / "tally"
+    (imported / "packages" / _pytest_wheel(imported)).write_bytes(b"changed")
     table = runner.invoke(cli, ["-w", str(other.root), "repo", "list"]).output
     assert "changed since verified" in table
 
