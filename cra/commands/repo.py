@@ -1,13 +1,20 @@
-"""`cra repo`: pack, verify, import and list repo packages."""
+"""`cra repo`: pack (one repository or a corpus), verify, export, import and list repo
+packages."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 
 from cra.commands import Context, pass_context
+
+if TYPE_CHECKING:
+    from cra.repos.corpus_import import ExportSource
+    from cra.workspace import Workspace
 
 
 @click.group("repo")
@@ -15,9 +22,53 @@ def repo() -> None:
     """Repo packages: repos/NAME/{repo/, packages/, manifest.json}."""
 
 
+# The options of one repository's pack; with --corpus they come from the file instead.
+PER_REPO = (
+    "name", "ref", "python", "test_cmd", "extras", "groups", "requirements", "find_links",
+    "use_index", "domain", "era_months", "single_env", "install_mode",
+)  # fmt: skip
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _table(rows: list[dict[str, object]], columns: list[str], last: str) -> None:
+    """Print `rows` as aligned columns, then the free-text column `last` (cut to fit)."""
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    line = "  ".join(
+        c.ljust(w) if i < 2 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(columns, widths, strict=True))
+    )
+    click.echo(f"{line}  {last}")
+    for row, values in zip(rows, cells, strict=True):
+        line = "  ".join(
+            v.ljust(w) if i < 2 else v.rjust(w)
+            for i, (v, w) in enumerate(zip(values, widths, strict=True))
+        )
+        text = row.get("error") or row.get("note") or ""
+        text = str(text) if len(str(text)) <= 160 else str(text)[:159] + "…"
+        click.echo(f"{line}  {text}".rstrip())
+
+
+def _progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
 @repo.command("pack")
-@click.argument("source")
-@click.option("--name", required=True, help="Package name (folder under repos/).")
+@click.argument("source", required=False)
+@click.option(
+    "--corpus",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A TOML file listing repositories ([[repo]] tables) to pack one after another.",
+)
+@click.option("--name", default=None, help="Package name (folder under repos/).")
 @click.option("--ref", default=None, help="Branch, tag or commit to pack. Default: HEAD.")
 @click.option("--python", "python", default=None, help="Target Python X.Y. Default: this one.")
 @click.option("--test-cmd", default=None, help="Test command, when none is detected.")
@@ -46,12 +97,18 @@ def repo() -> None:
     show_default=True,
     help="How the project becomes importable in its environment.",
 )
-@click.option("--replace", is_flag=True, help="Replace an existing package of that name.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace an existing package of that name (with --corpus: re-pack, not skip).",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --corpus: print the table as JSON.")
 @pass_context
 def pack_command(
     ctx: Context,
-    source: str,
-    name: str,
+    source: str | None,
+    corpus: Path | None,
+    name: str | None,
     ref: str | None,
     python: str | None,
     test_cmd: str | None,
@@ -65,10 +122,44 @@ def pack_command(
     single_env: bool,
     install_mode: str,
     replace: bool,
+    as_json: bool,
 ) -> None:
     """Pack SOURCE (a local git repository or a URL) as repos/NAME/ with every wheel it
-    needs, one environment per era of its history."""
+    needs, one environment per era of its history; or, with --corpus FILE, every
+    repository the file lists, going on past one that fails."""
+    from cra.errors import UsageError
     from cra.repos.pack import PackOptions, pack
+
+    if corpus is not None:
+        if source is not None:
+            raise UsageError(
+                "give SOURCE or --corpus, not both",
+                hint="a corpus file names each repository's source itself",
+            )
+        here = click.get_current_context()
+        extra = [
+            p.opts[0]
+            for p in here.command.params
+            if p.name in PER_REPO
+            and here.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+        ]
+        if extra:
+            flags = ", ".join(extra)
+            raise UsageError(
+                f"{flags} cannot be combined with --corpus",
+                hint="set it in the corpus file: in an entry, or in its [defaults] table",
+            )
+        _pack_corpus(ctx, corpus, replace=replace, as_json=as_json)
+        return
+    if source is None:
+        raise UsageError(
+            "give SOURCE (a git repository or URL) or --corpus FILE",
+            hint="cra repo pack SOURCE --name NAME, or cra repo pack --corpus corpus.toml",
+        )
+    if name is None:
+        raise UsageError("--name is required with SOURCE", hint="name the package: --name NAME")
+    if as_json:
+        raise UsageError("--json goes with --corpus", hint="drop --json to pack one repository")
 
     options = PackOptions(
         name=name,
@@ -138,18 +229,126 @@ def verify_command(ctx: Context, name: str, as_json: bool) -> None:
         report.raise_for_failure()
 
 
+def _pack_corpus(ctx: Context, path: Path, *, replace: bool, as_json: bool) -> None:
+    from cra.repos.corpus import load_corpus, pack_corpus
+
+    corpus = load_corpus(path)
+    report = pack_corpus(ctx.workspace(), corpus, replace_existing=replace, echo=_progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        rows = [o.to_dict() for o in report.outcomes]
+        _table(rows, ["name", "status", "commits", "environments", "wheels", "seconds"], "error")
+        click.echo(
+            f"{report.count('ok')} packed, {report.count('skipped')} skipped, "
+            f"{report.count('failed')} failed of {len(report.outcomes)} in {report.seconds:.1f}s"
+        )
+    report.raise_for_failure()
+
+
+@repo.command("export")
+@click.argument("names", nargs=-1)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to write NAME/ folders into (a USB stick), or a FILE.tar.",
+)
+@click.option("--all", "all_", is_flag=True, help="Export every package of the workspace.")
+@click.option(
+    "--tar", is_flag=True, help="One tar file: --to FILE.tar, or DIR/corpus-DATE-TIME.tar."
+)
+@click.option("--replace", is_flag=True, help="Overwrite DIR/NAME (or the tar) if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
+@pass_context
+def export_command(
+    ctx: Context,
+    names: tuple[str, ...],
+    to: Path,
+    all_: bool,
+    tar: bool,
+    replace: bool,
+    as_json: bool,
+) -> None:
+    """Verify packages NAME... and write them to a folder or a tar, with cra-index.json."""
+    from cra.errors import UsageError
+    from cra.repos.export import all_package_names, export_packages
+
+    workspace = ctx.workspace()
+    if all_ and names:
+        raise UsageError("give NAME... or --all, not both")
+    if not all_ and not names:
+        raise UsageError("name the packages to export", hint="or pass --all for every package")
+    wanted = all_package_names(workspace) if all_ else list(names)
+    result = export_packages(workspace, wanted, to, tar=tar, replace=replace, echo=_progress)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    for entry in result.exported:
+        click.echo(
+            f"exported {entry.name}: {entry.wheels} wheels, {entry.bytes / 1e6:.1f} MB, "
+            f"manifest sha256 {entry.manifest_sha256[:12]}…"
+        )
+    where = "its first member" if result.kind == "tar" else str(result.dest / "cra-index.json")
+    click.echo(
+        f"{len(result.exported)} packages to {result.dest} in {result.seconds:.1f}s; "
+        f"cra-index.json ({len(result.index)} packages): {where}"
+    )
+
+
 @repo.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", default=None, help="Import under this name instead of the manifest's.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-package results as JSON.")
 @pass_context
-def import_command(ctx: Context, path: Path, name: str | None) -> None:
-    """Import a repo package from a folder (a mounted USB stick) or a .tar, verified first."""
+def import_command(ctx: Context, path: Path, name: str | None, as_json: bool) -> None:
+    """Import a repo package from a folder (a mounted USB stick) or a .tar, verified first;
+    or every package of an export (`cra repo export`'s folder or tar) in one call."""
+    from cra.errors import UsageError
+    from cra.repos.corpus_import import open_export
     from cra.repos.importer import import_package
 
-    result = import_package(ctx.workspace(), path, name)
+    workspace = ctx.workspace()
+    export = open_export(path)
+    if export is not None:
+        if name is not None:
+            raise UsageError(
+                f"--name renames one package; {path} holds {len(export.packages)}",
+                hint="import PATH/NAME alone to give it another --name",
+            )
+        _import_export(workspace, export, as_json=as_json)
+        return
+    result = import_package(workspace, path, name)
+    if as_json:
+        data = {
+            "source": str(path),
+            "kind": "package",
+            "packages": [{"name": result.manifest.name, "status": "imported"}],
+        }
+        click.echo(json.dumps(data, indent=2))
+        return
     for check in result.report.checks:
         click.echo(f"ok   {check.name}: {check.detail}")
     click.echo(f"imported {result.manifest.name} into {result.package.root}")
+
+
+def _import_export(workspace: Workspace, export: ExportSource, *, as_json: bool) -> None:
+    from cra.repos.corpus_import import import_export
+
+    report = import_export(workspace, export, echo=_progress)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        rows = [o.to_dict() for o in report.outcomes]
+        _table(rows, ["name", "status", "commits", "environments", "wheels"], "error")
+        for entry in report.ignored:
+            click.echo(f"ignored {entry}: not a package")
+        click.echo(
+            f"{report.count('imported')} imported, {report.count('present')} already present, "
+            f"{report.count('failed')} failed of {len(report.outcomes)} in {report.seconds:.1f}s"
+        )
+    report.raise_for_failure()
 
 
 @repo.command("list")
