@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import tarfile
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,3 +49,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 def now_iso() -> str:
     """The current time as an ISO 8601 string in UTC."""
     return datetime.now(UTC).isoformat()
+
+
+def _skip_unsafe(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's `data` filter, except that an unsafe member (a link out of the tree, an
+    absolute path) is left out instead of stopping the extraction."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        return None
+
+
+def extract_tree(data: bytes, dest: Path) -> None:
+    """Extract a tree that `git archive` wrote into `dest`, readable by every user (the
+    sandbox's unprivileged uid reads it). Links out of the tree are left out: repository
+    content never makes cra write or point outside `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        archive.extractall(dest, filter=_skip_unsafe)  # noqa: S202 - filtered above
+    dest.chmod(0o755)

@@ -12,7 +12,6 @@ describing it. Every wheel's sha256 is checked before it is installed.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
@@ -21,7 +20,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,7 +28,7 @@ from pathlib import Path
 
 from cra.env.tools import ToolError, pip_argv, run_tool, tool_env, uv_binary
 from cra.errors import ChecksumMismatch, CraError, UsageError
-from cra.fsutil import atomic_write_text, now_iso, sha256_file
+from cra.fsutil import atomic_write_text, extract_tree, now_iso, sha256_file
 from cra.git import git_bytes
 from cra.repos.layout import RepoPackage, require_package
 from cra.repos.manifest import Environment, Manifest, load_manifest
@@ -207,8 +205,7 @@ def _export_checkout(package: RepoPackage, head: str, dest: Path) -> Path:
     data = git_bytes("archive", "--format=tar", head, cwd=package.repo_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
-        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-            archive.extractall(tmp, filter="data")
+        extract_tree(data, tmp)
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

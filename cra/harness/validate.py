@@ -20,12 +20,10 @@ from __future__ import annotations
 import configparser
 import functools
 import hashlib
-import io
 import json
 import os
 import shutil
 import sqlite3
-import tarfile
 import tempfile
 import threading
 import time
@@ -40,7 +38,7 @@ import cra.harness.plugin
 from cra.db import transaction
 from cra.env.build import BuiltEnv, build_env
 from cra.errors import CraError, NotFound, UsageError
-from cra.fsutil import now_iso
+from cra.fsutil import extract_tree, now_iso
 from cra.git import git, git_bytes
 from cra.harness.run import Commit, _ensure_task, qualified_commits, task_id_for
 from cra.harness.sandbox import (
@@ -188,10 +186,7 @@ class ValidateSummary:
 
 def export_tree(repo_dir: Path, sha: str, dest: Path, paths: Sequence[str] = ()) -> None:
     """Write the tree of `sha` (or only `paths` of it) into `dest`, no git metadata."""
-    data = git_bytes("archive", "--format=tar", sha, "--", *paths, cwd=repo_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(dest, filter="data")
+    extract_tree(git_bytes("archive", "--format=tar", sha, "--", *paths, cwd=repo_dir), dest)
 
 
 def changed_test_paths(repo_dir: Path, parent: str, sha: str) -> tuple[list[str], list[str]]:
