@@ -25,6 +25,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from cra.env.tools import ToolError, run_tool, tool_env, uv_binary
 from cra.errors import CraError
@@ -103,7 +104,7 @@ class Resolver:
         self.use_index = use_index
         self.uv_cache = uv_cache
         self.own_tools = own_tools
-        self._tool_names: dict[str, tuple[str, ...]] = {}
+        self._tool_pins: dict[str, dict[str, str]] = {}
 
     def tools_bound(self, era_bound: datetime | None) -> datetime | None:
         """The bound of cra's own tools for an era bounded at `era_bound`."""
@@ -125,14 +126,35 @@ class Resolver:
                 return None
         return bound
 
+    def tool_pins(self, tools: tuple[str, ...], bound: datetime | None) -> dict[str, str]:
+        """cra's tools and every package they pull in, resolved alone under `bound`:
+        canonical name -> version."""
+        key = f"{stamp(bound) if bound else 'none'} {' '.join(tools)}"
+        if key not in self._tool_pins:
+            pins = self.compile(list(tools), [], self.workdir / "tools", bound, {})
+            self._tool_pins[key] = {
+                canonicalize_name(p.split("==")[0]): p.split("==")[1] for p in pins
+            }
+        return self._tool_pins[key]
+
     def tool_names(self, tools: tuple[str, ...], bound: datetime | None) -> tuple[str, ...]:
         """cra's tools and every package they pull in, resolved alone under `bound`."""
-        key = f"{stamp(bound) if bound else 'none'} {' '.join(tools)}"
-        if key not in self._tool_names:
-            pins = self.compile(list(tools), [], self.workdir / "tools", bound, {})
-            names = {canonicalize_name(p.split("==")[0]) for p in pins}
-            self._tool_names[key] = tuple(sorted(names))
-        return self._tool_names[key]
+        return tuple(sorted(self.tool_pins(tools, bound)))
+
+    def too_old(self, pins: list[str]) -> list[str]:
+        """Overrides for cra's own tools that a project's specifier pinned older than the
+        interpreter's tools date allows (`pytest<6` on Python 3.11): `name>=version`."""
+        floor = tools_date(self.python)
+        if floor is None or not self.use_index or not self.own_tools:
+            return []
+        least = self.tool_pins(self.own_tools, floor)
+        wanted = {canonicalize_name(Requirement(t).name) for t in self.own_tools}
+        out = []
+        for pin in pins:
+            name, version = canonicalize_name(pin.split("==")[0]), pin.split("==")[1]
+            if name in wanted and name in least and Version(version) < Version(least[name]):
+                out.append(f"{name}>={least[name]}")
+        return out
 
     def pin(
         self,
@@ -159,7 +181,11 @@ class Resolver:
         wanted = list(reqs.requirements)
         while True:
             try:
-                return self.compile(wanted, reqs.constraints, where, bound, per_package)
+                pins = self.compile(wanted, reqs.constraints, where, bound, per_package)
+                overrides = self.too_old(pins)
+                if not overrides:
+                    return pins
+                return self.compile(wanted, reqs.constraints, where, bound, per_package, overrides)
             except ResolveError as exc:
                 guesses = _blamed(str(exc), [r for r in wanted if r in reqs.optional])
                 if not guesses:
@@ -173,13 +199,19 @@ class Resolver:
         where: Path,
         bound: datetime | None,
         per_package: dict[str, str],
+        overrides: list[str] | None = None,
     ) -> list[str]:
-        """`uv pip compile` of `requirements`; `name==version` lines, or ResolveError."""
+        """`uv pip compile` of `requirements`; `name==version` lines, or ResolveError.
+        `overrides` replace whatever the requirements say of those packages."""
         where.mkdir(parents=True, exist_ok=True)
         infile = where / "requirements.in"
         infile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
         argv = [str(self.uv), "pip", "compile", str(infile), "--python-version", self.python]
         argv += ["--no-header", "--no-annotate", "--quiet"]
+        if overrides:
+            ofile = where / "overrides.txt"
+            ofile.write_text("\n".join(overrides) + "\n", encoding="utf-8")
+            argv += ["--override", str(ofile)]
         if constraints:
             cfile = where / "constraints.txt"
             cfile.write_text("\n".join(constraints) + "\n", encoding="utf-8")

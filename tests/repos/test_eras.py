@@ -168,3 +168,29 @@ def test_every_configuration_of_an_era_counts_not_only_its_last(tmp_path: Path) 
     trees = era_config_trees(repo, era)
     assert len(trees) == 1 and trees[0].sha != head
     assert [n.requirement for n in config_needs(trees[0], {"pytest"})] == ["pytest-cov"]
+
+
+@pytest.mark.network
+def test_a_project_pin_of_pytest_too_old_for_the_interpreter_is_overridden(
+    tmp_path: Path,
+) -> None:
+    """`pytest<6` (a 2020 project's pin) cannot run on Python 3.11: cra's own tool is
+    resolved for the interpreter instead, the rest of the era stays bounded."""
+    from cra.repos.resolve import Resolver
+
+    repo = make_repo(
+        tmp_path / "old", [("2020-06-01T00:00:00Z", {**TESTS, "requirements.txt": "pytest<6\n"})]
+    )
+    tree = GitTree(repo, git(repo, "rev-parse", "HEAD").strip())
+    reqs = read_requirements(tree, tool_requirements=["pytest"])
+    resolver = Resolver(
+        python="3.11",
+        workdir=tmp_path / "w",
+        find_links=None,
+        use_index=True,
+        uv_cache=tmp_path / "uv-cache",
+        own_tools=("pytest",),
+    )
+    pins = resolver.pin(reqs, _day("2021-01-01"), tmp_path / "w" / "era")
+    pytest_pin = next(p for p in pins if p.startswith("pytest=="))
+    assert int(pytest_pin.split("==")[1].split(".")[0]) >= 7
