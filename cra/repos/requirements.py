@@ -208,27 +208,47 @@ def _tox_deps(tree: GitTree, reqs: RequirementSet, seen: set[str]) -> None:
             reqs.add(line, "tox.ini [testenv] deps")
 
 
-def tox_extras(tree: GitTree) -> list[str]:
-    """The extras tox installs for `[testenv]` (`extras = tests`, or a substitution's
-    default, `{env:X:tests}`)."""
+def _tox_testenv(tree: GitTree) -> configparser.SectionProxy | None:
     text = tree.read("tox.ini")
     if text is None:
-        return []
+        return None
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
         parser.read_string(text)
     except configparser.Error:
-        return []
-    if not parser.has_option("testenv", "extras"):
-        return []
+        return None
+    return parser["testenv"] if parser.has_section("testenv") else None
+
+
+def _names(value: str) -> list[str]:
     out = []
-    for raw in re.split(r"[\s,]+", parser.get("testenv", "extras")):
+    for raw in re.split(r"[\s,]+", value):
         name = raw.strip()
         if name.startswith("{") and name.endswith("}"):
             name = name[1:-1].rsplit(":", 1)[-1]
         if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
             out.append(name)
     return out
+
+
+def tox_extras(tree: GitTree) -> list[str]:
+    """The extras tox installs for `[testenv]`: `extras = tests` (or a substitution's
+    default, `{env:X:tests}`), and `pip install -e .[d]` lines of its commands."""
+    section = _tox_testenv(tree)
+    if section is None:
+        return []
+    out = _names(section.get("extras", ""))
+    for line in section.get("commands", "").splitlines():
+        found = re.search(r"pip install\b.*?\s\.\[([A-Za-z0-9_,.-]+)\]", line)
+        if found:
+            out += _names(found.group(1))
+    return list(dict.fromkeys(out))
+
+
+def tox_groups(tree: GitTree) -> list[str]:
+    """The PEP 735 groups tox installs for `[testenv]` (`dependency_groups = ...`)."""
+    section = _tox_testenv(tree)
+    return _names(section.get("dependency_groups", "")) if section is not None else []
 
 
 def _provides(tree: GitTree, name: str | None) -> set[str]:
@@ -341,7 +361,7 @@ def read_requirements(
                 f"the project has no dependency group {missing[0]!r}",
                 hint=f"its groups: {', '.join(sorted(defined)) or 'none'}",
             )
-    for group in dict.fromkeys([*DEFAULT_GROUPS, *groups]):
+    for group in dict.fromkeys([*DEFAULT_GROUPS, *tox_groups(tree), *groups]):
         if group in defined:
             for line in _groups(pyproject, group):
                 reqs.add(line, f"dependency group [{group}]")

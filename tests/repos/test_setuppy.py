@@ -49,3 +49,21 @@ def test_a_setup_py_project_gets_its_test_extra_and_tox_extras(tmp_path: Path) -
     assert {"six>=1.0", "mock", "hypothesis", "pytest>=4", "coverage"} <= set(reqs.requirements)
     assert "sphinx" not in reqs.requirements
     assert reqs.origin["six>=1.0"].startswith("setup.py")
+
+
+def test_tox_commands_and_dependency_groups_name_what_the_tests_need(tmp_path: Path) -> None:
+    """`pip install -e .[d]` in [testenv] commands is an extra the tests need, and
+    `dependency_groups = cov-tests` a group."""
+    from cra.repos.requirements import tox_groups
+
+    tox = "[testenv]\ndependency_groups = cov-tests\ncommands =\n    pip install -e .[d]\n"
+    pyproject = (
+        '[project]\nname = "p"\n[project.optional-dependencies]\nd = ["aiohttp"]\n'
+        '[dependency-groups]\ncov-tests = ["pytest-cov"]\n'
+    )
+    repo = make_repo(
+        tmp_path / "p", [("2024-01-01T00:00:00Z", {"pyproject.toml": pyproject, "tox.ini": tox})]
+    )
+    tree = GitTree(repo, git(repo, "rev-parse", "HEAD").strip())
+    assert tox_extras(tree) == ["d"] and tox_groups(tree) == ["cov-tests"]
+    assert {"aiohttp", "pytest-cov"} <= set(read_requirements(tree).requirements)
