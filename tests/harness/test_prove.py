@@ -34,5 +34,5 @@ def test_a_dependency_failing_in_its_own_code_is_named(tmp_path: Path) -> None:
 
 def test_an_error_in_the_project_names_no_dependency(tmp_path: Path) -> None:
     """A failure in the project's own files is not a dependency's fault."""
-    text = 'File "/work/src/attr/_make.py", line 3\nTypeError: bad'
+    text = 'File "/srv/project/src/attr/_make.py", line 3\nTypeError: bad'
     assert culprits(_env(tmp_path), text) == {}
