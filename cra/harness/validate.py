@@ -52,7 +52,7 @@ from cra.harness.sandbox import (
 )
 from cra.harness.testpaths import exercised_modules, is_test_module, is_test_path
 from cra.repos.layout import require_package
-from cra.repos.manifest import Environment, load_manifest
+from cra.repos.manifest import Environment, Manifest, load_manifest
 from cra.workspace import Workspace
 
 VERDICTS = ("verified", "no_fail_to_pass", "tests_error", "env_failed", "timeout",
@@ -247,10 +247,14 @@ class Runner:
     envs: dict[str, BuiltEnv | CraError] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @functools.cached_property
+    def manifest(self) -> Manifest:
+        """The package's manifest, read once per runner."""
+        return load_manifest(require_package(self.workspace, self.repo).manifest_path)
+
     def manifest_env(self, commit: Commit) -> Environment:
         """The manifest's environment for the commit's date."""
-        manifest = load_manifest(require_package(self.workspace, self.repo).manifest_path)
-        return manifest.environment_for(datetime.fromisoformat(commit.authored_at))
+        return self.manifest.environment_for(datetime.fromisoformat(commit.authored_at))
 
     def unusable_env(self, commit: Commit) -> Environment | None:
         """The commit's environment when its era could not be given one, else None."""
@@ -264,9 +268,8 @@ class Runner:
     def older_env(self, commit: Commit) -> BuiltEnv | None:
         """The nearest usable environment before the commit's own, built; None when there
         is none or it cannot be built."""
-        manifest = load_manifest(require_package(self.workspace, self.repo).manifest_path)
         own = self.manifest_env(commit)
-        envs = list(manifest.environments)
+        envs = list(self.manifest.environments)
         earlier = [e for e in envs[: envs.index(own)] if e.usable]
         if not earlier:
             return None
@@ -275,8 +278,7 @@ class Runner:
 
     def env_for(self, commit: Commit) -> BuiltEnv | CraError:
         """The environment the manifest assigns to the commit's date (built once)."""
-        manifest = load_manifest(require_package(self.workspace, self.repo).manifest_path)
-        env = manifest.environment_for(datetime.fromisoformat(commit.authored_at))
+        env = self.manifest_env(commit)
         with self.lock:
             return self._built(env.id)
 

@@ -19,11 +19,9 @@ from packaging.utils import canonicalize_name
 
 from cra.errors import CraError
 from cra.fsutil import sha256_file
-from cra.repos.eras import Bounds
 from cra.repos.fetch import WheelFetcher
 from cra.repos.layout import require_package
 from cra.repos.manifest import Environment, Manifest, Wheel, load_manifest, write_manifest
-from cra.repos.requirements import GitTree, RequirementSet, read_requirements
 from cra.repos.resolve import Resolver, stamp, tools_date
 from cra.repos.verify import stamp_verified
 from cra.workspace import Workspace
@@ -56,16 +54,11 @@ def adjust_era(
     package = require_package(workspace, name)
     manifest = load_manifest(package.manifest_path)
     env = manifest.environment(env_id)
-    tools = tuple(workspace.config["repos.harness_requirements"])
-    reqs = RequirementSet()
-    reqs.provides = read_requirements(GitTree(package.repo_dir, env.resolved_at)).provides
     wanted = {canonicalize_name(d) for d in culprits}
-    for pin in env.requirements:
-        dist = pin.split("==")[0]
-        if canonicalize_name(dist) in wanted:
-            reqs.add(dist, "the collection proof")
-        else:
-            reqs.add(pin, "the era's environment")
+    requirements = [
+        pin.split("==")[0] if canonicalize_name(pin.split("==")[0]) in wanted else pin
+        for pin in env.requirements
+    ]
     uv_cache = workspace.harness_dir / "uv-cache"
     resolver = Resolver(
         python=manifest.python,
@@ -73,7 +66,7 @@ def adjust_era(
         find_links=None,
         use_index=True,
         uv_cache=uv_cache,
-        own_tools=tools,
+        own_tools=(),
     )
     fetcher = WheelFetcher(
         package.packages_dir,
@@ -82,12 +75,10 @@ def adjust_era(
         use_index=True,
         uv_cache=uv_cache,
     )
-    bounds = Bounds([(None, "every other pin kept as it was")], at)
-    bounds.packages = {canonicalize_name(d): at for d in culprits}
-    later = {name: stamp(at) for name in bounds.packages}
+    later = {dist: stamp(at) for dist in sorted(wanted)}
     before = {p.name for p in package.packages_dir.iterdir()}
     try:
-        pins = resolver.compile(reqs.requirements, [], resolver.workdir / env.id, None, later)
+        pins = resolver.compile(requirements, [], resolver.workdir / env.id, None, later)
         files = tuple(fetcher.fetch(pin) for pin in pins)
     except CraError:
         pins = list(env.requirements)
@@ -95,8 +86,9 @@ def adjust_era(
         for stray in {p.name for p in package.packages_dir.iterdir()} - before:
             (package.packages_dir / stray).unlink()
         return None
+    moved = ", ".join(f"{dist} {stamp(at)}" for dist in sorted(wanted))
     why = "; ".join(f"{d}: {r}" for d, r in culprits.items())
-    note = f"adjusted after the collection proof: {bounds.describe()} ({why})"
+    note = f"adjusted after the collection proof: every other pin kept, {moved} ({why})"
     new = replace(
         env,
         requirements=tuple(pins),

@@ -24,8 +24,8 @@ from cra.repos.requirements import RequirementSet
 from cra.repos.resolve import (
     MAX_ATTEMPTS,
     Resolver,
+    blamed,
     later_bounds,
-    named_packages,
     provenance,
     stamp,
     tools_date,
@@ -210,24 +210,17 @@ class Bounds:
         """Packages given a later bound than the era's (None: no bound)."""
         return dict(self.packages)
 
-    def _later_for(self, name: str) -> datetime | bool | None:
-        """The next bound for one package, or False when it has none left."""
-        current = self.packages.get(name, self.bound)
-        if current is None:
-            return False
-        if self.floor is not None and current < self.floor:
-            return self.floor
-        return None
-
     def relax(self, names: set[str]) -> bool:
-        """Move the named packages on, or, with none named (or none left to move), the
-        whole era; False when nothing is left to try."""
+        """Move the named packages on (to the tools date, then to no bound), or, with none
+        named (or none left to move), the whole era; False when nothing is left to try."""
         moved = False
         for name in names:
-            later = self._later_for(name)
-            if later is not False:
-                self.packages[name] = later  # type: ignore[assignment]
-                moved = True
+            current = self.packages.get(name, self.bound)
+            if current is None:
+                continue  # already unbounded
+            below_floor = self.floor is not None and current < self.floor
+            self.packages[name] = self.floor if below_floor else None
+            moved = True
         if moved:
             return True
         if self.level + 1 >= len(self.steps):
@@ -260,7 +253,7 @@ def explain(exc: CraError, reqs: RequirementSet) -> str:
     """A failed attempt in one line: the resolver's or builder's message, and where each
     requirement it names came from (the project's files, or cra itself)."""
     message = str(exc)
-    named = named_packages(message, reqs)
+    named = blamed(message, reqs.requirements)
     if named:
         message += f" [requirements named: {provenance(reqs, named)}]"
     return message

@@ -187,7 +187,7 @@ class Resolver:
                     return pins
                 return self.compile(wanted, reqs.constraints, where, bound, per_package, overrides)
             except ResolveError as exc:
-                guesses = _blamed(str(exc), [r for r in wanted if r in reqs.optional])
+                guesses = blamed(str(exc), [r for r in wanted if r in reqs.optional])
                 if not guesses:
                     raise
                 wanted = [r for r in wanted if r not in guesses]
@@ -249,8 +249,9 @@ def requirement_names(reqs: RequirementSet) -> list[str]:
     return names
 
 
-def _blamed(message: str, candidates: list[str]) -> list[str]:
-    """The requirements among `candidates` that a resolver message names."""
+def blamed(message: str, candidates: list[str]) -> list[str]:
+    """The requirements among `candidates` whose name a resolver message mentions (as a
+    whole word)."""
     lowered = message.lower().replace("_", "-")
     out = []
     for text in candidates:
@@ -277,29 +278,6 @@ def resolver_message(output: str) -> str:
     return " ".join(line for line in lines if line) or "no output"
 
 
-def provenance(reqs: RequirementSet, names: set[str] | None = None) -> str:
-    """Where each requirement came from, as `requirement (source)`; only the packages
-    in `names` when given."""
-    parts = []
-    for text in reqs.requirements:
-        try:
-            name = canonicalize_name(Requirement(text).name)
-        except InvalidRequirement:
-            continue
-        if names is None or name in names:
-            parts.append(f"{text} (from {reqs.origin.get(text, 'unknown')})")
-    return "; ".join(parts)
-
-
-def named_packages(message: str, reqs: RequirementSet) -> set[str]:
-    """The requirement names that a resolver message mentions."""
-    found = set()
-    lowered = message.lower()
-    for text in reqs.requirements:
-        try:
-            name = canonicalize_name(Requirement(text).name)
-        except InvalidRequirement:
-            continue
-        if name in lowered.replace("_", "-"):
-            found.add(name)
-    return found
+def provenance(reqs: RequirementSet, texts: list[str]) -> str:
+    """Where each of the requirements `texts` came from, as `requirement (from source)`."""
+    return "; ".join(f"{text} (from {reqs.origin.get(text, 'unknown')})" for text in texts)
