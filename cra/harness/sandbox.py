@@ -36,6 +36,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from cra.errors import CraError
 
@@ -419,13 +420,14 @@ def unreachable_parent(path: Path) -> Path | None:
     return None
 
 
-def _tail(path: Path) -> str:
+def _tail(fh: BinaryIO) -> str:
+    """The end of a log, read through the handle cra opened before the run: the run may
+    have replaced the file at its path by anything."""
     try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - TAIL_CHARS))
-            return fh.read().decode("utf-8", "replace")
+        size = os.fstat(fh.fileno()).st_size
+        return os.pread(fh.fileno(), TAIL_CHARS, max(0, size - TAIL_CHARS)).decode(
+            "utf-8", "replace"
+        )
     except OSError:
         return ""
 
@@ -441,12 +443,14 @@ def run_sandboxed(
     limits: Limits,
     logs: Path,
     uid: int | None,
+    pass_fds: Sequence[int] = (),
 ) -> SandboxResult:
     """Run `argv` in `cwd` under `isolation` and `limits`; kill everything at the timeout.
 
     `writable` are the only paths the run may change (its tree copy, temp dir, HOME,
     report folder); `readonly` are made visible read-only (environment, interpreter).
-    Output goes to `logs/stdout` and `logs/stderr`.
+    Output goes to `logs/stdout` and `logs/stderr`. `pass_fds` stay open in the run (how
+    it hands results back through a file cra opened itself).
     """
     if isolation not in ISOLATIONS:
         raise ValueError(f"unknown isolation {isolation!r}")
@@ -473,7 +477,7 @@ def run_sandboxed(
     logs.mkdir(parents=True, exist_ok=True)
     out_path, err_path = logs / "stdout", logs / "stderr"
     started = time.perf_counter()
-    with out_path.open("wb") as out, err_path.open("wb") as err:
+    with out_path.open("w+b") as out, err_path.open("w+b") as err:
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -484,6 +488,7 @@ def run_sandboxed(
                 stderr=err,
                 start_new_session=True,
                 preexec_fn=limit,  # limits must be set in the child
+                pass_fds=tuple(pass_fds),
             )
         except OSError as exc:
             return SandboxResult(isolation, None, False, 0.0, "", "", start_error=str(exc))
@@ -496,13 +501,9 @@ def run_sandboxed(
         except BaseException:
             _kill_group(proc)
             raise
+        tails = _tail(out), _tail(err)
     return SandboxResult(
-        isolation,
-        proc.returncode,
-        timed_out,
-        time.perf_counter() - started,
-        _tail(out_path),
-        _tail(err_path),
+        isolation, proc.returncode, timed_out, time.perf_counter() - started, *tails
     )
 
 
