@@ -37,6 +37,25 @@ def unit_interval(value: Any) -> str | None:
     return None if 0 <= value <= 1 else "must be between 0 and 1"
 
 
+def between(low: float, high: float) -> Check:
+    """Accept numbers in [low, high] only: every count, size and time has a real bound."""
+
+    def check(value: Any) -> str | None:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+
+    return check
+
+
+DAY_S = 86_400.0
+WEEK_S = 7 * DAY_S
+MAX_UID = 2**32 - 2
+"""The largest uid a sandbox can run as: 2**32 - 1 is `(uid_t) -1`, "no uid"."""
+MAX_PROCESSES = 4_194_304
+"""Linux's largest pid_max: no sandbox can hold more processes."""
+MAX_MEMORY_MB = 16 * 1024 * 1024
+"""16 TiB: far above any machine cra runs on, and small enough for every rlimit."""
+
+
 def string_list(value: Any) -> str | None:
     """Accept a list of non-empty strings."""
     if all(isinstance(v, str) and v.strip() for v in value):
@@ -110,7 +129,7 @@ SETTINGS: tuple[Setting, ...] = (
         10_000,
         int,
         "How long a writer waits for another process's lock before failing, in ms.",
-        positive,
+        between(1, 3_600_000),
     ),
     Setting(
         "llm",
@@ -134,24 +153,35 @@ SETTINGS: tuple[Setting, ...] = (
         str,
         "Name of the environment variable holding the API key (never the key itself).",
     ),
-    Setting("llm", "timeout_s", 120.0, float, "Timeout of one request, in seconds.", positive),
+    Setting(
+        "llm",
+        "timeout_s",
+        120.0,
+        float,
+        "Timeout of one request, in seconds.",
+        between(0.001, DAY_S),
+    ),
     Setting(
         "llm",
         "max_retries",
         2,
         int,
         "Retries of a request that failed on the network, 429 or 5xx (with backoff).",
-        non_negative,
+        between(0, 100),
     ),
-    Setting("llm", "max_tokens", 1024, int, "Completion token limit of a plan.", positive),
-    Setting("harness", "top_k", 20, int, "Definitions retrieval keeps per task.", positive),
+    Setting(
+        "llm", "max_tokens", 1024, int, "Completion token limit of a plan.", between(1, 1_048_576)
+    ),
+    Setting(
+        "harness", "top_k", 20, int, "Definitions retrieval keeps per task.", between(1, 100_000)
+    ),
     Setting(
         "harness",
         "baseline_max_files",
         3,
         int,
         "Files the baseline planner plans (the top retrieved ones).",
-        positive,
+        between(1, 10_000),
     ),
     Setting(
         "harness",
@@ -159,7 +189,7 @@ SETTINGS: tuple[Setting, ...] = (
         3,
         int,
         "Symbols per file the baseline planner names.",
-        non_negative,
+        between(0, 10_000),
     ),
     Setting(
         "mine",
@@ -167,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
         4,
         int,
         "Most non-test files a qualifying commit may change.",
-        positive,
+        between(1, 1_000_000),
     ),
     Setting(
         "mine",
@@ -175,7 +205,7 @@ SETTINGS: tuple[Setting, ...] = (
         199,
         int,
         "Most non-test Python lines (added + deleted) a qualifying commit may change.",
-        positive,
+        between(1, 100_000_000),
     ),
     Setting(
         "mine",
@@ -183,18 +213,18 @@ SETTINGS: tuple[Setting, ...] = (
         10_000,
         int,
         "Largest full patch (characters) of a qualifying commit.",
-        positive,
+        between(1, 1_000_000_000),
     ),
-    Setting("score", "weight_files", 0.4, float, "Weight of file-target F1.", non_negative),
-    Setting("score", "weight_symbols", 0.4, float, "Weight of symbol F1.", non_negative),
-    Setting("score", "weight_order", 0.2, float, "Weight of dependency ordering.", non_negative),
+    Setting("score", "weight_files", 0.4, float, "Weight of file-target F1.", between(0, 1e6)),
+    Setting("score", "weight_symbols", 0.4, float, "Weight of symbol F1.", between(0, 1e6)),
+    Setting("score", "weight_order", 0.2, float, "Weight of dependency ordering.", between(0, 1e6)),
     Setting(
         "repos",
         "era_months",
         12,
         int,
         "Length of one era of history, in months: pack resolves one environment per era.",
-        positive,
+        between(1, 1200),
     ),
     Setting(
         "repos",
@@ -202,7 +232,7 @@ SETTINGS: tuple[Setting, ...] = (
         1800.0,
         float,
         "Timeout of one whole test run, in seconds (written to the manifest).",
-        positive,
+        between(0.001, WEEK_S),
     ),
     Setting(
         "repos",
@@ -210,7 +240,7 @@ SETTINGS: tuple[Setting, ...] = (
         120.0,
         float,
         "Timeout of one test (pytest-timeout), in seconds (written to the manifest).",
-        positive,
+        between(0.001, WEEK_S),
     ),
     Setting(
         "repos",
@@ -235,7 +265,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "Runs of the tests before and after each commit; a test whose outcome changes "
         "between runs is flaky and never counted.",
-        positive,
+        between(1, 100),
     ),
     Setting(
         "validate",
@@ -244,7 +274,7 @@ SETTINGS: tuple[Setting, ...] = (
         float,
         "Wall-clock limit of one test run (the manifest's test timeout if lower); the "
         "whole process tree is killed when it is reached.",
-        positive,
+        between(0.001, WEEK_S),
     ),
     Setting(
         "validate",
@@ -252,7 +282,7 @@ SETTINGS: tuple[Setting, ...] = (
         60.0,
         float,
         "Limit of one test, in seconds (pytest-timeout; the manifest's if lower).",
-        positive,
+        between(0.001, WEEK_S),
     ),
     Setting(
         "validate",
@@ -260,7 +290,7 @@ SETTINGS: tuple[Setting, ...] = (
         4096,
         int,
         "Address-space limit of every test process, in MiB.",
-        positive,
+        between(1, MAX_MEMORY_MB),
     ),
     Setting(
         "validate",
@@ -268,7 +298,7 @@ SETTINGS: tuple[Setting, ...] = (
         256,
         int,
         "Most processes the tests may run at once (stops fork bombs).",
-        positive,
+        between(1, MAX_PROCESSES),
     ),
     Setting(
         "validate",
@@ -276,7 +306,7 @@ SETTINGS: tuple[Setting, ...] = (
         61000,
         int,
         "When cra runs as root, the unprivileged uid the tests run as.",
-        positive,
+        between(1, MAX_UID),
     ),
     Setting("model", "base", "", str, "Path of the base model directory (no downloads)."),
     Setting(
@@ -287,14 +317,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Interpreter that has vLLM; empty = $CRA_VLLM_PYTHON, else .venv-vllm/ of cra's source.",
     ),
     Setting("serve", "host", "127.0.0.1", str, "Address the server listens on."),
-    Setting("serve", "port", 8000, int, "Port the server listens on.", positive),
+    Setting("serve", "port", 8000, int, "Port the server listens on.", between(1, 65_535)),
     Setting(
         "serve",
         "max_loras",
         0,
         int,
         "Adapters in one batch; 0 = the active adapters plus one free slot for swaps.",
-        non_negative,
+        between(0, 1024),
     ),
     Setting(
         "serve",
@@ -302,7 +332,7 @@ SETTINGS: tuple[Setting, ...] = (
         4096,
         int,
         "Longest prompt plus completion, in tokens.",
-        positive,
+        between(1, 100_000_000),
     ),
     Setting(
         "serve",
@@ -310,7 +340,7 @@ SETTINGS: tuple[Setting, ...] = (
         600.0,
         float,
         "How long to wait for the server to become healthy.",
-        positive,
+        between(0.001, DAY_S),
     ),
     Setting(
         "serve",
@@ -318,7 +348,7 @@ SETTINGS: tuple[Setting, ...] = (
         2.0,
         float,
         "After a swap, how long the old version stays loaded for requests routed before it.",
-        non_negative,
+        between(0, DAY_S),
     ),
     Setting(
         "serve",
@@ -358,7 +388,7 @@ SETTINGS: tuple[Setting, ...] = (
         20,
         int,
         "Fewest train rows (or DPO pairs) an adapter needs before a plan trains it.",
-        positive,
+        between(1, 1_000_000_000),
     ),
     Setting(
         "curate",
@@ -382,10 +412,15 @@ SETTINGS: tuple[Setting, ...] = (
         48,
         int,
         "MinHash permutations (LSH only proposes candidates; exact Jaccard decides).",
-        positive,
+        between(1, 65_536),
     ),
     Setting(
-        "curate", "shingle_words", 3, int, "Words per shingle of near-dup detection.", positive
+        "curate",
+        "shingle_words",
+        3,
+        int,
+        "Words per shingle of near-dup detection.",
+        between(1, 1000),
     ),
     Setting(
         "curate",
@@ -416,7 +451,7 @@ SETTINGS: tuple[Setting, ...] = (
         12_000,
         int,
         "Longest prompt of an execute-code row (parent sources included), in characters.",
-        positive,
+        between(1, 1_000_000_000),
     ),
     Setting("curate", "target_scope", 0.9, float, "Target file recall.", unit_interval),
     Setting("curate", "target_precision", 0.8, float, "Target symbol recall.", unit_interval),
@@ -424,32 +459,64 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "curate", "target_execute", 0.6, float, "Target FAIL_TO_PASS pass rate.", unit_interval
     ),
-    Setting("train", "rank", 16, int, "LoRA rank r.", positive),
-    Setting("train", "alpha", 32, int, "LoRA alpha (the update is scaled by alpha / r).", positive),
+    Setting("train", "rank", 16, int, "LoRA rank r.", between(1, 65_536)),
+    Setting(
+        "train",
+        "alpha",
+        32,
+        int,
+        "LoRA alpha (the update is scaled by alpha / r).",
+        between(1, 1_048_576),
+    ),
     Setting("train", "dropout", 0.0, float, "LoRA dropout.", unit_interval),
-    Setting("train", "learning_rate", 2e-4, float, "Learning rate of SFT.", positive),
-    Setting("train", "dpo_learning_rate", 5e-6, float, "Learning rate of DPO.", positive),
-    Setting("train", "dpo_beta", 0.1, float, "DPO beta (strength of the KL anchor).", positive),
-    Setting("train", "epochs", 1.0, float, "Passes over the training rows.", positive),
+    Setting("train", "learning_rate", 2e-4, float, "Learning rate of SFT.", between(1e-12, 10.0)),
+    Setting(
+        "train", "dpo_learning_rate", 5e-6, float, "Learning rate of DPO.", between(1e-12, 10.0)
+    ),
+    Setting(
+        "train",
+        "dpo_beta",
+        0.1,
+        float,
+        "DPO beta (strength of the KL anchor).",
+        between(1e-9, 1000.0),
+    ),
+    Setting(
+        "train", "epochs", 1.0, float, "Passes over the training rows.", between(0.001, 100_000.0)
+    ),
     Setting(
         "train",
         "max_steps",
         0,
         int,
         "Stop after this many optimizer steps; 0 = run the epochs.",
-        non_negative,
+        between(0, 1_000_000_000),
     ),
-    Setting("train", "batch_size", 4, int, "Rows per device batch.", positive),
-    Setting("train", "grad_accum", 1, int, "Batches accumulated per optimizer step.", positive),
-    Setting("train", "max_length", 1024, int, "Longest row in tokens (longer is cut).", positive),
-    Setting("train", "seed", 3407, int, "Random seed of the run.", non_negative),
+    Setting("train", "batch_size", 4, int, "Rows per device batch.", between(1, 1_048_576)),
+    Setting(
+        "train",
+        "grad_accum",
+        1,
+        int,
+        "Batches accumulated per optimizer step.",
+        between(1, 1_048_576),
+    ),
+    Setting(
+        "train",
+        "max_length",
+        1024,
+        int,
+        "Longest row in tokens (longer is cut).",
+        between(1, 100_000_000),
+    ),
+    Setting("train", "seed", 3407, int, "Random seed of the run.", between(0, 2**32 - 1)),
     Setting(
         "adapters",
         "noise_floor",
         0.0,
         float,
         "Least drop of a primary metric that counts as a regression (a fixed floor).",
-        non_negative,
+        between(0, 1e6),
     ),
     Setting(
         "adapters",
@@ -458,7 +525,7 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "Bootstrap resamples estimating the noise floor from the eval set (the floor is the "
         "larger of that and noise_floor); 0 = noise_floor alone.",
-        non_negative,
+        between(0, 10_000_000),
     ),
     Setting(
         "adapters",
@@ -474,7 +541,7 @@ SETTINGS: tuple[Setting, ...] = (
         256,
         int,
         "Tokens an adapter may generate per eval example.",
-        positive,
+        between(1, 1_048_576),
     ),
     Setting(
         "adapters",
@@ -482,7 +549,7 @@ SETTINGS: tuple[Setting, ...] = (
         5,
         int,
         "cra adapter check: scored live calls needed before a regression can roll back.",
-        positive,
+        between(1, 1_000_000_000),
     ),
     *(
         Setting("stages", stage, adapter, str, f"Adapter for the {stage!r} stage.")

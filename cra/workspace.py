@@ -85,11 +85,30 @@ class Workspace:
         """`db/curated.db`: the index and knowledge base."""
         return self.db_dir / "curated.db"
 
+    @property
+    def lock_path(self) -> Path:
+        """`db/writer.lock`: the lock one writing command at a time holds (:mod:`cra.lock`)."""
+        return self.db_dir / "writer.lock"
+
+    def has_packages(self) -> bool:
+        """Whether `repos/` holds any package (temporary folders of a pack or import aside)."""
+        if not self.repos_dir.is_dir():
+            return False
+        return any(p.is_dir() and not p.name.startswith(".") for p in self.repos_dir.iterdir())
+
     def raw_db(self) -> sqlite3.Connection:
-        """Open `raw.db`, creating or upgrading its schema."""
+        """Open `raw.db`, creating or upgrading its schema.
+
+        Once the workspace has packages, an existing but empty `raw.db` is an error
+        (DatabaseError), never silently a new database; so is one that is not SQLite.
+        """
         from cra.db import open_raw
 
-        return open_raw(self.raw_db_path, busy_timeout_ms=self.config["db.busy_timeout_ms"])
+        return open_raw(
+            self.raw_db_path,
+            busy_timeout_ms=self.config["db.busy_timeout_ms"],
+            expect_data=self.has_packages(),
+        )
 
     def curated_db(self) -> sqlite3.Connection:
         """Open `curated.db`, creating or upgrading its schema."""

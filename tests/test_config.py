@@ -80,7 +80,7 @@ def test_bool_is_not_an_integer(tmp_path: Path) -> None:
 def test_invalid_limit_is_an_error_never_unlimited(tmp_path: Path, value: str) -> None:
     path = tmp_path / "cra.toml"
     path.write_text(f"[db]\nbusy_timeout_ms = {value}\n")
-    with pytest.raises(ConfigError, match="greater than 0"):
+    with pytest.raises(ConfigError, match="must be between 1 and"):
         load_config(path)
 
 

@@ -11,6 +11,34 @@ from cra.errors import DatabaseError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
+DAMAGED_HINT = (
+    "restore it from a backup, or move it aside to start a fresh one "
+    "(then mine the repositories again)"
+)
+
+
+def refuse_emptied(path: Path) -> None:
+    """Raise DatabaseError if `path` exists and is empty (0 bytes).
+
+    An empty file where a database was expected is a truncated or lost database: opening
+    it would silently create a new, empty one over it. The file is left as it is.
+    """
+    path = Path(path)
+    if path.is_file() and path.stat().st_size == 0:
+        raise DatabaseError("is empty (0 bytes): the database was truncated", path=path,
+                            hint=DAMAGED_HINT)  # fmt: skip
+
+
+def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise DatabaseError unless `PRAGMA quick_check` finds the database sound."""
+    try:
+        rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"is damaged: {exc}", path=path, hint=DAMAGED_HINT) from exc
+    if rows != ["ok"]:
+        first = rows[0] if rows else "no answer"
+        raise DatabaseError(f"is damaged: {first}", path=path, hint=DAMAGED_HINT)
+
 
 def connect(
     path: Path, *, busy_timeout_ms: int, check_same_thread: bool = True
@@ -30,11 +58,7 @@ def connect(
         with path.open("rb") as fh:
             head = fh.read(len(SQLITE_MAGIC))
         if head != SQLITE_MAGIC:
-            raise DatabaseError(
-                "is not an SQLite database",
-                path=path,
-                hint="move the file away; cra creates a fresh database on the next run",
-            )
+            raise DatabaseError("is not an SQLite database", path=path, hint=DAMAGED_HINT)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = sqlite3.connect(

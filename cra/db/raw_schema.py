@@ -231,7 +231,17 @@ ALTER TABLE commits ADD COLUMN conventional_type TEXT;
 """
 )
 
+# When a commit left the package's history (a re-pack with rewritten history): NULL while
+# it is reachable from the package's HEAD. A gone commit is never planned, validated or
+# counted as qualifying; its rows stay as the record of what happened.
+M0003_COMMIT_GONE = sql(
+    """
+ALTER TABLE commits ADD COLUMN gone_at TEXT;
+"""
+)
+
 RAW_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", M0001_CORE),
     Migration(2, "commits record their conventional-commit type", M0002_COMMIT_TYPE),
+    Migration(3, "commits gone from a re-packed history are marked", M0003_COMMIT_GONE),
 )

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
 from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import closing
@@ -36,7 +35,7 @@ from pathlib import Path
 from cra.config import Config
 from cra.db import transaction
 from cra.fsutil import now_iso
-from cra.git import git_env
+from cra.git import git_bytes
 from cra.harness.messages import clean_task_text, conventional_type, score_subject
 from cra.harness.testpaths import exercises_tests, is_test_path
 from cra.repos.layout import register_repo, require_package
@@ -172,16 +171,11 @@ LOG_FORMAT = "%x1eC%x1f%H%x1f%P%x1f%at%x1f%aI%x1f%an <%ae>%x1f%B%x1f"
 def scan_history(repo_dir: Path) -> list[CommitFacts]:
     """Every commit reachable from HEAD with its changed files, oldest first (by author
     date), from one `git log` pass."""
-    proc = subprocess.run(
-        ["git", "log", "HEAD", "--no-color", "--raw", "--numstat", "-z", "-M",
-         "--no-abbrev", f"--format={LOG_FORMAT}"],
-        cwd=repo_dir, capture_output=True, env=git_env(), check=False,
+    out = git_bytes(
+        "log", "HEAD", "--no-color", "--raw", "--numstat", "-z", "-M", "--no-abbrev",
+        f"--format={LOG_FORMAT}", cwd=repo_dir,
     )  # fmt: skip
-    if proc.returncode != 0:
-        from cra.git import GitError
-
-        raise GitError(["log"], proc.returncode, proc.stderr.decode("utf-8", "replace"))
-    text = proc.stdout.decode("utf-8", "replace")
+    text = out.decode("utf-8", "replace")
     commits: list[CommitFacts] = []
     for chunk in text.split("\x1eC\x1f")[1:]:
         head, _, rest = chunk.partition("\x1f\x00")
@@ -238,17 +232,10 @@ def patch_sizes(repo_dir: Path, shas: list[str]) -> dict[str, int]:
         return {}
     from git.diff import Diff
 
-    proc = subprocess.run(
-        ["git", "diff-tree", "--stdin", "-r", "-p", "-M", "--full-index", "--abbrev=40",
-         "--no-ext-diff", "--no-color"],
-        cwd=repo_dir, input=("\n".join(shas) + "\n").encode(), capture_output=True,
-        env=git_env(), check=False,
+    out = git_bytes(
+        "diff-tree", "--stdin", "-r", "-p", "-M", "--full-index", "--abbrev=40", "--no-color",
+        cwd=repo_dir, input=("\n".join(shas) + "\n").encode(),
     )  # fmt: skip
-    if proc.returncode != 0:
-        from cra.git import GitError
-
-        raise GitError(["diff-tree"], proc.returncode, proc.stderr.decode("utf-8", "replace"))
-    out = proc.stdout
     # Each commit's patch follows a line holding just its sha; no diff line can be one.
     marks = list(re.finditer(rb"^([0-9a-f]{40})\n", out, re.MULTILINE))
     sizes = dict.fromkeys(shas, 0)
@@ -423,19 +410,25 @@ def mine_repo(
 
 def funnel(conn: sqlite3.Connection, repo: str | None = None) -> list[dict[str, object]]:
     """The funnel of each mined repository (or of `repo`): commits in, dropped per stage
-    with the top reasons, qualifying out, yield %."""
+    with the top reasons, qualifying out, yield %, and `gone`: recorded commits the
+    package's history no longer has (see :mod:`cra.harness.reconcile`), outside the
+    funnel."""
     rows = conn.execute(
-        "SELECT r.name, c.stage, c.reason, count(*) AS n FROM commits c "
+        "SELECT r.name, CASE WHEN c.gone_at IS NULL THEN c.stage ELSE 'gone' END, c.reason, "
+        "count(*) AS n FROM commits c "
         "JOIN repos r ON r.id = c.repo_id WHERE (? IS NULL OR r.name = ?) "
-        "GROUP BY r.name, c.stage, c.reason ORDER BY r.name",
+        "GROUP BY 1, 2, 3 ORDER BY r.name",
         (repo, repo),
     ).fetchall()
     out: dict[str, dict[str, object]] = {}
     for name, stage, reason, n in rows:
         entry = out.setdefault(
             name, {"repo": name, "commits_in": 0, "dropped": {s: 0 for s in STAGES},
-                   "reasons": {s: {} for s in STAGES}, "qualified": 0},
+                   "reasons": {s: {} for s in STAGES}, "qualified": 0, "gone": 0},
         )  # fmt: skip
+        if stage == "gone":
+            entry["gone"] += n  # type: ignore[operator]
+            continue
         entry["commits_in"] += n  # type: ignore[operator]
         if stage == "qualified":
             entry["qualified"] += n  # type: ignore[operator]

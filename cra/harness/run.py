@@ -129,11 +129,11 @@ def task_id_for(repo: str, sha: str) -> str:
 def qualified_commits(
     conn: sqlite3.Connection, repo_id: int, since: datetime | None
 ) -> list[Commit]:
-    """The repository's qualifying commits, oldest first."""
+    """The repository's qualifying commits, oldest first (none gone from its history)."""
     rows = conn.execute(
         "SELECT id, sha, parent_sha, authored_at, authored_ts, task_text, files_source, "
         "files_tests FROM commits WHERE repo_id = ? AND verdict = 'qualified' "
-        "ORDER BY authored_ts, id",
+        "AND gone_at IS NULL ORDER BY authored_ts, id",
         (repo_id,),
     ).fetchall()
     out = []
