@@ -1,12 +1,17 @@
 """`cra env build`: a virtualenv from a repo package's `packages/` only, with no network.
 
-uv builds it (`uv venv --relocatable`, `uv pip install --offline --no-index
---find-links packages/`); pip with `--no-index` is the fallback when uv is missing or
-`--installer pip` is asked for. The environment lives in `harness/envs/KEY`, where KEY
-hashes the interpreter version, the sha256 of every wheel installed, the install mode
-(and the project folder for editable or installed modes): building again is a no-op.
-It is built in a temporary folder and renamed into place, with `cra-env.json`
-describing it. Every wheel's sha256 is checked before it is installed.
+uv builds it (`uv venv --relocatable`, `uv pip install --offline --no-index --no-build
+--find-links packages/`); pip with `--no-index --only-binary :all:` is the fallback when
+uv is missing or `--installer pip` is asked for. The host only ever installs wheels: no
+sdist, `setup.py` or build backend of the repository runs outside the sandbox, whatever
+the manifest says. A project that needs a build (editable or installed modes: compiled
+extensions, generated version files) is built per commit, inside the sandbox, in that
+commit's tree copy (`BuiltEnv.build_step`), before its tests.
+
+The environment lives in `harness/envs/KEY`, where KEY hashes the interpreter version,
+the sha256 of every wheel installed and the install mode: building again is a no-op. It
+is built in a temporary folder and renamed into place, with `cra-env.json` describing
+it. Every wheel's sha256 is checked before it is installed.
 """
 
 from __future__ import annotations
@@ -28,14 +33,16 @@ from pathlib import Path
 
 from cra.env.tools import ToolError, pip_argv, run_tool, tool_env, uv_binary
 from cra.errors import ChecksumMismatch, CraError, UsageError
-from cra.fsutil import atomic_write_text, extract_tree, now_iso, sha256_file
-from cra.git import git_bytes
+from cra.fsutil import atomic_write_text, now_iso, sha256_file
 from cra.repos.layout import RepoPackage, require_package
 from cra.repos.manifest import Environment, Manifest, load_manifest
 from cra.repos.wheels import best_wheel
 from cra.workspace import Workspace
 
-BUILDER_VERSION = 2
+BUILDER_VERSION = 3
+BUILD_SCRIPT_DIR = Path(__file__).resolve().parent / "project_build"
+"""Holds the script a sandboxed build step runs; the sandbox shows it read-only."""
+BUILD_SCRIPT = BUILD_SCRIPT_DIR / "cra_build_project.py"
 MARKER = "cra-env.json"
 Echo = Callable[[str], None]
 
@@ -54,6 +61,18 @@ class MissingRequirement(CraError, LookupError):
 
 
 @dataclass(frozen=True)
+class BuildStep:
+    """A build of one commit's project, to run in the sandbox before its tests.
+
+    `argv` writes only into the tree copy and `site`; `readonly` are the extra paths the
+    sandbox must show (the build script)."""
+
+    argv: tuple[str, ...]
+    site: Path
+    readonly: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
 class BuiltEnv:
     """A ready environment: where it is, how it was made, how to run tests in it."""
 
@@ -68,7 +87,6 @@ class BuiltEnv:
     per_test_timeout_s: float
     installer: str
     wheels: int
-    project_dir: Path | None
     cached: bool
     seconds: float
     python_version: str = ""
@@ -79,8 +97,25 @@ class BuiltEnv:
         """The environment's interpreter."""
         return self.path / "bin" / "python"
 
-    def run_env(self, checkout: Path, base: dict[str, str] | None = None) -> dict[str, str]:
-        """The process environment for running the tests of `checkout` in this env."""
+    @property
+    def needs_build(self) -> bool:
+        """Whether each commit's project is built (in the sandbox) before its tests."""
+        return self.mode in ("editable", "installed")
+
+    def build_step(self, checkout: Path, site: Path) -> BuildStep | None:
+        """The sandboxed build of the project in `checkout` into `site` (a folder put on
+        `PYTHONPATH` by `run_env`), or None when the mode needs no build (pythonpath)."""
+        if not self.needs_build:
+            return None
+        argv = (str(self.python), "-I", str(BUILD_SCRIPT), str(Path(checkout).absolute()),
+                str(Path(site).absolute()), self.mode, *self.pythonpath)  # fmt: skip
+        return BuildStep(argv, Path(site), (BUILD_SCRIPT_DIR,))
+
+    def run_env(
+        self, checkout: Path, base: dict[str, str] | None = None, site: Path | None = None
+    ) -> dict[str, str]:
+        """The process environment for running the tests of `checkout` in this env; `site`
+        is where its build step unpacked the project (editable and installed modes)."""
         env = dict(os.environ if base is None else base)
         for var in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "PIP_REQUIRE_VIRTUALENV"):
             env.pop(var, None)
@@ -88,13 +123,15 @@ class BuiltEnv:
         env["PATH"] = f"{self.path / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["PYTHONNOUSERSITE"] = "1"
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        if self.mode in ("pythonpath", "editable") and self.pythonpath:
-            # An editable install points at one checkout; the commit's own tree comes
-            # first, so its tests import its code (the install adds only what a build
-            # writes, such as a version file).
-            env["PYTHONPATH"] = os.pathsep.join(
-                str((Path(checkout) / entry).absolute()) for entry in self.pythonpath
-            )
+        paths = []
+        if self.mode in ("pythonpath", "editable"):
+            # The commit's own tree comes first, so its tests import its code; its build
+            # (editable mode) added what the tree lacked, such as a compiled extension.
+            paths = [str((Path(checkout) / entry).absolute()) for entry in self.pythonpath]
+        if site is not None and self.needs_build:
+            paths.append(str(Path(site).absolute()))  # the built wheel: metadata, the rest
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(paths)
         env.update(self.env_vars)
         return env
 
@@ -147,7 +184,6 @@ def env_key(
     *,
     python_version: str,
     installer: str,
-    project_dir: Path | None,
 ) -> str:
     """The cache key of an environment: what it installs, with what, for which Python."""
     shas = sorted(manifest.wheel(f).sha256 for f in env.wheels)
@@ -157,7 +193,6 @@ def env_key(
         "mode": manifest.importable["mode"],
         "installer": installer,
         "wheels": shas,
-        "project": str(project_dir) if project_dir is not None else None,
         "env": manifest.importable["env"],
     }
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -198,21 +233,6 @@ def _missing_from_output(output: str) -> str | None:
     return None
 
 
-def _export_checkout(package: RepoPackage, head: str, dest: Path) -> Path:
-    """Export the head tree to `dest` (for editable/installed modes), once."""
-    if dest.is_dir():
-        return dest
-    data = git_bytes("archive", "--format=tar", head, cwd=package.repo_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
-    try:
-        extract_tree(data, tmp)
-        tmp.rename(dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
-
-
 def _install(
     installer: str,
     uv: Path | None,
@@ -220,13 +240,11 @@ def _install(
     interpreter: Path,
     package: RepoPackage,
     pins_file: Path,
-    project_dir: Path | None,
-    mode: str,
     extra_env: dict[str, str],
     uv_cache: Path,
     name: str,
-    pythonpath: tuple[str, ...] = (),
 ) -> None:
+    """Create `venv` and install the pinned wheels: wheels only, nothing is ever built."""
     env = tool_env(uv_cache, offline=True)
     env.update(extra_env)
     links = str(package.packages_dir)
@@ -255,6 +273,7 @@ def _install(
                 str(venv / "bin" / "python"),
                 "--offline",
                 "--no-index",
+                "--no-build",
                 "--find-links",
                 links,
             ]
@@ -272,44 +291,18 @@ def _install(
                 "install",
                 "--quiet",
                 "--no-index",
+                "--only-binary",
+                ":all:",
                 "--find-links",
                 links,
             ]
             tool = "pip install"
         run_tool([*base, "-r", str(pins_file)], what=tool, env=env, hint=hint)
-        if project_dir is not None:
-            target = ["-e", str(project_dir)] if mode == "editable" else [str(project_dir)]
-            run_tool(
-                [*base, "--no-build-isolation", "--no-deps", *target],
-                what=f"installing the project ({mode})",
-                env=env,
-                hint=hint,
-            )
-            if mode == "editable" and pythonpath:
-                plain_editable(venv, project_dir, pythonpath)
     except ToolError as exc:
         missing = _missing_from_output(exc.output)
         if missing:
             raise MissingRequirement(missing, name, "no wheel in packages/ satisfies it") from None
         raise
-
-
-def plain_editable(venv: Path, project_dir: Path, pythonpath: tuple[str, ...]) -> None:
-    """Replace an editable install's import hooks with plain path entries.
-
-    setuptools and hatchling install editable projects through meta-path finders, which
-    win over `PYTHONPATH`: every commit would import the one installed checkout. With plain
-    `.pth` entries (read after `PYTHONPATH`) the commit's tree wins and the checkout only
-    supplies what a build writes."""
-    for site in venv.glob("lib/python*/site-packages"):
-        for pth in site.glob("*.pth"):
-            text = pth.read_text(encoding="utf-8", errors="replace")
-            if pth.name.startswith(("__editable__", "_editable_impl")) and "import" in text:
-                pth.unlink()
-        for finder in (*site.glob("__editable___*_finder.py"), *site.glob("_editable_impl_*.py")):
-            finder.unlink()
-        lines = [str((project_dir / entry).absolute()) for entry in pythonpath]
-        (site / "cra-editable.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def build_env(
@@ -321,7 +314,16 @@ def build_env(
     project_dir: Path | None = None,
     echo: Echo | None = None,
 ) -> BuiltEnv:
-    """Build (or reuse) the offline environment `env_id` of package `name`."""
+    """Build (or reuse) the offline environment `env_id` of package `name`.
+
+    Only wheels are installed; the project itself is built per commit in the sandbox
+    (`BuiltEnv.build_step`), so `project_dir` is refused: no checkout is built here."""
+    if project_dir is not None:
+        raise UsageError(
+            f"--project-dir {project_dir}: the project is never built on the host",
+            hint="each commit's tree is built inside the sandbox before its tests; "
+            "build the environment without --project-dir",
+        )
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
     package = require_package(workspace, name)
@@ -336,19 +338,7 @@ def build_env(
     interpreter = find_interpreter(manifest.python)
     python_version = _interpreter_version(interpreter)
     mode = manifest.importable["mode"]
-    if mode != "pythonpath":
-        if project_dir is None:
-            checkouts = workspace.harness_dir / "checkouts"
-            checkouts.mkdir(parents=True, exist_ok=True)
-            project_dir = _export_checkout(
-                package, env.resolved_at, checkouts / f"{name}-{env.resolved_at[:12]}"
-            )
-        project_dir = Path(project_dir).absolute()
-    else:
-        project_dir = None
-    key = env_key(
-        manifest, env, python_version=python_version, installer=chosen, project_dir=project_dir
-    )
+    key = env_key(manifest, env, python_version=python_version, installer=chosen)
     envs_dir = workspace.harness_dir / "envs"
     target = envs_dir / key
 
@@ -365,7 +355,6 @@ def build_env(
             per_test_timeout_s=float(manifest.test["per_test_timeout_s"]),
             installer=chosen,
             wheels=len(env.wheels),
-            project_dir=project_dir,
             cached=cached,
             seconds=time.perf_counter() - started,
             python_version=python_version,
@@ -388,12 +377,9 @@ def build_env(
             interpreter,
             package,
             pins_file,
-            project_dir,
-            mode,
             dict(manifest.importable["env"]),
             workspace.harness_dir / "uv-cache",
             name,
-            tuple(manifest.importable["pythonpath"]),
         )
         built = result(False)
         marker = {
@@ -405,7 +391,6 @@ def build_env(
             "mode": mode,
             "requirements": pins,
             "wheels": {f: manifest.wheel(f).sha256 for f in env.wheels},
-            "project_dir": str(project_dir) if project_dir else None,
             "manifest_head": manifest.head,
             "built_at": now_iso(),
             "seconds": round(built.seconds, 3),

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import cra.harness.plugin
 from cra.db import transaction
-from cra.env.build import BuiltEnv, build_env
+from cra.env.build import BuildStep, BuiltEnv, build_env
 from cra.errors import CraError, NotFound, UsageError
 from cra.fsutil import extract_tree, now_iso
 from cra.git import git, git_bytes
@@ -307,6 +307,24 @@ class Runner:
         )
         return limits, per_test
 
+    def build_project(
+        self, step: BuildStep, work: Path, private: Sequence[Path], readonly: Sequence[Path],
+        run_env: dict[str, str], limits: Limits, logs: Path,
+    ) -> tuple[str, str] | None:  # fmt: skip
+        """Run a commit's build step sandboxed; (verdict class, why) when it failed."""
+        step.site.mkdir()
+        prepare_owned([step.site], self.uid)
+        ran = run_sandboxed(step.argv, isolation=self.isolation, cwd=work,
+                            writable=[work, *private, step.site],
+                            readonly=[*readonly, *step.readonly], env=run_env,
+                            limits=limits, logs=logs, uid=self.uid)  # fmt: skip
+        if ran.start_error:
+            return "sandbox_failed", ran.start_error
+        if ran.timed_out or ran.returncode != 0:
+            why = "timed out" if ran.timed_out else f"exit {ran.returncode}"
+            return "env_failed", f"building the project failed ({why}): {ran.stderr_tail}"
+        return None
+
     def run_tests(
         self, env: BuiltEnv, tree: Path, tests: Sequence[str], phase: str, attempt: int,
         scratch: Path, manifest_timeout: float, extra: Sequence[str] = (),
@@ -331,7 +349,7 @@ class Runner:
             "CRA_REPORT_PATH": str(report),
             "PYTHONHASHSEED": "0",
         }
-        run_env = env.run_env(work, base=base)
+        run_env = env.run_env(work, base=base, site=scratch / "site")
         run_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (run_env.get("PYTHONPATH", ""), str(PLUGIN_DIR)) if p
         )
@@ -342,8 +360,13 @@ class Runner:
                  "-q", "-rN", *legacy_config(work, tmp), *extra, *tests]  # fmt: skip
         interpreter = Path(os.path.realpath(env.python)).parents[1]
         readonly = [env.path, interpreter, PLUGIN_DIR]
-        if env.project_dir is not None:
-            readonly.append(env.project_dir)
+        step = env.build_step(work, scratch / "site")
+        if step is not None:  # the commit's project, built in the same sandbox first
+            failed = self.build_project(step, work, [tmp, home], readonly, run_env, limits,
+                                        scratch / "build-logs")  # fmt: skip
+            if failed is not None:
+                result.problem, result.detail = failed
+                return result
         ran = run_sandboxed(
             argv,
             isolation=self.isolation,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -120,9 +119,11 @@ def test_a_wheel_changed_after_import_is_not_installed(workspace: Workspace, pac
         build_env(workspace, "tally")
 
 
-def test_editable_mode_installs_the_project(
+def test_editable_mode_installs_only_wheels_on_the_host(
     workspace: Workspace, packed: Path, wheelhouse: Path
 ) -> None:
+    """The project is built per commit in the sandbox (tests/env/test_build_sandboxed.py),
+    never into the environment."""
     from cra.repos.pack import PackOptions, pack
 
     source = packed / "repo"
@@ -132,29 +133,12 @@ def test_editable_mode_installs_the_project(
         PackOptions(name="tally-ed", find_links=wheelhouse, install_mode="editable"),
     )
     built = build_env(workspace, "tally-ed")
-    assert built.mode == "editable" and built.project_dir is not None
-    code = "import importlib.metadata as m, tally; print(m.version('tally'), tally.__file__)"
-    out = subprocess.run(
-        [str(built.python), "-c", code],
-        capture_output=True,
-        text=True,
-        env=built.run_env(built.project_dir),
-        check=True,
-    ).stdout.split()
-    assert out[0] == "0.1.0"
-    assert out[1].startswith(str(built.project_dir))
-    # Another commit's tree wins over the installed checkout: its tests import its code.
-    other = workspace.root / "other-tree"
-    shutil.copytree(built.project_dir, other)
-    out = subprocess.run(
-        [str(built.python), "-c", code],
-        capture_output=True,
-        text=True,
-        env=built.run_env(other),
-        check=True,
-    ).stdout.split()
-    assert out[0] == "0.1.0"
-    assert out[1].startswith(str(other))
+    assert built.mode == "editable" and built.needs_build
+    site = next(built.path.glob("lib/python*/site-packages"))
+    assert not list(site.glob("tally*")) and not list(site.glob("*editable*"))
+    step = built.build_step(workspace.root / "tree", workspace.root / "site")
+    assert step is not None and "editable" in step.argv
+    assert build_env(workspace, "tally").build_step(workspace.root, workspace.root) is None
 
 
 def test_unknown_environment_lists_the_known_ones(workspace: Workspace, packed: Path) -> None:
