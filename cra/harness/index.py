@@ -7,14 +7,13 @@ commit re-parses only the files that changed since any commit indexed before.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cra.db import transaction
 from cra.fsutil import now_iso
-from cra.git import git_bytes, git_env
+from cra.git import cat_blobs, git_bytes
 from cra.harness.pyparse import Import, ParsedFile, Symbol, parse_python
 
 MAX_FILE_BYTES = 1_000_000
@@ -37,31 +36,9 @@ def python_blobs(repo_dir: Path, sha: str) -> dict[str, str]:
 
 
 def read_blobs(repo_dir: Path, shas: list[str]) -> dict[str, bytes]:
-    """Read blobs through one `git cat-file --batch` process."""
-    if not shas:
-        return {}
-    request = "".join(f"{s}\n" for s in shas).encode()
-    proc = subprocess.run(
-        ["git", "cat-file", "--batch"],
-        cwd=repo_dir,
-        input=request,
-        capture_output=True,
-        env=git_env(),
-        check=True,
-    )
-    data = proc.stdout
-    blobs: dict[str, bytes] = {}
-    pos = 0
-    for sha in shas:
-        end = data.index(b"\n", pos)
-        header = data[pos:end].split(b" ")
-        pos = end + 1
-        if len(header) < 3 or header[1] != b"blob":
-            continue
-        size = int(header[2])
-        blobs[sha] = data[pos : pos + size]
-        pos += size + 1
-    return blobs
+    """Read blobs as stored through one `git cat-file --batch` process (no filter or
+    textconv applies); shas that are not blobs are left out."""
+    return {sha: data for sha, (kind, data) in cat_blobs(repo_dir, shas).items() if kind == "blob"}
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from cra.db import transaction
 from cra.env.build import BuildStep, BuiltEnv, build_env
 from cra.errors import CraError, NotFound, UsageError
 from cra.fsutil import extract_tree, now_iso
-from cra.git import git, git_bytes
+from cra.git import archive_tree, git
 from cra.harness.run import Commit, _ensure_task, qualified_commits, task_id_for
 from cra.harness.sandbox import (
     Limits,
@@ -185,8 +185,9 @@ class ValidateSummary:
 
 
 def export_tree(repo_dir: Path, sha: str, dest: Path, paths: Sequence[str] = ()) -> None:
-    """Write the tree of `sha` (or only `paths` of it) into `dest`, no git metadata."""
-    extract_tree(git_bytes("archive", "--format=tar", sha, "--", *paths, cwd=repo_dir), dest)
+    """Write the tree of `sha` (or only `paths` of it) into `dest`, no git metadata; blobs
+    as stored, no attribute (filter, export-ignore, export-subst) applies."""
+    extract_tree(archive_tree(repo_dir, sha, paths), dest)
 
 
 def changed_test_paths(repo_dir: Path, parent: str, sha: str) -> tuple[list[str], list[str]]:

@@ -1,13 +1,14 @@
 """`cra repo pack`: a git repository and every wheel it needs, as `repos/NAME/`.
 
 Runs on a connected machine (or offline, from a local wheelhouse given with
-`--find-links`). Steps: clone REF's whole history with no remote left; split the
-history into eras (`cra.repos.eras`); per era, read the requirements at the era's last
-commit, pin them (`cra.repos.resolve`: the project's bounded by the era's end, cra's own
-tools by the interpreter) and fetch one wheel per pin (`cra.repos.fetch`), retrying a
-failing era with later bounds and recording an era that never works as unusable; write
-`manifest.json`. Everything is
-written under a temporary directory in `repos/` and renamed at the end.
+`--find-links`). Steps: write REF's whole history into a fresh repository that cra
+creates (only objects and refs travel from the source, nothing of its `.git`); split
+the history into eras (`cra.repos.eras`); per era, read the requirements at the era's
+last commit, pin them (`cra.repos.resolve`: the project's bounded by the era's end,
+cra's own tools by the interpreter) and fetch one wheel per pin (`cra.repos.fetch`),
+retrying a failing era with later bounds and recording an era that never works as
+unusable; write `manifest.json`. Everything is written under a temporary directory in
+`repos/` and renamed at the end.
 """
 
 from __future__ import annotations
@@ -123,18 +124,23 @@ def check_source(source: str) -> str:
 
 
 def clone_ref(source: str, dest: Path, ref: str | None) -> tuple[str, str]:
-    """Clone `source` into `dest` without a checkout, keep only REF's history; return
-    (head sha, branch name). No remote, tag or hook is left pointing outside."""
+    """Write REF's history from `source` into a fresh repository at `dest` that cra
+    creates itself (no checkout); return (head sha, branch name).
+
+    Only objects and refs travel: nothing of the source's `.git` (config, hooks,
+    attributes, info, worktrees) is copied, and no remote, tag or hook is left pointing
+    outside."""
+    dest.mkdir()
+    git("init", "-q", "--template=", str(dest), cwd=dest.parent)
     try:
-        git("clone", "-q", "--no-checkout", "--no-hardlinks", source, str(dest), cwd=dest.parent)
+        advertised = git("ls-remote", "--symref", source, "HEAD", cwd=dest)
+        git(
+            "fetch", "-q", "--no-tags", "--no-write-fetch-head", source,
+            "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", cwd=dest,
+        )  # fmt: skip
     except GitError as exc:
         raise UsageError(f"cannot clone {source}: {exc}", hint="check the path or URL") from None
-    if not (dest / ".git").is_dir():
-        raise UsageError(f"cloning {source} made no repository")
-    try:
-        default = git("symbolic-ref", "--short", "HEAD", cwd=dest).strip()
-    except GitError:
-        default = "main"
+    default = _advertised_head(advertised) or "main"
     want = ref or default
     sha = None
     is_branch = False
@@ -160,21 +166,24 @@ def clone_ref(source: str, dest: Path, ref: str | None) -> tuple[str, str]:
     branch = want if is_branch and _valid_branch(want, dest) else "main"
     git("update-ref", f"refs/heads/{branch}", sha, cwd=dest)
     git("symbolic-ref", "HEAD", f"refs/heads/{branch}", cwd=dest)
-    for other in git("for-each-ref", "--format=%(refname)", "refs/heads", cwd=dest).split():
+    listed = git("for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes", cwd=dest)
+    for other in listed.split():
         if other != f"refs/heads/{branch}":
-            git("update-ref", "-d", other, cwd=dest)
-    git("remote", "remove", "origin", cwd=dest)
+            git("update-ref", "--no-deref", "-d", other, cwd=dest)
     for tag in git("tag", "--no-merged", sha, cwd=dest).split():
         git("tag", "-d", tag, cwd=dest)
     git("reflog", "expire", "--expire=now", "--all", cwd=dest)
     git("gc", "-q", "--prune=now", cwd=dest)
-    hooks = dest / ".git" / "hooks"
-    if hooks.is_dir():
-        shutil.rmtree(hooks)
-    hooks.mkdir()
-    for path in (dest / ".git" / "description", dest / ".git" / "FETCH_HEAD"):
-        path.unlink(missing_ok=True)
     return sha, branch
+
+
+def _advertised_head(ls_remote: str) -> str | None:
+    """The branch a `git ls-remote --symref SOURCE HEAD` listing says HEAD points at."""
+    for line in ls_remote.splitlines():
+        target, _, name = line.partition("\t")
+        if name == "HEAD" and target.startswith("ref: refs/heads/"):
+            return target.removeprefix("ref: refs/heads/")
+    return None
 
 
 def _valid_branch(name: str, cwd: Path) -> bool:

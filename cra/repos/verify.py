@@ -2,9 +2,11 @@
 
 Checks, in order: the layout (only `repo/`, `packages/`, `manifest.json`; no symlinks or
 special files anywhere), the manifest (schema and its own checksum), every wheel (present,
-size, sha256, and nothing in `packages/` the manifest does not list), and the clone (no
-hooks, alternates or config that would run or fetch anything, then `git fsck` and the
-head the manifest names). The git checks read the config before git runs in the clone.
+size, sha256, and nothing in `packages/` the manifest does not list), and the clone: a
+plain repository only (every entry of `repo/.git/` on an allowlist: no `commondir`,
+`gitdir`, worktrees, `info/attributes`, alternates, hooks or anything unknown; a config
+with a few core settings and nothing else, includes refused), then `git fsck` and the
+head the manifest names. The clone's layout and config are read before git runs in it.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cra.errors import CraError
 from cra.fsutil import atomic_write_text, now_iso, sha256_file
-from cra.git import GitError, git
+from cra.git import GitError, git, git_bytes
 from cra.repos.layout import RepoPackage
 from cra.repos.manifest import Manifest, ManifestError, load_manifest
 from cra.workspace import Workspace
@@ -127,33 +130,116 @@ def _check_wheels(package: RepoPackage, manifest: Manifest) -> Check:
     return Check("wheels", True, f"{len(manifest.wheels)} wheels match their sha256")
 
 
-def _check_git_safety(repo_dir: Path) -> list[str]:
+_HEX = r"[0-9a-f]{40}(?:[0-9a-f]{24})?"
+_REFS = r"(?:heads|tags|remotes)"
+GIT_FILES = re.compile(
+    "|".join(
+        (
+            r"HEAD|config|description|packed-refs|shallow|info/(?:exclude|refs)",
+            r"hooks/[^/]+\.sample",
+            r"objects/[0-9a-f]{2}/[0-9a-f]{38}(?:[0-9a-f]{24})?",
+            rf"objects/pack/pack-{_HEX}\.(?:pack|idx|rev|bitmap|keep)",
+            r"objects/pack/multi-pack-index",
+            r"objects/info/(?:packs|commit-graph)",
+            rf"objects/info/commit-graphs/(?:commit-graph-chain|graph-{_HEX}\.graph)",
+            rf"refs/{_REFS}/.+|logs/HEAD|logs/refs/{_REFS}/.+",
+        )
+    )
+)
+"""Every file a plain repository of a package may hold in `repo/.git/`."""
+GIT_DIRS = re.compile(
+    rf"branches|hooks|info|objects|objects/[0-9a-f]{{2}}|objects/(?:pack|info)"
+    rf"|objects/info/commit-graphs|refs|refs/{_REFS}(?:/.+)?|logs|logs/refs"
+    rf"|logs/refs/{_REFS}(?:/.+)?"
+)
+"""Every folder it may hold."""
+REFUSED = {
+    "commondir": "would make git read another folder's config, hooks and attributes",
+    "gitdir": "would point git at another repository",
+    "worktrees": "holds linked worktrees, each with its own git folder",
+    "modules": "holds submodule repositories",
+    "config.worktree": "is configuration a package must not carry",
+    "info/attributes": "sets attributes that select filters and diff drivers",
+    "info/grafts": "rewrites the history git shows",
+    "info/sparse-checkout": "changes what a checkout writes",
+    "objects/info/alternates": "points outside the package",
+    "objects/info/http-alternates": "points outside the package",
+    "index": "is a checkout's index, which a package has none of",
+    "refs/replace": "replaces objects in the history git shows",
+}
+"""Entries a package is likely to be tampered with, and why each is refused."""
+CONFIG_VALUES = {
+    "core.repositoryformatversion": {"0", "1"},
+    "extensions.objectformat": {"sha1", "sha256"},
+    "core.logallrefupdates": {"true", "false", "always", "yes", "no", "on", "off", "1", "0"},
+}
+BOOLEAN = {"true", "false", "yes", "no", "on", "off", "1", "0"}
+
+
+def _git_dir_problems(gitdir: Path) -> list[str]:
+    """Every entry of `gitdir` that is not part of a plain repository, with why."""
     problems: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(gitdir, followlinks=False):
+        for entry in sorted([*dirnames, *filenames]):
+            path = Path(dirpath) / entry
+            rel = path.relative_to(gitdir).as_posix()
+            is_dir = path.is_dir() and not path.is_symlink()
+            if (GIT_DIRS if is_dir else GIT_FILES).fullmatch(rel):
+                continue
+            if rel in REFUSED:
+                problems.append(f"repo/.git/{rel} {REFUSED[rel]}")
+            elif rel.startswith("hooks/"):
+                problems.append(f"repo/.git/{rel} would run code")
+            else:
+                kind = "folder" if is_dir else "file"
+                problems.append(
+                    f"repo/.git/{rel}: no {kind} of that name is part of a plain repository"
+                )
+            if is_dir:
+                dirnames.remove(entry)
+    return problems
+
+
+def _config_problems(repo_dir: Path) -> list[str]:
+    """Every setting of `repo/.git/config` outside the few core ones a plain repository
+    has (includes are listed as settings, never followed)."""
+    config = repo_dir / ".git" / "config"
+    if not config.is_file():
+        return ["repo/.git/config is missing"]
+    try:
+        listing = git_bytes(
+            "config", "--file", str(config), "--no-includes", "--null", "--list", cwd=repo_dir
+        )
+    except GitError as exc:
+        return [f"repo/.git/config is unreadable: {exc}"]
+    problems: list[str] = []
+    for item in listing.decode("utf-8", "replace").split("\0"):
+        if not item:
+            continue
+        key, _, value = item.partition("\n")
+        key = key.lower()
+        allowed = CONFIG_VALUES.get(key, BOOLEAN if key in SAFE_CONFIG else None)
+        if allowed is None:
+            problems.append(f"repo/.git/config sets {key}, which a package must not")
+        elif value.lower() not in allowed:
+            problems.append(f"repo/.git/config sets {key} to {value!r}, which a package must not")
+    return problems
+
+
+def _check_git_safety(repo_dir: Path) -> list[str]:
+    """Why the clone is not a plain repository that runs nothing (empty when it is)."""
     gitdir = repo_dir / ".git"
+    if gitdir.is_file():
+        return ["repo/.git is a file (a link to a git folder elsewhere), not a repository"]
     if not gitdir.is_dir():
         return ["repo/.git is missing"]
-    for entry in sorted(os.listdir(repo_dir)):
-        if entry != ".git":
-            problems.append(f"repo/{entry}: the clone must have no checked-out files")
-    hooks = gitdir / "hooks"
-    if hooks.is_dir():
-        for hook in sorted(os.listdir(hooks)):
-            if not hook.endswith(".sample"):
-                problems.append(f"repo/.git/hooks/{hook} would run code")
-    alternates = gitdir / "objects" / "info" / "alternates"
-    if alternates.exists():
-        problems.append("repo/.git/objects/info/alternates points outside the package")
-    config = gitdir / "config"
-    if config.is_file():
-        try:
-            listing = git("config", "--file", str(config), "--no-includes", "--list", cwd=repo_dir)
-        except GitError as exc:
-            return [f"repo/.git/config is unreadable: {exc}"]
-        for line in listing.splitlines():
-            key = line.split("=", 1)[0].lower()
-            if key not in SAFE_CONFIG:
-                problems.append(f"repo/.git/config sets {key}, which a package must not")
-    return problems
+    problems = [
+        f"repo/{entry}: the clone must have no checked-out files"
+        for entry in sorted(os.listdir(repo_dir))
+        if entry != ".git"
+    ]
+    problems += _git_dir_problems(gitdir)
+    return problems + _config_problems(repo_dir)
 
 
 def _check_git(package: RepoPackage, manifest: Manifest | None) -> Check:

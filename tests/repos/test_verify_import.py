@@ -73,6 +73,7 @@ def _symlink_out(root: Path) -> str:
 
 def _hook(root: Path) -> str:
     hook = root / "repo" / ".git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)  # a fresh package has no hooks folder at all
     hook.write_text("#!/bin/sh\ntouch /tmp/pwned\n")
     return "repo/.git/hooks/post-checkout would run code"
 
