@@ -16,6 +16,20 @@ import click
 from cra import __version__
 from cra.commands import Context
 from cra.errors import CraError
+from cra.text import printable
+
+MIN_PYTHON = (3, 11, 4)
+"""The oldest Python cra runs on: 3.11.4 brought `tarfile`'s extraction filters, which
+every import and environment build relies on."""
+
+
+def python_problem(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> str | None:
+    """Why cra cannot run on Python `version` (None when it can)."""
+    if tuple(version[:3]) >= MIN_PYTHON:
+        return None
+    have = ".".join(str(v) for v in version[:3])
+    need = ".".join(str(v) for v in MIN_PYTHON)
+    return f"cra needs Python {need} or newer (tarfile extraction filters); this is {have}"
 
 
 def _debug_from_env() -> bool:
@@ -23,10 +37,11 @@ def _debug_from_env() -> bool:
 
 
 def report_error(exc: CraError) -> None:
-    """Print a CraError as one line, and its hint, on stderr."""
-    click.secho(f"error: {exc}", fg="red", err=True)
+    """Print a CraError as one line, and its hint, on stderr (control characters of
+    repository text in it escaped)."""
+    click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
     if exc.hint:
-        click.echo(f"hint: {exc.hint}", err=True)
+        click.echo(f"hint: {printable(exc.hint)}", err=True)
 
 
 class CraGroup(click.Group):
@@ -112,7 +127,11 @@ for _group in (_repo_group, _env_group, harness, serve, train_plan, curate_data,
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point."""
+    """Console entry point; refuses, in one line, a Python older than :data:`MIN_PYTHON`."""
+    problem = python_problem()
+    if problem is not None:
+        click.echo(f"error: {problem}", err=True)
+        raise SystemExit(1)
     cli.main(args=argv, prog_name="cra")
 
 

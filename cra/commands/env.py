@@ -4,15 +4,57 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.guard import writing
+from cra.commands.output import echo_safe
+
+if TYPE_CHECKING:
+    from cra.env.build import BuiltEnv
+    from cra.workspace import Workspace
 
 
 @click.group("env")
 def env() -> None:
     """Offline virtualenvs built from a repo package's packages/ only."""
+
+
+def _build_all(
+    workspace: Workspace,
+    name: str,
+    env_id: str | None,
+    build_all: bool,
+    installer: str | None,
+    project_dir: Path | None,
+    as_json: bool,
+) -> list[BuiltEnv]:
+    from cra.env.build import build_env
+    from cra.repos.layout import require_package
+    from cra.repos.manifest import load_manifest
+
+    if build_all:
+        manifest = load_manifest(require_package(workspace, name).manifest_path)
+        ids: list[str | None] = [e.id for e in manifest.environments if e.usable]
+        for e in manifest.environments:
+            if not e.usable:
+                skipped = f"environment {e.id} of {name} skipped: unusable ({e.unusable})"
+                echo_safe(skipped, err=True)
+    else:
+        ids = [env_id]
+    return [
+        build_env(
+            workspace,
+            name,
+            env_id=i,
+            installer=installer,
+            project_dir=project_dir,
+            echo=None if as_json else echo_safe,
+        )
+        for i in ids
+    ]
 
 
 @env.command("build")
@@ -43,31 +85,8 @@ def build_command(
     as_json: bool,
 ) -> None:
     """Build (or reuse) the environment of package NAME, with no network."""
-    from cra.env.build import build_env
-    from cra.repos.layout import require_package
-    from cra.repos.manifest import load_manifest
-
-    workspace = ctx.workspace()
-    if build_all:
-        manifest = load_manifest(require_package(workspace, name).manifest_path)
-        ids: list[str | None] = [e.id for e in manifest.environments if e.usable]
-        for e in manifest.environments:
-            if not e.usable:
-                skipped = f"environment {e.id} of {name} skipped: unusable ({e.unusable})"
-                click.echo(skipped, err=True)
-    else:
-        ids = [env_id]
-    results = [
-        build_env(
-            workspace,
-            name,
-            env_id=i,
-            installer=installer,
-            project_dir=project_dir,
-            echo=None if as_json else click.echo,
-        )
-        for i in ids
-    ]
+    with writing(ctx, "cra env build") as workspace:
+        results = _build_all(workspace, name, env_id, build_all, installer, project_dir, as_json)
     if as_json:
         click.echo(
             json.dumps(
@@ -122,12 +141,12 @@ def prove_command(ctx: Context, name: str, unsafe: bool, adjust: bool, as_json: 
 
     from cra.harness.prove import adjust_failing, collecting_share, prove_package
 
-    workspace = ctx.workspace()
-    say = None if as_json else click.echo
-    proofs = prove_package(workspace, name, allow_unsafe=unsafe, echo=say)
-    if adjust:
-        proofs = adjust_failing(workspace, name, proofs, allow_unsafe=unsafe, echo=say)
-    share = collecting_share(workspace, name, proofs)
+    say = None if as_json else echo_safe
+    with writing(ctx, "cra env prove") as workspace:
+        proofs = prove_package(workspace, name, allow_unsafe=unsafe, echo=say)
+        if adjust:
+            proofs = adjust_failing(workspace, name, proofs, allow_unsafe=unsafe, echo=say)
+        share = collecting_share(workspace, name, proofs)
     if as_json:
         data = {"proofs": [asdict(p) for p in proofs], "share": asdict(share)}
         click.echo(json.dumps({**data, "collecting_pct": share.percent()}, indent=2))

@@ -9,9 +9,11 @@ from datetime import UTC, datetime
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.guard import writing
 from cra.commands.harness_run import run_command
 from cra.commands.harness_validate import grade_command, validate_command
 from cra.errors import UsageError
+from cra.harness.reconcile import GONE_REASON
 
 
 def parse_date(text: str | None, option: str) -> datetime | None:
@@ -53,7 +55,8 @@ def mine(
     start, end = parse_date(since, "--since"), parse_date(until, "--until")
     if start and end and start > end:
         raise UsageError("--since is after --until")
-    result = mine_repo(ctx.workspace(), repo, since=start, until=end, rescore=rescore)
+    with writing(ctx, "cra harness mine", repo=repo) as workspace:
+        result = mine_repo(workspace, repo, since=start, until=end, rescore=rescore)
     data = result.as_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -119,7 +122,13 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
         for stage, reasons in row["reasons"].items():  # type: ignore[union-attr]
             if reasons:
                 top = ", ".join(f"{r} ×{n}" for r, n in reasons.items())
-                console.print(f"  {row['repo']} {stage}: {top}")
+                console.print(f"  {row['repo']} {stage}: {top}", markup=False)
+        if row.get("gone"):
+            console.print(
+                f"  {row['repo']} {GONE_REASON}: {row['gone']} recorded commits are no longer "
+                "in the package's history (re-packed); they are never planned or validated",
+                markup=False,
+            )
     if alignment:
         plan_table = Table(title="plan alignment")
         for column in ("repo", "planner", "plans", "invalid", "mean alignment"):

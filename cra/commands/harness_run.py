@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.guard import writing
 from cra.commands.harness_validate import UNSAFE_HELP, echo_summary, run_validation
 from cra.errors import UsageError
 from cra.repos.layout import require_package
+
+if TYPE_CHECKING:
+    from cra.workspace import Workspace
+
+MAX_JOBS = 256
+"""The most commits `--jobs` runs at once."""
 
 
 @click.command("run")
@@ -31,7 +39,13 @@ from cra.repos.layout import require_package
 )
 @click.option("--limit", type=int, default=None, help="Plan at most N commits.")
 @click.option("--since", default=None, help="Only commits authored on or after this date.")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Commits in parallel.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, MAX_JOBS),
+    default=1,
+    show_default=True,
+    help="Commits in parallel.",
+)
 @click.option(
     "--validate/--no-validate",
     default=True,
@@ -59,8 +73,27 @@ def run_command(
     tree-sitter, retrieve with BM25, plan, score plan-diff alignment, record it all in
     raw.db. Then (unless --no-validate) run each commit's tests before and after it,
     sandboxed, to find the tasks its tests verify. Interrupting is safe: running again
-    resumes without duplicating anything.
+    resumes without duplicating anything. One writing command at a time per workspace:
+    a second one refuses while this one runs.
     """
+    with writing(ctx, "cra harness run", repo=repo) as workspace:
+        _run(ctx, workspace, repo, planner, temperatures, limit, since, jobs, validate, unsafe,
+             as_json)  # fmt: skip
+
+
+def _run(
+    ctx: Context,
+    workspace: Workspace,
+    repo: str,
+    planner: str,
+    temperatures: str,
+    limit: int | None,
+    since: str | None,
+    jobs: int,
+    validate: bool,
+    unsafe: bool,
+    as_json: bool,
+) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from cra.commands.harness import parse_date
@@ -73,7 +106,6 @@ def run_command(
         since=parse_date(since, "--since"),
         jobs=jobs,
     )
-    workspace = ctx.workspace()
     if validate:
         package = require_package(workspace, repo)
         if not package.manifest_path.is_file():

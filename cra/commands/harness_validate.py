@@ -10,7 +10,9 @@ from pathlib import Path
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.guard import writing
 from cra.errors import UsageError
+from cra.text import printable
 
 UNSAFE_HELP = "Run the repository's tests with no sandbox when none is available (unsafe)."
 
@@ -105,8 +107,9 @@ def validate_command(
     (infrastructure failures are retried) unless --force. Where no sandbox can run it
     stops before running anything, saying what to install (or use --unsafe-no-sandbox).
     """
-    data = run_validation(ctx, repo, limit=limit, since=since, runs=runs, unsafe=unsafe,
-                          force=force, as_json=as_json, jobs=jobs, sample=sample)  # fmt: skip
+    with writing(ctx, "cra harness validate", repo=repo):
+        data = run_validation(ctx, repo, limit=limit, since=since, runs=runs, unsafe=unsafe,
+                              force=force, as_json=as_json, jobs=jobs, sample=sample)  # fmt: skip
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:
@@ -142,18 +145,18 @@ def grade_command(
 
     if gold == (patch_path is not None):
         raise UsageError("give exactly one of --patch FILE and --gold")
-    workspace = ctx.workspace()
-    if gold:
-        patch, label = task_gold_patch(workspace, task_id), "gold"
-    elif str(patch_path) == "-":
-        patch, label = sys.stdin.read(), "patch"
-    else:
-        try:
-            patch = Path(patch_path).read_text(encoding="utf-8")  # type: ignore[arg-type]
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read patch {patch_path}: {exc}") from None
-        label = "patch"
-    grade = grade_patch(workspace, task_id, patch, runs=runs, allow_unsafe=unsafe, label=label)
+    with writing(ctx, "cra harness grade") as workspace:
+        if gold:
+            patch, label = task_gold_patch(workspace, task_id), "gold"
+        elif str(patch_path) == "-":
+            patch, label = sys.stdin.read(), "patch"
+        else:
+            try:
+                patch = Path(patch_path).read_text(encoding="utf-8")  # type: ignore[arg-type]
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UsageError(f"cannot read patch {patch_path}: {exc}") from None
+            label = "patch"
+        grade = grade_patch(workspace, task_id, patch, runs=runs, allow_unsafe=unsafe, label=label)
     if as_json:
         click.echo(json.dumps(grade.as_dict(), indent=2))
         return
@@ -164,6 +167,6 @@ def grade_command(
         f"PASS_TO_PASS {p2p}/{len(grade.pass_to_pass)} passed, {grade.isolation})"
     )
     if grade.detail:
-        click.echo(f"  {grade.detail.strip().splitlines()[-1]}")
+        click.echo(f"  {printable(grade.detail.strip().splitlines()[-1])}")
     if grade.verdict != "resolved":
         raise SystemExit(1)

@@ -11,6 +11,9 @@ import click
 from click.core import ParameterSource
 
 from cra.commands import Context, pass_context
+from cra.commands.guard import reconcile, writing
+from cra.commands.output import echo_safe
+from cra.text import printable
 
 if TYPE_CHECKING:
     from cra.repos.corpus_import import ExportSource
@@ -34,7 +37,7 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.1f}"
-    return str(value)
+    return printable(str(value))
 
 
 def _table(rows: list[dict[str, object]], columns: list[str], last: str) -> None:
@@ -51,13 +54,13 @@ def _table(rows: list[dict[str, object]], columns: list[str], last: str) -> None
             v.ljust(w) if i < 2 else v.rjust(w)
             for i, (v, w) in enumerate(zip(values, widths, strict=True))
         )
-        text = row.get("error") or row.get("note") or ""
-        text = str(text) if len(str(text)) <= 160 else str(text)[:159] + "…"
+        text = printable(str(row.get("error") or row.get("note") or ""))
+        text = text if len(text) <= 160 else text[:159] + "…"
         click.echo(f"{line}  {text}".rstrip())
 
 
 def _progress(message: str) -> None:
-    click.echo(message, err=True)
+    echo_safe(message, err=True)
 
 
 @repo.command("pack")
@@ -177,7 +180,9 @@ def pack_command(
         install_mode=install_mode,
         replace=replace,
     )
-    result = pack(ctx.workspace(), source, options, echo=click.echo)
+    with writing(ctx, "cra repo pack") as workspace:
+        result = pack(workspace, source, options, echo=echo_safe)
+        reconcile(workspace, name)
     m = result.manifest
     click.echo(
         f"packed {m.name}: {result.commits} commits, head {m.head[:12]}, "
@@ -188,14 +193,15 @@ def pack_command(
     for env in m.environments:
         span = f"  env {env.id}: {env.start or '…'} to {env.until or '…'}, "
         if not env.usable:
-            click.echo(f"{span}unusable: {env.unusable}")
+            click.echo(f"{span}unusable: {printable(str(env.unusable))}")
             continue
         retried = f", after {len(env.attempts) - 1} failed tries" if env.attempts else ""
         click.echo(f"{span}{len(env.requirements)} pins, date bound {env.date_bound}{retried}")
-    click.echo(f"  importable: {m.importable['mode']} {' '.join(m.importable['pythonpath'])}")
-    click.echo(f"  tests: {m.test['command']}")
+    pythonpath = printable(" ".join(m.importable["pythonpath"]))
+    click.echo(f"  importable: {m.importable['mode']} {pythonpath}")
+    click.echo(f"  tests: {printable(str(m.test['command']))}")
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {printable(str(warning))}", err=True)
 
 
 @repo.command("verify")
@@ -224,7 +230,7 @@ def verify_command(ctx: Context, name: str, as_json: bool) -> None:
     else:
         for check in report.checks:
             verdict = click.style("ok  ", fg="green") if check.ok else click.style("FAIL", fg="red")
-            click.echo(f"{verdict} {check.name}: {check.detail}")
+            click.echo(f"{verdict} {check.name}: {printable(check.detail)}")
     if not report.ok:
         report.raise_for_failure()
 
@@ -233,7 +239,11 @@ def _pack_corpus(ctx: Context, path: Path, *, replace: bool, as_json: bool) -> N
     from cra.repos.corpus import load_corpus, pack_corpus
 
     corpus = load_corpus(path)
-    report = pack_corpus(ctx.workspace(), corpus, replace_existing=replace, echo=_progress)
+    with writing(ctx, "cra repo pack --corpus") as workspace:
+        report = pack_corpus(workspace, corpus, replace_existing=replace, echo=_progress)
+        for outcome in report.outcomes:
+            if outcome.status == "ok":
+                reconcile(workspace, outcome.name)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -309,7 +319,6 @@ def import_command(ctx: Context, path: Path, name: str | None, as_json: bool) ->
     from cra.repos.corpus_import import open_export
     from cra.repos.importer import import_package
 
-    workspace = ctx.workspace()
     export = open_export(path)
     if export is not None:
         if name is not None:
@@ -317,9 +326,11 @@ def import_command(ctx: Context, path: Path, name: str | None, as_json: bool) ->
                 f"--name renames one package; {path} holds {len(export.packages)}",
                 hint="import PATH/NAME alone to give it another --name",
             )
-        _import_export(workspace, export, as_json=as_json)
+        with writing(ctx, "cra repo import") as workspace:
+            _import_export(workspace, export, as_json=as_json)
         return
-    result = import_package(workspace, path, name)
+    with writing(ctx, "cra repo import") as workspace:
+        result = import_package(workspace, path, name)
     if as_json:
         data = {
             "source": str(path),
@@ -329,7 +340,7 @@ def import_command(ctx: Context, path: Path, name: str | None, as_json: bool) ->
         click.echo(json.dumps(data, indent=2))
         return
     for check in result.report.checks:
-        click.echo(f"ok   {check.name}: {check.detail}")
+        click.echo(f"ok   {check.name}: {printable(check.detail)}")
     click.echo(f"imported {result.manifest.name} into {result.package.root}")
 
 
@@ -373,8 +384,8 @@ def list_command(ctx: Context, as_json: bool) -> None:
             f"{p.name:<20} {p.commits if p.commits is not None else dash:>7} "
             f"{p.environments if p.environments is not None else dash:>4} "
             f"{p.wheels if p.wheels is not None else dash:>6} {size:>9}  {p.state}"
-            + (f" ({p.problem})" if p.problem else "")
+            + (f" ({printable(str(p.problem))})" if p.problem else "")
             + (f", {len(p.unusable)} unusable era(s)" if p.unusable else "")
         )
         for era in p.unusable:
-            click.echo(f"  unusable era {era[:300]}")
+            click.echo(f"  unusable era {printable(era[:300])}")
