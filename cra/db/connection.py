@@ -36,7 +36,8 @@ def check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"is damaged: {exc}", path=path, hint=DAMAGED_HINT) from exc
     if rows != ["ok"]:
-        first = rows[0] if rows else "no answer"
+        lines = [ln for r in rows for ln in r.splitlines() if ln and not ln.startswith("***")]
+        first = lines[0] if lines else "quick_check failed"
         raise DatabaseError(f"is damaged: {first}", path=path, hint=DAMAGED_HINT)
 
 
@@ -71,8 +72,10 @@ def connect(
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA synchronous = NORMAL")
-    except sqlite3.DatabaseError as exc:
+    except sqlite3.OperationalError as exc:
         raise DatabaseError(f"cannot open: {exc}", path=path) from exc
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"is damaged: {exc}", path=path, hint=DAMAGED_HINT) from exc
     conn.row_factory = sqlite3.Row
     return conn
 
