@@ -207,9 +207,11 @@ def _config_problems(repo_dir: Path) -> list[str]:
     if not config.is_file():
         return ["repo/.git/config is missing"]
     try:
+        # --git-dir names no repository: git reads this one file and nothing else.
         listing = git_bytes(
-            "config", "--file", str(config), "--no-includes", "--null", "--list", cwd=repo_dir
-        )
+            f"--git-dir={os.devnull}", "config", "--file", str(config), "--no-includes",
+            "--null", "--list", cwd=repo_dir,
+        )  # fmt: skip
     except GitError as exc:
         return [f"repo/.git/config is unreadable: {exc}"]
     problems: list[str] = []
