@@ -550,6 +550,8 @@ def run_sandboxed(
         raise ValueError(f"unknown isolation {isolation!r}")
     if enforce not in ("auto", "watchdog"):
         raise ValueError(f"unknown enforcement {enforce!r}")
+    if isolation == "none":
+        uid = None  # unisolated, the run is cra's own uid: none of the sandbox's to take
     slot = _take_slot(uid)
     try:
         if slot.uid != uid:
@@ -638,7 +640,7 @@ def _run(
         finally:
             watch.stop()
             survivors = _kill_run(proc, cgroups, uid)
-            limit = watch.limit or cgroups.limit_hit() or _signal_limit(proc.returncode)
+            limit = watch.limit or cgroups.limit_hit() or watch.final_disk()
             cgroups.close()
         tails = _tail(out), _tail(err)
     result = SandboxResult(
@@ -671,13 +673,6 @@ def _child_setup(limits: Limits, nproc: int, cgroups: _Cgroups) -> Callable[[], 
         resource.setrlimit(resource.RLIMIT_FSIZE, (scratch, scratch))
 
     return setup
-
-
-def _signal_limit(returncode: int | None) -> str | None:
-    """`disk` for a run killed by SIGXFSZ: it wrote a file larger than its disk cap."""
-    if returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
-        return "disk"
-    return None
 
 
 def _write_record(path: Path, result: SandboxResult) -> None:
@@ -930,7 +925,10 @@ class _Watchdog:
     def _loop(self) -> None:
         next_disk = time.monotonic() + self.disk_every
         while not self.done.wait(SAMPLE_S):
-            limit = self._processes_over() if self.sample_processes else None
+            # The kernel kills one process at its memory limit; the run stops as a whole.
+            limit = self.cgroups.limit_hit()
+            if limit is None and self.sample_processes:
+                limit = self._processes_over()
             if limit is None and time.monotonic() >= next_disk:
                 limit = self._disk_over()
                 next_disk = time.monotonic() + self.disk_every
@@ -958,8 +956,14 @@ class _Watchdog:
         return None
 
     def _disk_over(self) -> str | None:
+        # At the cap is over it: RLIMIT_FSIZE stops a single file right there.
         grown = _tree_bytes(self.writable) - self.baseline
-        return "disk" if grown > self.limits.scratch_mb * 1024 * 1024 else None
+        return "disk" if grown >= self.limits.scratch_mb * 1024 * 1024 else None
+
+    def final_disk(self) -> str | None:
+        """`disk` when the run ended with its writable folders at their cap: a write
+        refused there (EFBIG, or SIGXFSZ) ended it, or it ended between two samples."""
+        return self._disk_over()
 
 
 # --- cgroups ---------------------------------------------------------------------------
