@@ -47,27 +47,39 @@ def cra_popen(root: Path, *args: str) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
+def _git(repo_dir: Path, *args: str, data: bytes | None = None) -> bytes:
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(
+        ["git", *args], cwd=repo_dir, env=env, check=True, capture_output=True, input=data
+    ).stdout
+
+
+def _rewritten(raw: bytes, parents: list[bytes]) -> bytes:
+    head, _, message = raw.partition(b"\n\n")
+    lines = [ln for ln in head.split(b"\n") if not ln.startswith(b"parent ")]
+    lines = [
+        b"committer Rewriter <rewriter@example.com> 1893456000 +0000"
+        if ln.startswith(b"committer ") else ln
+        for ln in lines
+    ]  # fmt: skip
+    lines[1:1] = [b"parent " + p for p in parents]  # after the tree line
+    return b"\n".join(lines) + b"\n\n" + message
+
+
 def rewrite_history(repo_dir: Path) -> None:
-    """Rewrite every commit of `repo_dir`'s HEAD (new committer dates): same trees, new
-    shas, as after a force-push that rewrote history."""
-    env = {
-        **os.environ,
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "FILTER_BRANCH_SQUELCH_WARNING": "1",
-    }
-    subprocess.run(
-        ["git", "filter-branch", "-f", "--env-filter",
-         "GIT_COMMITTER_DATE='2030-01-01T00:00:00+00:00'; export GIT_COMMITTER_DATE", "HEAD"],
-        cwd=repo_dir, env=env, check=True, capture_output=True,
-    )  # fmt: skip
-    refs = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname)", "refs/original/"],
-        cwd=repo_dir, env=env, check=True, capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
-    for ref in refs:
-        subprocess.run(["git", "update-ref", "-d", ref], cwd=repo_dir, env=env, check=True)
-    subprocess.run(
-        ["git", "reflog", "expire", "--expire=now", "--all"], cwd=repo_dir, env=env, check=True
-    )
-    subprocess.run(["git", "gc", "-q", "--prune=now"], cwd=repo_dir, env=env, check=True)
+    """Rewrite every commit of `repo_dir`'s HEAD with a new committer: same trees, authors
+    and messages (bytes as they were), new shas, as after a force-push that rewrote
+    history; the old commits are pruned. Works on a clone without a checkout."""
+    mapping: dict[bytes, bytes] = {}
+    history = _git(repo_dir, "rev-list", "--reverse", "--topo-order", "--parents", "HEAD")
+    for line in history.splitlines():
+        sha, *parents = line.split()
+        raw = _git(repo_dir, "cat-file", "commit", sha.decode())
+        new = _rewritten(raw, [mapping[p] for p in parents])
+        mapping[sha] = _git(repo_dir, "hash-object", "-t", "commit", "-w", "--stdin", data=new)
+        mapping[sha] = mapping[sha].strip()
+    head = _git(repo_dir, "rev-parse", "HEAD").strip()
+    branch = _git(repo_dir, "symbolic-ref", "-q", "HEAD").strip().decode()
+    _git(repo_dir, "update-ref", branch, mapping[head].decode())
+    _git(repo_dir, "reflog", "expire", "--expire=now", "--all")
+    _git(repo_dir, "gc", "-q", "--prune=now")
