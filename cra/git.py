@@ -21,7 +21,10 @@ and :func:`git_env`:
 
 Trees are exported with :func:`archive_tree`, from blobs as stored: `git archive` applies
 in-tree and `info/attributes` (smudge filters, `export-ignore`, `export-subst`), and git
-2.39 cannot make it ignore them.
+2.39 cannot make it ignore them. No `-c` setting disables every `filter.<driver>`: cra never
+checks out or diffs a worktree of a package (the one checkout it makes is of a fresh
+repository holding cra's own config), and verify refuses a package config that defines
+one.
 """
 
 from __future__ import annotations
