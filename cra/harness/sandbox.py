@@ -632,11 +632,8 @@ def _run(
             cgroups.close()
             return SandboxResult(isolation, None, False, 0.0, "", "", start_error=str(exc))
         watch.start(proc.pid)
-        timed_out = False
         try:
-            proc.wait(timeout=limits.wall_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            proc.wait()  # no polling: the watchdog kills the run at its timeout
         finally:
             watch.stop()
             survivors = _kill_run(proc, cgroups, uid)
@@ -646,7 +643,7 @@ def _run(
     result = SandboxResult(
         isolation,
         proc.returncode,
-        timed_out,
+        watch.timed_out,
         time.perf_counter() - started,
         *tails,
         limit=limit,
@@ -890,7 +887,8 @@ def _tree_bytes(paths: Sequence[Path]) -> int:
 
 class _Watchdog:
     """Samples a run from a thread of cra: its memory and processes where no cgroup holds
-    them, the size of its writable folders always; kills the run over a limit."""
+    them, the size of its writable folders always; kills the run over a limit or at its
+    timeout (and if sampling itself fails: a run is never left unwatched)."""
 
     def __init__(
         self,
@@ -909,12 +907,14 @@ class _Watchdog:
         self.baseline = _tree_bytes(self.writable)
         self.disk_every = max(DISK_SAMPLE_S, 50 * (time.perf_counter() - started))
         self.limit: str | None = None
+        self.timed_out = False
         self.root = 0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="cra-sandbox-watchdog", daemon=True)
 
     def start(self, root: int) -> None:
         self.root = root
+        self.deadline = time.monotonic() + self.limits.wall_s
         self.thread.start()
 
     def stop(self) -> None:
@@ -923,8 +923,18 @@ class _Watchdog:
             self.thread.join()
 
     def _loop(self) -> None:
+        try:
+            self._watch()
+        finally:
+            if not self.done.is_set():
+                self._kill()
+
+    def _watch(self) -> None:
         next_disk = time.monotonic() + self.disk_every
-        while not self.done.wait(SAMPLE_S):
+        while not self.done.wait(min(SAMPLE_S, max(0.0, self.deadline - time.monotonic()))):
+            if time.monotonic() >= self.deadline:
+                self.timed_out = True
+                return
             # The kernel kills one process at its memory limit; the run stops as a whole.
             limit = self.cgroups.limit_hit()
             if limit is None and self.sample_processes:
@@ -934,11 +944,13 @@ class _Watchdog:
                 next_disk = time.monotonic() + self.disk_every
             if limit is not None:
                 self.limit = limit
-                self.cgroups.kill()
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.root, signal.SIGKILL)
-                _kill_all(self._members())
                 return
+
+    def _kill(self) -> None:
+        self.cgroups.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.root, signal.SIGKILL)
+        _kill_all(self._members())
 
     def _members(self) -> set[int]:
         if self.cgroups.tracker:
