@@ -63,6 +63,17 @@ def string_list(value: Any) -> str | None:
     return "must be a list of non-empty strings"
 
 
+PUBLIC_KEY_RE = re.compile(r"^ed25519:[A-Za-z0-9+/]{43}=$")
+
+
+def public_keys(value: Any) -> str | None:
+    """Accept a list of ed25519 public keys as `cra repo key` prints them."""
+    bad = [v for v in value if not (isinstance(v, str) and PUBLIC_KEY_RE.match(v))]
+    if bad:
+        return f"{bad[0]!r} is not a key as `cra repo key` prints it (ed25519:BASE64)"
+    return None
+
+
 def one_of(*choices: str) -> Check:
     """Accept only one of `choices`."""
 
@@ -249,6 +260,15 @@ SETTINGS: tuple[Setting, ...] = (
         list,
         "What the harness itself needs inside every environment.",
         string_list,
+    ),
+    Setting(
+        "repos",
+        "trusted_keys",
+        [],
+        list,
+        "Public keys (`cra repo key` on the packing machine) whose signed packages "
+        "`cra repo import` accepts, besides this workspace's own.",
+        public_keys,
     ),
     Setting(
         "env",

@@ -133,12 +133,15 @@ def _packed_template(
 @pytest.fixture
 def packed(workspace: Workspace, _packed_template: Path) -> Path:
     """The `tally` package (factory history, packed from the local wheelhouse) in the
-    test's workspace, verified; returns its folder (packed once per session)."""
+    test's workspace, verified and signed with its key, as if packed there; returns its
+    folder (packed once per session)."""
     from cra.repos.layout import RepoPackage, register_repo
+    from cra.repos.signing import sign_package, workspace_key
     from cra.repos.verify import stamp_verified
 
     target = workspace.repos_dir / "tally"
     shutil.copytree(_packed_template, target, symlinks=True)
+    sign_package(target, workspace_key(workspace.root))
     with closing(workspace.raw_db()) as conn:
         register_repo(conn, "tally")
     stamp_verified(workspace, RepoPackage(target))

@@ -139,3 +139,22 @@ def detached_server(workspace: Workspace) -> Iterator[Workspace]:
         yield workspace
     finally:
         run_cra(workspace, "serve", "stop")
+
+
+def signer_of(package_root: Path) -> str:
+    """The public key that signed the package at `package_root` (from its manifest.sig)."""
+    import json
+
+    from cra.repos.signing import SIGNATURE_NAME
+
+    return json.loads((package_root / SIGNATURE_NAME).read_text(encoding="utf-8"))["key"]
+
+
+def trust_key(workspace_root: Path, public_key: str) -> None:
+    """List `public_key` in the workspace's [repos] trusted_keys, as a user pastes the
+    packing machine's `cra repo key` into cra.toml."""
+    path = workspace_root / "cra.toml"
+    text = path.read_text(encoding="utf-8")
+    if "trusted_keys = []" not in text:
+        raise ValueError(f"{path} has no empty trusted_keys to fill")
+    path.write_text(text.replace("trusted_keys = []", f'trusted_keys = ["{public_key}"]'))

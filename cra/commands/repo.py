@@ -17,6 +17,7 @@ from cra.text import printable
 
 if TYPE_CHECKING:
     from cra.repos.corpus_import import ExportSource
+    from cra.repos.signing import Trust
     from cra.workspace import Workspace
 
 
@@ -204,18 +205,53 @@ def pack_command(
         click.echo(f"warning: {printable(str(warning))}", err=True)
 
 
+ALLOW_UNSIGNED = click.option(
+    "--allow-unsigned",
+    is_flag=True,
+    help="Accept a package that is unsigned, or signed by a key not in [repos] trusted_keys "
+    "(a signature that does not verify is refused all the same).",
+)
+
+
+def _trust(workspace: Workspace, allow_unsigned: bool) -> Trust:
+    from cra.repos.signing import Trust
+
+    keys = workspace.config["repos.trusted_keys"]
+    return Trust.of_workspace(workspace.root, keys, allow_unsigned=allow_unsigned)
+
+
+@repo.command("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
+@pass_context
+def key_command(ctx: Context, as_json: bool) -> None:
+    """Print this workspace's public signing key (made on first use), the one `cra repo
+    pack` signs packages with: list it in [repos] trusted_keys of the cra.toml of every
+    machine that imports them."""
+    from cra.repos.signing import key_path, public_key_text, workspace_key
+
+    workspace = ctx.workspace()
+    public = public_key_text(workspace_key(workspace.root).public_key())
+    if as_json:
+        path = str(key_path(workspace.root).relative_to(workspace.root))
+        click.echo(json.dumps({"public_key": public, "private_key_file": path}, indent=2))
+        return
+    click.echo(public)
+
+
 @repo.command("verify")
 @click.argument("name")
+@ALLOW_UNSIGNED
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @pass_context
-def verify_command(ctx: Context, name: str, as_json: bool) -> None:
-    """Check every checksum, the manifest schema and `git fsck` of package NAME."""
+def verify_command(ctx: Context, name: str, allow_unsigned: bool, as_json: bool) -> None:
+    """Check the layout, every checksum, the manifest schema and its signature, and
+    `git fsck` of package NAME."""
     from cra.repos.layout import require_package
     from cra.repos.verify import clear_stamp, stamp_verified, verify_package
 
     workspace = ctx.workspace()
     package = require_package(workspace, name)
-    report = verify_package(package.root)
+    report = verify_package(package.root, _trust(workspace, allow_unsigned))
     if report.ok:
         stamp_verified(workspace, package)
     else:
@@ -310,11 +346,16 @@ def export_command(
 @repo.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", default=None, help="Import under this name instead of the manifest's.")
+@ALLOW_UNSIGNED
 @click.option("--json", "as_json", is_flag=True, help="Print the per-package results as JSON.")
 @pass_context
-def import_command(ctx: Context, path: Path, name: str | None, as_json: bool) -> None:
+def import_command(
+    ctx: Context, path: Path, name: str | None, allow_unsigned: bool, as_json: bool
+) -> None:
     """Import a repo package from a folder (a mounted USB stick) or a .tar, verified first;
-    or every package of an export (`cra repo export`'s folder or tar) in one call."""
+    or every package of an export (`cra repo export`'s folder or tar) in one call. Each
+    must be signed by a key in [repos] trusted_keys (or this workspace's own), unless
+    --allow-unsigned."""
     from cra.errors import UsageError
     from cra.repos.corpus_import import open_export
     from cra.repos.importer import import_package
@@ -327,10 +368,11 @@ def import_command(ctx: Context, path: Path, name: str | None, as_json: bool) ->
                 hint="import PATH/NAME alone to give it another --name",
             )
         with writing(ctx, "cra repo import") as workspace:
-            _import_export(workspace, export, as_json=as_json)
+            trust = _trust(workspace, allow_unsigned)
+            _import_export(workspace, export, trust=trust, as_json=as_json)
         return
     with writing(ctx, "cra repo import") as workspace:
-        result = import_package(workspace, path, name)
+        result = import_package(workspace, path, name, trust=_trust(workspace, allow_unsigned))
     if as_json:
         data = {
             "source": str(path),
@@ -344,10 +386,12 @@ def import_command(ctx: Context, path: Path, name: str | None, as_json: bool) ->
     click.echo(f"imported {result.manifest.name} into {result.package.root}")
 
 
-def _import_export(workspace: Workspace, export: ExportSource, *, as_json: bool) -> None:
+def _import_export(
+    workspace: Workspace, export: ExportSource, *, trust: Trust, as_json: bool
+) -> None:
     from cra.repos.corpus_import import import_export
 
-    report = import_export(workspace, export, echo=_progress)
+    report = import_export(workspace, export, trust=trust, echo=_progress)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
 from cra.errors import CraError
 from cra.fsutil import sha256_file
 from cra.repos.fetch import WheelFetcher
-from cra.repos.layout import require_package
+from cra.repos.layout import RepoPackage, require_package
 from cra.repos.manifest import Environment, Manifest, Wheel, load_manifest, write_manifest
 from cra.repos.resolve import Resolver, stamp, tools_date
+from cra.repos.signing import sign_package, workspace_key
 from cra.repos.verify import stamp_verified
 from cra.workspace import Workspace
 
@@ -96,7 +96,7 @@ def adjust_era(
         attempts=(*env.attempts, note),
         collect=None,
     )
-    _rewrite(package.packages_dir, package.manifest_path, manifest, new)
+    _rewrite(workspace, package, manifest, new)
     return new
 
 
@@ -105,16 +105,19 @@ def settle(workspace: Workspace, name: str, env: Environment) -> None:
     environment uses and record the package as verified again."""
     package = require_package(workspace, name)
     manifest = load_manifest(package.manifest_path)
-    _rewrite(package.packages_dir, package.manifest_path, manifest, env)
+    _rewrite(workspace, package, manifest, env)
     used = {f for e in load_manifest(package.manifest_path).environments for f in e.wheels}
     for stray in {p.name for p in package.packages_dir.iterdir()} - used:
         (package.packages_dir / stray).unlink()
     stamp_verified(workspace, package)
 
 
-def _rewrite(packages: Path, path: Path, manifest: Manifest, new: Environment) -> None:
-    """The manifest with `new` in place of its namesake; every wheel on disk that an
-    environment uses is listed."""
+def _rewrite(
+    workspace: Workspace, package: RepoPackage, manifest: Manifest, new: Environment
+) -> None:
+    """The manifest with `new` in place of its namesake, signed again with the
+    workspace's key; every wheel on disk that an environment uses is listed."""
+    packages = package.packages_dir
     envs = tuple(new if e.id == new.id else e for e in manifest.environments)
     used = sorted({f for e in envs for f in e.wheels})
     known = {w.file: w for w in manifest.wheels}
@@ -122,4 +125,5 @@ def _rewrite(packages: Path, path: Path, manifest: Manifest, new: Environment) -
         known.get(f) or Wheel(f, (packages / f).stat().st_size, sha256_file(packages / f))
         for f in used
     )
-    write_manifest(path, replace(manifest, environments=envs, wheels=wheels))
+    write_manifest(package.manifest_path, replace(manifest, environments=envs, wheels=wheels))
+    sign_package(package.root, workspace_key(workspace.root))

@@ -30,6 +30,7 @@ from cra.repos.corpus import one_line
 from cra.repos.export import INDEX_NAME, IndexEntry, parse_index
 from cra.repos.importer import ImportResult, import_package
 from cra.repos.layout import NAME_RE, package_path
+from cra.repos.signing import Trust
 from cra.workspace import Workspace
 
 Echo = Callable[[str], None]
@@ -223,10 +224,11 @@ def _mismatch(name: str, expected: str, actual: str | None) -> str:
 
 
 def import_export(
-    workspace: Workspace, export: ExportSource, *, echo: Echo | None = None
+    workspace: Workspace, export: ExportSource, *, trust: Trust, echo: Echo | None = None
 ) -> ImportReport:
-    """Import every package of `export` that the workspace lacks; never raises for one
-    package that fails (see ImportReport.raise_for_failure)."""
+    """Import every package of `export` that the workspace lacks, each verified (its
+    signature under `trust`); never raises for one package that fails (see
+    ImportReport.raise_for_failure)."""
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
     outcomes: list[ImportOutcome] = []
@@ -273,10 +275,10 @@ def import_export(
                     if archive is not None:
                         single = tmp / f"{name}.tar"
                         _single_tar(archive, members, single)
-                        result = import_package(workspace, single, name)
+                        result = import_package(workspace, single, name, trust=trust)
                         single.unlink()
                     else:
-                        result = import_package(workspace, export.path / name, name)
+                        result = import_package(workspace, export.path / name, name, trust=trust)
                 except CraError as exc:
                     error, hint = one_line(exc.message), exc.hint
                     # A folder's checks ran in the importer's `staged` copy: name the package.

@@ -21,6 +21,7 @@ from cra.errors import CraError, UsageError
 from cra.fsutil import sha256_file
 from cra.repos.layout import RepoPackage, check_name, package_path, register_repo
 from cra.repos.manifest import Manifest, write_manifest
+from cra.repos.signing import Trust
 from cra.repos.verify import VerifyReport, stamp_verified, verify_package
 from cra.workspace import Workspace
 
@@ -117,8 +118,11 @@ def _package_root(staged: Path) -> Path:
     )
 
 
-def import_package(workspace: Workspace, source: Path, name: str | None = None) -> ImportResult:
-    """Verify the package at `source` (folder or tar) and add it to `repos/`.
+def import_package(
+    workspace: Workspace, source: Path, name: str | None = None, *, trust: Trust
+) -> ImportResult:
+    """Verify the package at `source` (folder or tar), its signature under `trust`
+    included, and add it to `repos/`.
 
     Raises UnsafePackage, PackageInvalid or UsageError and writes nothing on any failure.
     """
@@ -137,7 +141,7 @@ def import_package(workspace: Workspace, source: Path, name: str | None = None) 
         else:
             _extract_tar(source, staged)
         root = _package_root(staged)
-        report = verify_package(root)
+        report = verify_package(root, trust)
         report.raise_for_failure()
         manifest = report.manifest
         if manifest is None:  # verify passed, so this cannot be; stay loud if it is

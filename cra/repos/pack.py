@@ -36,6 +36,7 @@ from cra.repos.layout import RepoPackage, check_name, package_path, register_rep
 from cra.repos.manifest import Environment, Manifest, Wheel, write_manifest
 from cra.repos.requirements import GitTree, RequirementSet, detect_layout, read_requirements
 from cra.repos.resolve import Resolver, requirement_names
+from cra.repos.signing import sign_package, workspace_key
 from cra.repos.testneeds import config_needs, era_config_trees
 from cra.repos.wheels import platform_tag
 from cra.workspace import Workspace
@@ -327,6 +328,7 @@ def pack(
             notes=(*layout.reasons, *warnings),
         )
         write_manifest(staged.manifest_path, manifest)
+        sign_package(staged.root, workspace_key(workspace.root))
         shutil.rmtree(tmp / "resolve", ignore_errors=True)
         if package.root.exists():
             trash = tmp / "replaced"

@@ -34,6 +34,7 @@ from cra.errors import CraError
 from cra.fsutil import atomic_write_bytes, atomic_write_text
 
 SIGNATURE_NAME = "manifest.sig"
+KEY_FILE = Path("keys") / "signing.key"
 KEY_PREFIX = "ed25519:"
 CONTEXT = b"cra repo package manifest v1\n"
 SIGNATURE_FORMAT = 1
@@ -48,14 +49,27 @@ class SigningKeyError(CraError, ValueError):
     """A public key in `cra.toml`, or the workspace's signing key, cannot be read."""
 
 
+STATES = ("trusted", "unsigned", "untrusted", "invalid")
+
+
 @dataclass(frozen=True)
 class SignatureCheck:
-    """What the signature of one package says: `ok` when it is valid and trusted."""
+    """What the signature of one package says: `trusted` (valid, by a trusted key),
+    `unsigned`, `untrusted` (valid, by a key not trusted) or `invalid` (unreadable, or
+    not made by the key it names over this manifest)."""
 
-    ok: bool
-    signed: bool
+    state: str
     key: str | None
     detail: str
+
+    def __post_init__(self) -> None:
+        if self.state not in STATES:
+            raise ValueError(f"SignatureCheck.state must be one of {STATES}, got {self.state!r}")
+
+    @property
+    def ok(self) -> bool:
+        """Whether the package is signed, validly, by a trusted key."""
+        return self.state == "trusted"
 
 
 def public_key_text(key: Ed25519PublicKey) -> str:
@@ -164,22 +178,22 @@ def check_signature(
     the `trusted` public keys (never raises for a bad package)."""
     path = root / SIGNATURE_NAME
     if not os.path.lexists(path):
-        return SignatureCheck(False, False, None, "unsigned")
+        return SignatureCheck("unsigned", None, "unsigned")
     record = _read_record(path)
     if isinstance(record, str):
-        return SignatureCheck(False, True, None, record)
+        return SignatureCheck("invalid", None, record)
     key_text = record["key"]
     try:
         key = parse_public_key(key_text, SIGNATURE_NAME)
         signature = base64.b64decode(record["signature"], validate=True)
         key.verify(signature, signed_payload(manifest_data))
     except (SigningKeyError, binascii.Error, ValueError, InvalidSignature):
-        return SignatureCheck(False, True, key_text, f"the signature by {key_text} is not valid")
+        return SignatureCheck("invalid", key_text, f"the signature by {key_text} is not valid")
     if key_text not in trusted:
         return SignatureCheck(
-            False, True, key_text, f"signed by {key_text}, which is not a trusted key"
+            "untrusted", key_text, f"signed by {key_text}, which is not a trusted key"
         )
-    return SignatureCheck(True, True, key_text, f"signed by {key_text}")
+    return SignatureCheck("trusted", key_text, f"signed by {key_text}")
 
 
 def trusted_keys(configured: Sequence[str], own: Ed25519PrivateKey | None) -> tuple[str, ...]:
@@ -189,3 +203,38 @@ def trusted_keys(configured: Sequence[str], own: Ed25519PrivateKey | None) -> tu
     if own is not None:
         keys.append(public_key_text(own.public_key()))
     return tuple(dict.fromkeys(keys))
+
+
+def key_path(workspace_root: Path) -> Path:
+    """Where a workspace keeps its signing key."""
+    return workspace_root / KEY_FILE
+
+
+def workspace_key(workspace_root: Path) -> Ed25519PrivateKey:
+    """The workspace's signing key, made on first use."""
+    return load_or_create_key(key_path(workspace_root))
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Which signatures a verification accepts: packages signed by one of `keys`; and,
+    when `allow_unsigned`, unsigned ones and ones signed by a key not listed (a signature
+    that does not verify is refused either way: the package changed after signing)."""
+
+    keys: tuple[str, ...]
+    allow_unsigned: bool = False
+
+    @classmethod
+    def of_workspace(
+        cls, workspace_root: Path, configured: Sequence[str], *, allow_unsigned: bool = False
+    ) -> Trust:
+        """The configured keys and the workspace's own (when it has one; none is made)."""
+        path = key_path(workspace_root)
+        own = load_key(path) if path.exists() else None
+        return cls(trusted_keys(configured, own), allow_unsigned)
+
+    def accepts(self, check: SignatureCheck) -> bool:
+        """Whether a package with this signature check may be used."""
+        if check.ok:
+            return True
+        return self.allow_unsigned and check.state in ("unsigned", "untrusted")

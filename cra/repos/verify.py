@@ -1,12 +1,15 @@
 """`cra repo verify`: a verdict per check on a repo package.
 
-Checks, in order: the layout (only `repo/`, `packages/`, `manifest.json`; no symlinks or
+Checks, in order: the layout (only `repo/`, `packages/`, `manifest.json`, `manifest.sig`; no
+symlinks or
 special files anywhere), the manifest (schema and its own checksum), every wheel (present,
 size, sha256, and nothing in `packages/` the manifest does not list), and the clone: a
 plain repository only (every entry of `repo/.git/` on an allowlist: no `commondir`,
 `gitdir`, worktrees, `info/attributes`, alternates, hooks or anything unknown; a config
 with a few core settings and nothing else, includes refused), then `git fsck` and the
 head the manifest names. The clone's layout and config are read before git runs in it.
+Where the caller says which keys it trusts, last: the manifest's signature
+(`manifest.sig`, see `cra.repos.signing`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from cra.fsutil import atomic_write_text, now_iso, sha256_file
 from cra.git import GitError, git, git_bytes
 from cra.repos.layout import RepoPackage
 from cra.repos.manifest import Manifest, ManifestError, load_manifest
+from cra.repos.signing import SIGNATURE_NAME, UNSIGNED_HINT, Trust, check_signature
 from cra.workspace import Workspace
 
-TOP_LEVEL = {"repo": "dir", "packages": "dir", "manifest.json": "file"}
+TOP_LEVEL = {"repo": "dir", "packages": "dir", "manifest.json": "file", SIGNATURE_NAME: "file"}
 SAFE_CONFIG = {
     "core.repositoryformatversion",
     "core.filemode",
@@ -45,7 +49,9 @@ class PackageInvalid(CraError, ValueError):
     def __init__(self, root: Path, check: Check) -> None:
         super().__init__(
             f"{root.name}: {check.name} check failed: {check.detail}",
-            hint="the package was changed or damaged; re-import a good copy or re-pack it",
+            hint=UNSIGNED_HINT
+            if check.name == "signature"
+            else "the package was changed or damaged; re-import a good copy or re-pack it",
         )
         self.root = root
         self.check = check
@@ -264,9 +270,10 @@ def _check_git(package: RepoPackage, manifest: Manifest | None) -> Check:
     return Check("git", True, f"git fsck clean, {count} commits, HEAD {head[:12]}")
 
 
-def verify_package(root: Path) -> VerifyReport:
+def verify_package(root: Path, trust: Trust | None = None) -> VerifyReport:
     """Run every check on the package at `root` and return the verdicts (never raises
-    for a bad package; see VerifyReport.raise_for_failure)."""
+    for a bad package; see VerifyReport.raise_for_failure). With `trust`, the manifest's
+    signature is checked too (see `cra.repos.signing`)."""
     package = RepoPackage(Path(root))
     checks: list[Check] = []
     problems = _walk_problems(package.root)
@@ -288,8 +295,19 @@ def verify_package(root: Path) -> VerifyReport:
     else:
         checks.append(_check_wheels(package, manifest))
         checks.append(_eras(manifest))
+        if trust is not None:
+            checks.append(_signature(package, trust))
     checks.append(_check_git(package, manifest))
     return VerifyReport(package.root, tuple(checks), manifest)
+
+
+def _signature(package: RepoPackage, trust: Trust) -> Check:
+    """Whether the manifest is signed by a trusted key (or, allowed, it is not)."""
+    data = json.loads(package.manifest_path.read_text(encoding="utf-8"))
+    check = check_signature(package.root, data, trust.keys)
+    if check.ok or not trust.accepts(check):
+        return Check("signature", check.ok, check.detail)
+    return Check("signature", True, f"{check.detail}: accepted (--allow-unsigned)")
 
 
 def _eras(manifest: Manifest) -> Check:

@@ -17,6 +17,7 @@ from cra.env.build import build_env
 from cra.fixtures.history import ProjectRepo
 from cra.workspace import init_workspace
 from tests.env.test_build import checkout, run_tests
+from tests.helpers import trust_key
 from tests.repos.helpers import export_tar
 
 ROOT = Path(cra.__file__).resolve().parents[1]
@@ -79,6 +80,9 @@ def test_pack_import_verify_build_and_test_with_no_network(
     assert packed.returncode == 0, packed.stderr
     assert "packed tally: 20 commits" in packed.stdout
     usb = export_tar(connected.repos_dir / "tally", tmp_path / "tally.tar")
+    # The user copies the connected machine's key into the air-gapped cra.toml.
+    key = cra_offline("-w", str(connected.root), "repo", "key")
+    trust_key(airgapped.root, key.stdout.strip())
 
     imported = cra_offline("-w", str(airgapped.root), "repo", "import", str(usb))
     assert imported.returncode == 0, imported.stderr
@@ -92,6 +96,7 @@ def test_pack_import_verify_build_and_test_with_no_network(
         ("manifest", True),
         ("wheels", True),
         ("eras", True),
+        ("signature", True),
         ("git", True),
     ]
 

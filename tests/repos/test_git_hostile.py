@@ -29,8 +29,10 @@ from cra.repos.importer import import_package
 from cra.repos.layout import RepoPackage
 from cra.repos.pack import PackOptions, pack
 from cra.repos.requirements import GitTree
+from cra.repos.signing import Trust
 from cra.repos.verify import PackageInvalid, stamp_verified, verify_package
 from cra.workspace import Workspace, init_workspace
+from tests.helpers import signer_of
 from tests.repos.helpers import git as plain_git
 from tests.repos.helpers import make_repo, repos_entries
 from tests.repos.hostile_git import (
@@ -157,7 +159,7 @@ def test_import_refuses_a_hostile_git_folder_and_writes_nothing(
         with tarfile.open(source, "w") as archive:
             archive.add(usb, arcname="tally")
     with pytest.raises(PackageInvalid) as info:
-        import_package(other, source)
+        import_package(other, source, trust=Trust((signer_of(packed),)))
     assert expected in str(info.value) and "git check failed" in str(info.value)
     assert repos_entries(other.repos_dir) == []
     assert markers_written(markers) == []

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
+from cra.cli import cli
+from cra.repos.manifest import canonical_checksum
 from cra.repos.signing import (
     SIGNATURE_NAME,
     SigningKeyError,
@@ -18,6 +23,8 @@ from cra.repos.signing import (
     sign_package,
     trusted_keys,
 )
+from cra.workspace import Workspace
+from tests.helpers import signer_of, trust_key
 
 
 def _package(root: Path, **fields: object) -> dict[str, object]:
@@ -33,7 +40,7 @@ def test_a_signed_manifest_verifies_with_the_signing_key(tmp_path: Path) -> None
     data = _package(tmp_path / "pkg")
     public = sign_package(tmp_path / "pkg", key)
     check = check_signature(tmp_path / "pkg", data, [public])
-    assert check.ok and check.signed and check.key == public
+    assert check.ok and check.state == "trusted" and check.key == public
 
 
 def test_the_key_file_is_private_and_reused(tmp_path: Path) -> None:
@@ -51,7 +58,7 @@ def test_an_edited_manifest_no_longer_verifies(tmp_path: Path) -> None:
     public = sign_package(tmp_path / "pkg", key)
     data["source"] = {"head": "b" * 40}
     check = check_signature(tmp_path / "pkg", data, [public])
-    assert not check.ok and check.signed and "not valid" in check.detail
+    assert check.state == "invalid" and "not valid" in check.detail
 
 
 def test_a_rename_keeps_the_signature_valid(tmp_path: Path) -> None:
@@ -70,7 +77,8 @@ def test_a_key_not_trusted_is_refused_and_named(tmp_path: Path) -> None:
     data = _package(tmp_path / "pkg")
     public = sign_package(tmp_path / "pkg", key)
     check = check_signature(tmp_path / "pkg", data, [public_key_text(other.public_key())])
-    assert not check.ok and check.key == public and "not a trusted key" in check.detail
+    assert check.state == "untrusted" and check.key == public
+    assert "not a trusted key" in check.detail
 
 
 def test_a_signature_resigned_with_another_key_claiming_the_trusted_one_fails(
@@ -126,3 +134,82 @@ def test_configured_keys_are_checked_and_the_own_key_is_trusted(tmp_path: Path) 
         trusted_keys(["ssh-ed25519 AAAA"], None)
     with pytest.raises(SigningKeyError, match="not an ed25519 public key"):
         parse_public_key("ed25519:!!!")
+
+
+# --- through import and verify --------------------------------------------------------
+
+
+def _airgapped(tmp_path: Path) -> Path:
+    from cra.workspace import init_workspace
+
+    return init_workspace(tmp_path / "airgapped").workspace.root
+
+
+def _import(root: Path, source: Path, *flags: str) -> Result:
+    return CliRunner().invoke(cli, ["-w", str(root), "repo", "import", str(source), *flags])
+
+
+def _reseal(package: Path, edit: Callable[[dict], None]) -> None:
+    """Edit the manifest and recompute its checksum, as a tamperer would."""
+    path = package / "manifest.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    data["checksum"] = canonical_checksum(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def test_a_manifest_edited_with_its_checksum_recomputed_is_refused(
+    packed: Path, tmp_path: Path
+) -> None:
+    """The checksum catches accidents; the signature catches tampering, even with
+    --allow-unsigned."""
+    root = _airgapped(tmp_path)
+    trust_key(root, signer_of(packed))
+    usb = tmp_path / "usb" / "tally"
+    shutil.copytree(packed, usb, symlinks=True)
+    _reseal(usb, lambda d: d["importable"].update(mode="editable"))
+    for flags in ((), ("--allow-unsigned",)):
+        result = _import(root, usb, *flags)
+        assert result.exit_code == 1, result.output
+        assert "signature check failed" in result.output and "is not valid" in result.output
+    assert not (root / "repos" / "tally").exists()
+
+
+def test_unsigned_and_untrusted_packages_need_allow_unsigned(packed: Path, tmp_path: Path) -> None:
+    root = _airgapped(tmp_path)
+    usb = tmp_path / "usb" / "tally"
+    shutil.copytree(packed, usb, symlinks=True)
+    untrusted = _import(root, usb)
+    assert untrusted.exit_code == 1
+    assert "not a trusted key" in untrusted.output and "trusted_keys" in untrusted.output
+    (usb / SIGNATURE_NAME).unlink()
+    unsigned = _import(root, usb)
+    assert unsigned.exit_code == 1 and "signature check failed: unsigned" in unsigned.output
+    accepted = _import(root, usb, "--allow-unsigned")
+    assert accepted.exit_code == 0, accepted.output
+    assert "unsigned: accepted (--allow-unsigned)" in accepted.output
+
+
+def test_a_trusted_signer_imports_and_a_rename_still_verifies(packed: Path, tmp_path: Path) -> None:
+    root = _airgapped(tmp_path)
+    trust_key(root, signer_of(packed))
+    result = _import(root, packed, "--name", "copy")
+    assert result.exit_code == 0, result.output
+    verify = CliRunner().invoke(cli, ["-w", str(root), "repo", "verify", "copy", "--json"])
+    checks = {c["name"]: c["ok"] for c in json.loads(verify.output)["checks"]}
+    assert verify.exit_code == 0 and checks["signature"]
+
+
+def test_repo_key_prints_the_key_pack_signs_with(packed: Path, workspace: Workspace) -> None:
+    result = CliRunner().invoke(cli, ["repo", "key", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["public_key"] == signer_of(packed)
+    assert data["private_key_file"] == "keys/signing.key"
+
+
+def test_a_malformed_trusted_key_in_cra_toml_is_a_config_error(tmp_path: Path) -> None:
+    root = _airgapped(tmp_path)
+    trust_key(root, "ssh-ed25519 AAAA")
+    result = CliRunner().invoke(cli, ["-w", str(root), "repo", "list"])
+    assert result.exit_code != 0 and "repos.trusted_keys" in result.output

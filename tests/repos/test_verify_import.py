@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from cra.cli import cli
 from cra.repos.importer import UnsafePackage, import_package
 from cra.repos.listing import list_packages
+from cra.repos.signing import Trust
 from cra.repos.verify import PackageInvalid, verify_package
-from cra.workspace import Workspace, init_workspace
-from tests.helpers import wheel_of
+from cra.workspace import Workspace, init_workspace, open_workspace
+from tests.helpers import signer_of, trust_key, wheel_of
 from tests.repos.helpers import export_tar, repos_entries
 
 
@@ -28,9 +29,15 @@ def _pytest_wheel(root: Path) -> str:
 
 
 @pytest.fixture
-def other(tmp_path: Path) -> Workspace:
-    """A second workspace: the air-gapped machine."""
-    return init_workspace(tmp_path / "airgapped").workspace
+def other(tmp_path: Path, packed: Path) -> Workspace:
+    """A second workspace: the air-gapped machine, which trusts the packing machine's key."""
+    root = init_workspace(tmp_path / "airgapped").workspace.root
+    trust_key(root, signer_of(packed))
+    return open_workspace(root)
+
+
+def _trust(workspace: Workspace) -> Trust:
+    return Trust.of_workspace(workspace.root, workspace.config["repos.trusted_keys"])
 
 
 def _flip_byte(root: Path) -> str:
@@ -118,6 +125,14 @@ def test_a_fresh_package_passes_every_check(packed: Path) -> None:
     assert report.checks[3].detail == "1 usable: 2023..2024"
 
 
+def test_cli_verify_checks_the_signature_by_the_workspace_key(packed: Path) -> None:
+    """`cra repo verify` checks the signature too; the workspace's own key is trusted."""
+    result = CliRunner().invoke(cli, ["repo", "verify", "tally", "--json"])
+    assert result.exit_code == 0, result.output
+    checks = {c["name"]: c for c in json.loads(result.output)["checks"]}
+    assert checks["signature"]["ok"] and checks["signature"]["detail"].startswith("signed by")
+
+
 @pytest.mark.parametrize("case", sorted(TAMPERINGS))
 def test_verify_names_the_tampered_file(packed: Path, case: str) -> None:
     expected = TAMPERINGS[case](packed)
@@ -138,7 +153,7 @@ def test_import_refuses_tampering_and_writes_nothing(
     expected = TAMPERINGS[case](usb)
     source = export_tar(usb, tmp_path / "tally.tar") if as_tar else usb
     with pytest.raises((PackageInvalid, UnsafePackage)) as info:
-        import_package(other, source)
+        import_package(other, source, trust=_trust(other))
     if case == "symlink_out":
         assert isinstance(info.value, UnsafePackage)
         assert "passwd.whl" in str(info.value) and (
@@ -153,10 +168,10 @@ def test_import_refuses_tampering_and_writes_nothing(
 def test_import_from_folder_and_tar_then_list(
     packed: Path, other: Workspace, tmp_path: Path
 ) -> None:
-    result = import_package(other, packed)
+    result = import_package(other, packed, trust=_trust(other))
     assert result.report.ok
     tar = export_tar(packed, tmp_path / "tally.tar")
-    renamed = import_package(other, tar, name="tally-copy")
+    renamed = import_package(other, tar, name="tally-copy", trust=_trust(other))
     assert renamed.manifest.name == "tally-copy"
     assert verify_package(renamed.package.root).ok  # the rewritten manifest is sealed again
     assert repos_entries(other.repos_dir) == ["tally", "tally-copy"]
