@@ -424,10 +424,13 @@ def probe(isolation: str, uid: int | None) -> str | None:
         inner = private / "run"
         inner.mkdir()
         inner.chmod(0o755)
+        # With a sized /tmp, as every run has: a bwrap too old for --size fails here.
         if isolation == "bwrap":
-            cmd = bwrap_argv(["true"], cwd=Path("/"), writable=(), readonly=(), uid=uid)
+            cmd = bwrap_argv(["true"], cwd=Path("/"), writable=(), readonly=(), uid=uid, tmp_mb=16)
         else:
-            cmd = unshare_argv(["test", "-x", str(inner)], uid=uid, cwd=inner, readonly=[inner])
+            cmd = unshare_argv(
+                ["test", "-x", str(inner)], uid=uid, cwd=inner, readonly=[inner], tmp_mb=16
+            )
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
         if proc.returncode != 0:
             why = f"{isolation} cannot run here: {_one_line(proc.stderr) or proc.returncode}"

