@@ -10,6 +10,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cra.errors import CraError
+
 CHUNK = 1 << 20
 
 
@@ -63,8 +65,12 @@ def _skip_unsafe(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
 def extract_tree(data: bytes, dest: Path) -> None:
     """Extract a tree that `git archive` wrote into `dest`, readable by every user (the
     sandbox's unprivileged uid reads it). Links out of the tree are left out: repository
-    content never makes cra write or point outside `dest`."""
+    content never makes cra write or point outside `dest`. An archive that cannot be read
+    raises CraError."""
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(dest, filter=_skip_unsafe)  # noqa: S202 - filtered above
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            archive.extractall(dest, filter=_skip_unsafe)  # noqa: S202 - filtered above
+    except tarfile.TarError as exc:
+        raise CraError(f"cannot extract the tree into {dest}: {exc}") from exc
     dest.chmod(0o755)

@@ -103,9 +103,12 @@ def validate_command(
     flaky. Verdicts: verified, no_fail_to_pass, tests_error, env_mismatch (every test
     failed before and after: the environment cannot run them; retried when the era is
     re-packed), and the infrastructure failures env_failed, env_unusable (the era has no
-    environment), timeout, sandbox_failed. Tasks with a verdict are skipped
-    (infrastructure failures are retried) unless --force. Where no sandbox can run it
-    stops before running anything, saying what to install (or use --unsafe-no-sandbox).
+    environment), timeout, sandbox_failed, bad_report (the tests left a report that
+    cannot be read or trusted), harness_failed (cra could not prepare or run the commit,
+    e.g. git cannot read it). Tasks with a verdict are skipped unless --force;
+    infrastructure failures are retried by the next run, twice in all with the same
+    environment, then final. Where no sandbox can run it stops before running anything,
+    saying what to install (or use --unsafe-no-sandbox).
     """
     with writing(ctx, "cra harness validate", repo=repo):
         data = run_validation(ctx, repo, limit=limit, since=since, runs=runs, unsafe=unsafe,

@@ -10,14 +10,20 @@ A task with at least one FAIL_TO_PASS test is *verified*.
 
 Outcomes come from the JSON lines of cra's pytest plugin, cross-checked with pytest's
 exit code and the number of tests collected: no free text is parsed for test ids.
-Every run is sandboxed (see :mod:`cra.harness.sandbox`). Infrastructure failures
-(env_failed, sandbox_failed, timeout) are verdicts of their own, never task failures,
-and running again retries them; finished verdicts are kept.
+Every run is sandboxed (see :mod:`cra.harness.sandbox`). Nothing the sandbox wrote is
+trusted: the plugin writes to a file cra opened itself before the run and handed in as a
+descriptor (no path the tests can reach leads to it), read back with a size cap and
+every record checked; a report that fails is the run's `bad_report`. Infrastructure
+failures (env_failed, sandbox_failed, timeout, bad_report, harness_failed) are verdicts
+of their own, never task failures; running again retries them up to `INFRA_ATTEMPTS`
+times in the same environment, then they are final. One commit's failure is its verdict
+and the run goes on with the next; finished verdicts are kept.
 """
 
 from __future__ import annotations
 
 import configparser
+import fcntl
 import functools
 import hashlib
 import json
@@ -37,12 +43,13 @@ from pathlib import Path
 import cra.harness.plugin
 from cra.db import transaction
 from cra.env.build import BuildStep, BuiltEnv, build_env
-from cra.errors import CraError, NotFound, UsageError
-from cra.fsutil import extract_tree, now_iso
+from cra.errors import ConfigError, CraError, NotFound, UsageError
+from cra.fsutil import CHUNK, extract_tree, now_iso
 from cra.git import archive_tree, git
 from cra.harness.run import Commit, _ensure_task, qualified_commits, task_id_for
 from cra.harness.sandbox import (
     Limits,
+    SandboxResult,
     SandboxUnavailable,
     choose_isolation,
     describe_isolation,
@@ -56,22 +63,56 @@ from cra.repos.manifest import Environment, Manifest, load_manifest
 from cra.workspace import Workspace
 
 VERDICTS = ("verified", "no_fail_to_pass", "tests_error", "env_failed", "timeout",
-            "sandbox_failed", "env_unusable", "env_mismatch")  # fmt: skip
-INFRA = frozenset({"env_failed", "timeout", "sandbox_failed", "env_unusable"})
-"""Failures of the infrastructure: retried by the next run, never counted against a task."""
+            "sandbox_failed", "env_unusable", "env_mismatch", "bad_report",
+            "harness_failed")  # fmt: skip
+INFRA = frozenset({"env_failed", "timeout", "sandbox_failed", "env_unusable", "bad_report",
+                   "harness_failed"})  # fmt: skip
+"""Failures of the infrastructure: never counted against a task, and retried by the next
+runs up to `INFRA_ATTEMPTS` attempts in the same environment. `bad_report`: the tests' run
+left a report cra cannot trust or read (too big, not UTF-8, not JSON, a record missing a
+field); `harness_failed`: preparing or running the commit raised an error of cra's own
+(git, the file system), recorded with it."""
+INFRA_ATTEMPTS = 2
+"""Attempts at a commit that end in an infrastructure verdict, with the same environment
+fingerprint, before that verdict is final (not retried unless `--force` or a new pack)."""
+COMMIT_ERRORS = (CraError, OSError, ValueError)
+"""What one commit's work may raise and still be that commit's verdict (`harness_failed`):
+cra's own errors (git, a tree that cannot be extracted), the file system's, bad values.
+Errors about the user's input or settings (UsageError, ConfigError) stop the run, and so
+does anything else (a programming error keeps its traceback)."""
 ENV_MISMATCH = "env_mismatch"
 """Every test failed before and after: the environment cannot run the commit's tests.
 Retried when the commit's environment changes (a new pack), never counted against it."""
 MISMATCH_MIN_TESTS = 3
 """Fewer tests all failing can be one broken test, not a broken environment."""
 NOT_JUDGED = INFRA | {ENV_MISMATCH}
-GRADES = ("resolved", "unresolved", "patch_failed", *VERDICTS[2:6])
+GRADES = ("resolved", "unresolved", "patch_failed", *VERDICTS[2:6], *VERDICTS[8:])
 PLUGIN_DIR = Path(cra.harness.plugin.__file__).resolve().parent
 PLUGIN = "cra_pytest_report"
 FAILING = frozenset({"failed", "error"})
 # pytest's exit codes: 0 all passed, 1 some failed, 2 interrupted, 3 internal error,
 # 4 usage error, 5 no tests collected.
 PYTEST_BROKEN = frozenset({2, 3, 4})
+RUN_PROBLEMS = ("bad_report", "sandbox_failed", "env_failed", "timeout")
+"""The infrastructure problems a run of the tests can have, the first found deciding."""
+OUTCOMES = frozenset({"passed", "failed", "error", "skipped"})
+REPORT_FD_MIN = 64
+REPORT_MAX_BYTES = 32 << 20
+REPORT_MAX_NUMBER = 1e12
+REPORT_MESSAGE_CHARS = 2000
+NUMBER = (int, float)
+REPORT_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "collected": {"count": int},
+    "collect_error": {"nodeid": str, "message": str},
+    "test": {"nodeid": str, "outcome": str, "duration": NUMBER},
+    "finish": {"exitstatus": int},
+}
+"""Each record kind of the plugin's report, with the fields it must carry and their types."""
+
+
+class BadReport(CraError, ValueError):
+    """The report a run of the tests left cannot be trusted or read."""
+
 
 Progress = Callable[[int, int, str], None]
 
@@ -332,22 +373,35 @@ class Runner:
     ) -> PytestRun:  # fmt: skip
         """Run `tests` once on a private copy of `tree`, sandboxed; parse the report.
         `extra` goes to pytest before the tests (e.g. `--collect-only`)."""
-        result = PytestRun(phase, attempt)
-        limits, per_test = self.limits(env, manifest_timeout)
         if scratch.exists():
             shutil.rmtree(scratch)
-        work, tmp, home, out = (scratch / n for n in ("work", "tmp", "home", "out"))
+        work, tmp, home = (scratch / n for n in ("work", "tmp", "home"))
         shutil.copytree(tree, work, symlinks=True)
-        for folder in (tmp, home, out):
+        for folder in (tmp, home):
             folder.mkdir(parents=True)
-        prepare_owned([scratch], self.uid)
-        report = out / "report.jsonl"
+        # Only the run's own folders are the sandbox uid's: the report and the logs
+        # beside them stay cra's.
+        prepare_owned([work, tmp, home], self.uid)
+        report = open_report(scratch)
+        try:
+            return self._run_pytest(env, work, tmp, home, report, tests, phase, attempt,
+                                    scratch, manifest_timeout, extra)  # fmt: skip
+        finally:
+            os.close(report)
+
+    def _run_pytest(
+        self, env: BuiltEnv, work: Path, tmp: Path, home: Path, report: int,
+        tests: Sequence[str], phase: str, attempt: int, scratch: Path,
+        manifest_timeout: float, extra: Sequence[str],
+    ) -> PytestRun:  # fmt: skip
+        result = PytestRun(phase, attempt)
+        limits, per_test = self.limits(env, manifest_timeout)
         base = {
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
             "HOME": str(home),
             "TMPDIR": str(tmp),
-            "CRA_REPORT_PATH": str(report),
+            "CRA_REPORT_FD": str(report),
             "PYTHONHASHSEED": "0",
         }
         run_env = env.run_env(work, base=base, site=scratch / "site")
@@ -372,44 +426,55 @@ class Runner:
             argv,
             isolation=self.isolation,
             cwd=work,
-            writable=[work, tmp, home, out],
+            writable=[work, tmp, home],
             readonly=readonly,
             env=run_env,
             limits=limits,
             logs=scratch / "logs",
             uid=self.uid,
+            pass_fds=(report,),
         )
-        result.returncode, result.timed_out, result.seconds = (
-            ran.returncode, ran.timed_out, ran.seconds
-        )  # fmt: skip
-        if ran.start_error:
-            result.problem, result.detail = "sandbox_failed", ran.start_error
-            return result
-        finished = _read_report(report, result)
-        result.detail = ran.stderr_tail or ran.stdout_tail
-        if ran.timed_out:
-            result.problem = "timeout"
-        elif result.collected is None and not finished:
-            # pytest never started collecting: the sandbox or the environment failed.
-            tool_failed = any(
-                line.startswith(("bwrap:", "unshare:", "setpriv:"))
-                for line in ran.stderr_tail.splitlines()
-            )
-            result.problem = "sandbox_failed" if tool_failed else "env_failed"
-        elif not finished:
-            result.problem = "tests_error"
-            result.detail = "pytest ended without finishing the session\n" + result.detail
-        elif result.exitstatus != ran.returncode:
-            result.problem = "tests_error"
-            result.detail = f"pytest reported exit {result.exitstatus}, process {ran.returncode}"
-        elif result.exitstatus in PYTEST_BROKEN:
-            result.problem = "tests_error"
-        elif result.exitstatus in (0, 1) and result.collected != len(result.outcomes):
-            result.problem = "tests_error"
-            result.detail = (
-                f"{result.collected} tests collected but {len(result.outcomes)} reported"
-            )
+        return _classify(ran, report, result)
+
+
+def _classify(ran: SandboxResult, report: int, result: PytestRun) -> PytestRun:
+    """Fill `result` from the run and its report, and say whether the run is usable."""
+    result.returncode, result.timed_out, result.seconds = (
+        ran.returncode, ran.timed_out, ran.seconds
+    )  # fmt: skip
+    if ran.start_error:
+        result.problem, result.detail = "sandbox_failed", ran.start_error
         return result
+    result.detail = ran.stderr_tail or ran.stdout_tail
+    try:
+        finished = _read_report(report, result)
+    except BadReport as exc:
+        result.problem, result.detail = "bad_report", f"{exc}\n{result.detail}"
+        result.outcomes.clear()
+        result.collect_errors.clear()
+        result.test_seconds = 0.0
+        return result
+    if ran.timed_out:
+        result.problem = "timeout"
+    elif result.collected is None and not finished:
+        # pytest never started collecting: the sandbox or the environment failed.
+        tool_failed = any(
+            line.startswith(("bwrap:", "unshare:", "setpriv:"))
+            for line in ran.stderr_tail.splitlines()
+        )
+        result.problem = "sandbox_failed" if tool_failed else "env_failed"
+    elif not finished:
+        result.problem = "tests_error"
+        result.detail = "pytest ended without finishing the session\n" + result.detail
+    elif result.exitstatus != ran.returncode:
+        result.problem = "tests_error"
+        result.detail = f"pytest reported exit {result.exitstatus}, process {ran.returncode}"
+    elif result.exitstatus in PYTEST_BROKEN:
+        result.problem = "tests_error"
+    elif result.exitstatus in (0, 1) and result.collected != len(result.outcomes):
+        result.problem = "tests_error"
+        result.detail = f"{result.collected} tests collected but {len(result.outcomes)} reported"
+    return result
 
 
 def legacy_config(work: Path, where: Path) -> list[str]:
@@ -435,29 +500,78 @@ def legacy_config(work: Path, where: Path) -> list[str]:
     return ["-c", str(target), f"--rootdir={work}"]
 
 
-def _read_report(path: Path, result: PytestRun) -> bool:
-    """Fill `result` from the plugin's JSON lines; return whether the session finished."""
-    finished = False
+def open_report(folder: Path) -> int:
+    """A new, empty file for the plugin's report, open for reading and appending, with no
+    name left anywhere (the run can neither swap it nor reach it by a path); the
+    descriptor is at least `REPORT_FD_MIN`, above those the sandbox's shell uses."""
+    path = folder / f".report-{os.getpid()}-{threading.get_ident()}"
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return False
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-        kind = record.get("kind")
+        os.unlink(path)
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, REPORT_FD_MIN)
+    finally:
+        os.close(fd)
+
+
+def read_report(fd: int) -> list[dict[str, object]]:
+    """The plugin's records from the report cra opened (see :func:`open_report`), each
+    checked for its kind and fields. A last line cut short by a kill is left out;
+    anything else malformed raises BadReport with the reason."""
+    size = os.fstat(fd).st_size
+    if size > REPORT_MAX_BYTES:
+        raise BadReport(f"the report has {size} bytes, more than the {REPORT_MAX_BYTES} allowed")
+    chunks, offset = [], 0
+    while offset < size:
+        chunk = os.pread(fd, min(CHUNK, size - offset), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    lines = b"".join(chunks).split(b"\n")
+    return [_record_of(n, line) for n, line in enumerate(lines[:-1], start=1) if line.strip()]
+
+
+def _record_of(n: int, line: bytes) -> dict[str, object]:
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadReport(f"report line {n} is not UTF-8") from None
+    except json.JSONDecodeError:
+        raise BadReport(f"report line {n} is not JSON") from None
+    kind = record.get("kind") if isinstance(record, dict) else None
+    if not isinstance(kind, str) or kind not in REPORT_FIELDS:
+        raise BadReport(f"report line {n} is not a record of the plugin")
+    for name, wanted in REPORT_FIELDS[kind].items():
+        value = record.get(name)
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            raise BadReport(f"report line {n} ({kind}): {name} is missing or not a {wanted}")
+        if isinstance(value, str):
+            # Lone surrogates (from file names that are not UTF-8) cannot be stored.
+            record[name] = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        elif not 0 <= value < REPORT_MAX_NUMBER:
+            raise BadReport(f"report line {n} ({kind}): {name} is out of range")
+    if record["kind"] == "test" and record["outcome"] not in OUTCOMES:
+        raise BadReport(f"report line {n}: unknown outcome {str(record['outcome'])[:40]!r}")
+    return record
+
+
+def _read_report(fd: int, result: PytestRun) -> bool:
+    """Fill `result` from the report's records; return whether the session finished."""
+    finished = False
+    for record in read_report(fd):
+        kind = record["kind"]
         if kind == "collected":
-            result.collected = int(record["count"])
+            result.collected = int(record["count"])  # type: ignore[call-overload]
         elif kind == "collect_error":
-            result.collect_errors[record["nodeid"]] = record.get("message", "")
+            message = str(record["message"])[-REPORT_MESSAGE_CHARS:]
+            result.collect_errors[str(record["nodeid"])] = message
         elif kind == "test":
-            duration = float(record.get("duration") or 0.0)
-            result.outcomes[record["nodeid"]] = (record["outcome"], duration)
+            duration = float(record["duration"])  # type: ignore[arg-type]
+            result.outcomes[str(record["nodeid"])] = (str(record["outcome"]), duration)
             result.test_seconds += duration
         elif kind == "finish":
-            result.exitstatus = int(record["exitstatus"])
+            result.exitstatus = int(record["exitstatus"])  # type: ignore[call-overload]
             finished = True
     return finished
 
@@ -489,7 +603,7 @@ def judge(before: Sequence[PytestRun], after: Sequence[PytestRun]) -> Validation
     """The verdict on a task from its before and after runs (task_id left empty)."""
     runs = [*before, *after]
     v = Validation("", "no_fail_to_pass", runs=runs)
-    for klass in ("sandbox_failed", "env_failed", "timeout"):
+    for klass in RUN_PROBLEMS:
         if any(r.problem == klass for r in runs):
             v.verdict = klass
             return v
@@ -527,8 +641,28 @@ need the older dependencies its code was written against."""
 
 
 def validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation:
-    """Run the before and after tests of one commit; return the verdict."""
+    """Run the before and after tests of one commit; return the verdict. An error of the
+    commit's own work (`COMMIT_ERRORS`) is its verdict, `harness_failed`, never a stop;
+    `scratch` is removed in every case."""
     started = time.perf_counter()
+    try:
+        v = _validate_commit(runner, commit, scratch)
+    except (UsageError, ConfigError):
+        raise
+    except COMMIT_ERRORS as exc:
+        v = Validation(task_id_for(runner.repo, commit.sha), "harness_failed")
+        v.isolation = runner.isolation
+        v.details = {"error": f"{type(exc).__name__}: {exc}"[-1500:],
+                     "hint": getattr(exc, "hint", None)}  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    v.details.setdefault("env_fingerprint", runner.fingerprint(commit))
+    v.seconds = time.perf_counter() - started
+    v.details["seconds"] = round(v.seconds, 3)
+    return v
+
+
+def _validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation:
     task_id = task_id_for(runner.repo, commit.sha)
     unusable = runner.unusable_env(commit)
     if unusable is not None:
@@ -542,8 +676,6 @@ def validate_commit(runner: Runner, commit: Commit, scratch: Path) -> Validation
         if retry.verdict in ("verified", "no_fail_to_pass"):
             retry.details["fallback"] = f"{v.env_id or 'its own era'} gave {v.verdict}"
             v = retry
-    v.seconds = time.perf_counter() - started
-    v.details["seconds"] = round(v.seconds, 3)
     return v
 
 
@@ -569,13 +701,7 @@ def _validate_in(
             v.env_id = env.env_id
             v.details = {"reason": "the commit changes no test module"}
             return v
-        before, after = [], []
-        for attempt in range(1, runner.runs + 1):
-            for phase, bucket in (("before", before), ("after", after)):
-                bucket.append(runner.run_tests(
-                    env, trees / phase, tests, phase, attempt,
-                    scratch / f"{phase}-{attempt}", timeout,
-                ))  # fmt: skip
+        before, after = _run_phases(runner, env, trees, tests, scratch, timeout)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     v = judge(before, after)
@@ -589,6 +715,25 @@ def _validate_in(
     if v.verdict == ENV_MISMATCH:
         v.details["reason"] = "every test failed before and after the commit"
     return v
+
+
+def _run_phases(
+    runner: Runner, env: BuiltEnv, trees: Path, tests: list[str], scratch: Path, timeout: float
+) -> tuple[list[PytestRun], list[PytestRun]]:
+    """The before and after runs, alternating; the first run with an infrastructure
+    problem ends them (it decides the verdict: a commit that hangs at import costs one
+    timeout, not one per run)."""
+    before: list[PytestRun] = []
+    after: list[PytestRun] = []
+    for attempt in range(1, runner.runs + 1):
+        for phase, bucket in (("before", before), ("after", after)):
+            run = runner.run_tests(
+                env, trees / phase, tests, phase, attempt, scratch / f"{phase}-{attempt}", timeout
+            )
+            bucket.append(run)
+            if run.problem in RUN_PROBLEMS:
+                return before, after
+    return before, after
 
 
 def _record(conn: sqlite3.Connection, run_id: int, v: Validation, kind: str) -> None:
@@ -638,17 +783,57 @@ def env_fingerprint(env: Environment) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+def _details(text: str | None) -> dict[str, object]:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def infra_attempts(conn: sqlite3.Connection, task_id: str, fingerprint: str) -> int:
+    """How many of the task's latest validations in a row ended in an infrastructure
+    verdict with this environment fingerprint."""
+    rows = conn.execute(
+        "SELECT verdict, details FROM outcomes WHERE task_id = ? AND kind = 'validation' "
+        "ORDER BY id DESC",
+        (task_id,),
+    )
+    count = 0
+    for verdict, details in rows:
+        if verdict not in INFRA or _details(details).get("env_fingerprint") != fingerprint:
+            break
+        count += 1
+    return count
+
+
 def _finished(conn: sqlite3.Connection, task_id: str, fingerprint: Callable[[], str]) -> bool:
     row = conn.execute(
         "SELECT verdict, details FROM outcomes WHERE task_id = ? AND kind = 'validation' "
         "ORDER BY id DESC LIMIT 1",
         (task_id,),
     ).fetchone()
-    if row is None or row[0] in INFRA:
+    if row is None:
         return False
+    if row[0] in INFRA:
+        return infra_attempts(conn, task_id, fingerprint()) >= INFRA_ATTEMPTS
     if row[0] == ENV_MISMATCH:
-        return json.loads(row[1] or "{}").get("env_fingerprint") == fingerprint()
+        return _details(row[1]).get("env_fingerprint") == fingerprint()
     return True
+
+
+def _count_attempt(conn: sqlite3.Connection, v: Validation) -> None:
+    """Number an infrastructure verdict's attempt; the last allowed one is final."""
+    if v.verdict not in INFRA:
+        return
+    fingerprint = str(v.details.get("env_fingerprint", ""))
+    attempt = infra_attempts(conn, v.task_id, fingerprint) + 1
+    v.details["attempt"] = attempt
+    if attempt >= INFRA_ATTEMPTS:
+        v.details["final"] = (
+            f"{v.verdict} in {attempt} attempts with this environment: not retried until "
+            "the environment changes (a new pack) or --force"
+        )
 
 
 def _repo_id(conn: sqlite3.Connection, repo: str) -> int:
@@ -732,6 +917,7 @@ def validate_repo(
             try:
                 # Each verdict is recorded as soon as it is known, in this thread.
                 for v in pool.map(work, todo):
+                    _count_attempt(conn, v)
                     _record(conn, int(run_id), v, "validation")
                     summary.tasks_done += 1
                     summary.verdicts[v.verdict] = summary.verdicts.get(v.verdict, 0) + 1
@@ -850,18 +1036,13 @@ def grade_patch(
             if isinstance(env, CraError):
                 grade.verdict, grade.detail = "env_failed", str(env)
             else:
-                tree = scratch / "tree"
-                tests = before_tree(require_package(workspace, repo).repo_dir, commit, tree)
-                applied = _apply(tree, patch)
-                if applied is not None:
-                    grade.verdict, grade.detail = "patch_failed", applied
-                else:
-                    timeout = _manifest_timeout(workspace, repo)
-                    for attempt in range(1, runs + 1):
-                        test_runs.append(runner.run_tests(
-                            env, tree, tests, label, attempt, scratch / f"run-{attempt}", timeout
-                        ))  # fmt: skip
-                    _grade(grade, test_runs, f2p, p2p)
+                _grade_in(runner, commit, env, (patch, label), scratch, grade, test_runs,
+                          (f2p, p2p))  # fmt: skip
+        except (UsageError, ConfigError):
+            raise
+        except COMMIT_ERRORS as exc:
+            test_runs.clear()
+            grade.verdict, grade.detail = "harness_failed", f"{type(exc).__name__}: {exc}"
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         with transaction(conn):
@@ -885,6 +1066,27 @@ def grade_patch(
     return grade
 
 
+def _grade_in(
+    runner: Runner, commit: Commit, env: BuiltEnv, labelled: tuple[str, str], scratch: Path,
+    grade: Grade, test_runs: list[PytestRun], expected: tuple[list[str], list[str]],
+) -> None:  # fmt: skip
+    """Grade the (patch, label) on the task's parent plus its tests in `env`, filling
+    `grade` and `test_runs`; `expected` are the FAIL_TO_PASS and PASS_TO_PASS tests."""
+    patch, label = labelled
+    tree = scratch / "tree"
+    tests = before_tree(require_package(runner.workspace, runner.repo).repo_dir, commit, tree)
+    applied = _apply(tree, patch)
+    if applied is not None:
+        grade.verdict, grade.detail = "patch_failed", applied
+        return
+    timeout = _manifest_timeout(runner.workspace, runner.repo)
+    for attempt in range(1, runner.runs + 1):
+        test_runs.append(runner.run_tests(
+            env, tree, tests, label, attempt, scratch / f"run-{attempt}", timeout
+        ))  # fmt: skip
+    _grade(grade, test_runs, *expected)
+
+
 def _apply(tree: Path, patch: str) -> str | None:
     if not patch.strip():
         return "the patch is empty"
@@ -901,7 +1103,7 @@ def _apply(tree: Path, patch: str) -> str | None:
 
 
 def _grade(grade: Grade, runs: list[PytestRun], f2p: list[str], p2p: list[str]) -> None:
-    for klass in ("sandbox_failed", "env_failed", "timeout"):
+    for klass in RUN_PROBLEMS:
         if any(r.problem == klass for r in runs):
             grade.verdict = klass
             return

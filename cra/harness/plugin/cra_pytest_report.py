@@ -1,7 +1,9 @@
 """A pytest plugin that writes each test's outcome as one JSON line, as it happens.
 
-Loaded with `-p cra_pytest_report` (its folder on PYTHONPATH) and told where to write
-by `$CRA_REPORT_PATH`. Lines: `{"kind": "collected", "count": N}`, one
+Loaded with `-p cra_pytest_report` (its folder on PYTHONPATH). It writes to the file
+descriptor `$CRA_REPORT_FD` when set (a file cra opened before the run and handed in, so
+that nothing the tests do can make cra read another file), else to `$CRA_REPORT_PATH`.
+Lines are ASCII JSON: `{"kind": "collected", "count": N}`, one
 `{"kind": "collect_error", "nodeid": ..., "message": ...}` per file that failed to
 collect, one `{"kind": "test", "nodeid": ..., "outcome": ..., "duration": ...}` per test
 (outcome: passed, failed, error, skipped), and `{"kind": "finish", "exitstatus": N}`.
@@ -21,12 +23,19 @@ _state = {"file": None, "tests": {}}
 def _write(record):
     fh = _state["file"]
     if fh is None:
-        path = os.environ.get("CRA_REPORT_PATH")
-        if not path:
+        fh = _state["file"] = _open()
+        if fh is None:
             return
-        fh = _state["file"] = open(path, "a", encoding="utf-8")  # noqa: SIM115
-    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    fh.write(json.dumps(record) + "\n")
     fh.flush()
+
+
+def _open():
+    fd = os.environ.get("CRA_REPORT_FD")
+    if fd:
+        return os.fdopen(int(fd), "a", encoding="ascii")
+    path = os.environ.get("CRA_REPORT_PATH")
+    return open(path, "a", encoding="ascii") if path else None
 
 
 def pytest_collectreport(report):
