@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from cra.harness import sandbox
-from cra.harness.sandbox import Limits, run_sandboxed
+from cra import sandbox
+from cra.sandbox import Limits, run_sandboxed
 
 UID = 61000
 PYTHON = os.path.realpath(sys.executable)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cra.db import schema_version
 from cra.fsutil import atomic_write_text
-from cra.harness.sandbox import require_sandbox
+from cra.sandbox import require_sandbox
 from cra.workspace import Workspace, init_workspace
 
 Echo = Callable[[str], None]

@@ -12,11 +12,12 @@ from cra.commands.guard import writing
 from cra.commands.harness_validate import UNSAFE_HELP, echo_summary, run_validation
 from cra.errors import UsageError
 from cra.repos.layout import require_package
+from cra.sandbox import SLOTS
 
 if TYPE_CHECKING:
     from cra.workspace import Workspace
 
-MAX_JOBS = 256
+MAX_JOBS = SLOTS  # each concurrent sandboxed run as root takes a uid slot
 """The most commits `--jobs` runs at once."""
 
 
@@ -76,9 +77,25 @@ def run_command(
     resumes without duplicating anything. One writing command at a time per workspace:
     a second one refuses while this one runs.
     """
+    if validate:
+        from cra.sandbox import require_sandbox
+
+        # Before anything runs (git included): a run that cannot validate stops here.
+        require_sandbox(ctx.workspace().config["validate.sandbox_uid"], allow_unsafe=unsafe)
     with writing(ctx, "cra harness run", repo=repo) as workspace:
-        _run(ctx, workspace, repo, planner, temperatures, limit, since, jobs, validate, unsafe,
-             as_json)  # fmt: skip
+        _run(
+            ctx,
+            workspace,
+            repo,
+            planner,
+            temperatures,
+            limit,
+            since,
+            jobs,
+            validate,
+            unsafe,
+            as_json,
+        )
 
 
 def _run(
@@ -113,7 +130,7 @@ def _run(
                 f"repos/{repo} has no manifest.json: its tests have no environment to run in",
                 hint="pack it with `cra repo pack`, or plan only with --no-validate",
             )
-        from cra.harness.sandbox import require_sandbox
+        from cra.sandbox import require_sandbox
 
         # Before planning: a run that cannot validate stops here, saying what to install.
         require_sandbox(workspace.config["validate.sandbox_uid"], allow_unsafe=unsafe)

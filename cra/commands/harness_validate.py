@@ -12,6 +12,7 @@ import click
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
 from cra.errors import UsageError
+from cra.sandbox import SLOTS
 from cra.text import printable
 
 UNSAFE_HELP = "Run the repository's tests with no sandbox when none is available (unsafe)."
@@ -79,7 +80,13 @@ def run_validation(
 )
 @click.option("--runs", type=int, default=None, help="Runs per phase ([validate] runs).")
 @click.option("--force", is_flag=True, help="Validate again tasks that already have a verdict.")
-@click.option("--jobs", type=int, default=1, show_default=True, help="Commits in parallel.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, SLOTS),
+    default=1,
+    show_default=True,
+    help="Commits in parallel.",
+)
 @click.option("--unsafe-no-sandbox", "unsafe", is_flag=True, help=UNSAFE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_context
@@ -110,9 +117,23 @@ def validate_command(
     environment, then final. Where no sandbox can run it stops before running anything,
     saying what to install (or use --unsafe-no-sandbox).
     """
+    from cra.sandbox import require_sandbox
+
+    # Before anything runs (git included): no sandbox stops here, saying what to install.
+    require_sandbox(ctx.workspace().config["validate.sandbox_uid"], allow_unsafe=unsafe)
     with writing(ctx, "cra harness validate", repo=repo):
-        data = run_validation(ctx, repo, limit=limit, since=since, runs=runs, unsafe=unsafe,
-                              force=force, as_json=as_json, jobs=jobs, sample=sample)  # fmt: skip
+        data = run_validation(
+            ctx,
+            repo,
+            limit=limit,
+            since=since,
+            runs=runs,
+            unsafe=unsafe,
+            force=force,
+            as_json=as_json,
+            jobs=jobs,
+            sample=sample,
+        )
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -31,12 +31,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cra.env.tools import ToolError, pip_argv, run_tool, tool_env, uv_binary
 from cra.errors import ChecksumMismatch, CraError, UsageError
 from cra.fsutil import atomic_write_text, now_iso, sha256_file
 from cra.repos.layout import RepoPackage, require_package
 from cra.repos.manifest import Environment, Manifest, load_manifest
 from cra.repos.wheels import best_wheel
+from cra.tools import ToolError, pip_argv, run_tool, tool_env, uv_binary
 from cra.workspace import Workspace
 
 BUILDER_VERSION = 3

@@ -10,7 +10,7 @@ A task with at least one FAIL_TO_PASS test is *verified*.
 
 Outcomes come from the JSON lines of cra's pytest plugin, cross-checked with pytest's
 exit code and the number of tests collected: no free text is parsed for test ids.
-Every run is sandboxed (see :mod:`cra.harness.sandbox`). Nothing the sandbox wrote is
+Every run is sandboxed (see :mod:`cra.sandbox`). Nothing the sandbox wrote is
 trusted: the plugin writes to a file cra opened itself before the run and handed in as a
 descriptor (no path the tests can reach leads to it), read back with a size cap and
 every record checked; a report that fails is the run's `bad_report`. Infrastructure
@@ -47,7 +47,10 @@ from cra.errors import ConfigError, CraError, NotFound, UsageError
 from cra.fsutil import CHUNK, extract_tree, now_iso
 from cra.git import archive_tree, git
 from cra.harness.run import Commit, _ensure_task, qualified_commits, task_id_for
-from cra.harness.sandbox import (
+from cra.harness.testpaths import exercised_modules, is_test_module, is_test_path
+from cra.repos.layout import require_package
+from cra.repos.manifest import Environment, Manifest, load_manifest
+from cra.sandbox import (
     Limits,
     SandboxResult,
     SandboxUnavailable,
@@ -57,9 +60,6 @@ from cra.harness.sandbox import (
     run_sandboxed,
     sandbox_uid,
 )
-from cra.harness.testpaths import exercised_modules, is_test_module, is_test_path
-from cra.repos.layout import require_package
-from cra.repos.manifest import Environment, Manifest, load_manifest
 from cra.workspace import Workspace
 
 VERDICTS = ("verified", "no_fail_to_pass", "tests_error", "env_failed", "timeout",

@@ -12,9 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from cra.env.tools import ToolError, pip_argv, run_tool, tool_env, uv_binary
 from cra.errors import CraError
 from cra.repos.wheels import best_wheel, parse_pin
+from cra.tools import ToolError, pip_argv, run_tool, tool_env, uv_binary
 
 
 class FetchError(CraError):

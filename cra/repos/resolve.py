@@ -27,10 +27,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from cra.env.tools import ToolError, run_tool, tool_env, uv_binary
 from cra.errors import CraError
 from cra.repos.requirements import RequirementSet
 from cra.repos.wheels import parse_pin
+from cra.tools import ToolError, run_tool, tool_env, uv_binary
 
 PYTHON_RELEASED: dict[str, str] = {
     "3.8": "2019-10-14",

@@ -11,8 +11,8 @@ import pytest
 from cra.adapters.evaluate import _reference, _tests_pass
 from cra.adapters.metrics import primary_metrics, score_output
 from cra.harness.mine import mine_repo
-from cra.harness.sandbox import probe, sandbox_uid
 from cra.harness.validate import ValidateOptions, task_gold_patch, validate_repo
+from cra.sandbox import probe, sandbox_uid
 
 pytestmark = pytest.mark.skipif(
     probe("bwrap", sandbox_uid(61000)) is not None

@@ -17,7 +17,10 @@ from click.testing import CliRunner
 from cra.cli import cli
 from cra.env.build import build_env
 from cra.harness.mine import mine_repo
-from cra.harness.sandbox import (
+from cra.harness.validate import ValidateOptions, export_tree, validate_repo
+from cra.repos.manifest import load_manifest, write_manifest
+from cra.repos.pack import PackOptions, pack
+from cra.sandbox import (
     Limits,
     choose_isolation,
     prepare_owned,
@@ -25,9 +28,6 @@ from cra.harness.sandbox import (
     run_sandboxed,
     sandbox_uid,
 )
-from cra.harness.validate import ValidateOptions, export_tree, validate_repo
-from cra.repos.manifest import load_manifest, write_manifest
-from cra.repos.pack import PackOptions, pack
 from cra.workspace import Workspace
 from tests.env.sandbox_helpers import hostile_repo
 

@@ -9,7 +9,7 @@ from contextlib import closing
 
 import pytest
 
-from cra.harness.sandbox import probe, sandbox_uid
+from cra.sandbox import probe, sandbox_uid
 from tests.helpers import run_cra
 from tests.workspace_helpers import cra_popen, wait_for
 

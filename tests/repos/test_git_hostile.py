@@ -22,7 +22,6 @@ from cra.git import archive_tree, git
 from cra.harness.gold import diff_changes
 from cra.harness.index import python_blobs, read_blobs
 from cra.harness.mine import mine_repo, patch_sizes, scan_history
-from cra.harness.sandbox import probe, sandbox_uid
 from cra.harness.validate import changed_test_paths, export_tree, gold_patch
 from cra.repos.eras import split_eras
 from cra.repos.importer import import_package
@@ -31,6 +30,7 @@ from cra.repos.pack import PackOptions, pack
 from cra.repos.requirements import GitTree
 from cra.repos.signing import Trust
 from cra.repos.verify import PackageInvalid, stamp_verified, verify_package
+from cra.sandbox import probe, sandbox_uid
 from cra.workspace import Workspace, init_workspace
 from tests.helpers import signer_of
 from tests.repos.helpers import git as plain_git

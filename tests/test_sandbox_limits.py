@@ -12,9 +12,9 @@ import uuid
 
 import pytest
 
-from cra.harness import sandbox
-from cra.harness.sandbox import Limits
-from tests.harness.sandbox_helpers import UID, alive_with, available, run_code, shmem_peak
+from cra import sandbox
+from cra.sandbox import Limits
+from tests.sandbox_helpers import UID, alive_with, available, run_code, shmem_peak
 
 ISOLATED = [
     pytest.param(i, marks=pytest.mark.skipif(not available(i), reason=f"{i} cannot run here"))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cra.harness import sandbox
-from cra.harness.sandbox import Limits, SandboxUnavailable, choose_isolation, run_sandboxed
+from cra import sandbox
+from cra.sandbox import Limits, SandboxUnavailable, choose_isolation, run_sandboxed
 
 UID = 61000
 # The running interpreter: on a fresh machine it lives under root's private home, which

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cra.harness import sandbox
-from cra.harness.sandbox import Limits, SandboxResult, run_sandboxed
+from cra import sandbox
+from cra.sandbox import Limits, SandboxResult, run_sandboxed
 
 UID = 61000
 PYTHON = os.path.realpath(sys.executable)
