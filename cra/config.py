@@ -11,9 +11,9 @@ import difflib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from cra.errors import ConfigError
 
@@ -578,6 +578,244 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class DbSettings:
+    """[db] of `cra.toml`."""
+
+    busy_timeout_ms: int
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """[llm] of `cra.toml`."""
+
+    endpoint: str
+    model: str
+    api_key_env: str
+    timeout_s: float
+    max_retries: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class HarnessSettings:
+    """[harness] of `cra.toml`."""
+
+    top_k: int
+    baseline_max_files: int
+    baseline_max_symbols: int
+
+
+@dataclass(frozen=True)
+class MineSettings:
+    """[mine] of `cra.toml`."""
+
+    max_source_files: int
+    max_source_lines: int
+    max_patch_chars: int
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """[score] of `cra.toml`."""
+
+    weight_files: float
+    weight_symbols: float
+    weight_order: float
+
+
+@dataclass(frozen=True)
+class ReposSettings:
+    """[repos] of `cra.toml`."""
+
+    era_months: int
+    test_timeout_s: float
+    per_test_timeout_s: float
+    harness_requirements: tuple[str, ...]
+    trusted_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """[env] of `cra.toml`."""
+
+    installer: str
+
+
+@dataclass(frozen=True)
+class ValidateSettings:
+    """[validate] of `cra.toml`."""
+
+    runs: int
+    run_timeout_s: float
+    per_test_timeout_s: float
+    memory_mb: int
+    max_processes: int
+    sandbox_uid: int
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """[model] of `cra.toml`."""
+
+    base: str
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """[serve] of `cra.toml`."""
+
+    python: str
+    host: str
+    port: int
+    max_loras: int
+    max_model_len: int
+    start_timeout_s: float
+    drain_s: float
+    extra_args: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CurateSettings:
+    """[curate] of `cra.toml`."""
+
+    eval_share: float
+    replay_share: float
+    domain_cap: float
+    min_examples: int
+    dpo_min_margin: float
+    near_dup_threshold: float
+    minhash_perm: int
+    shingle_words: int
+    teacher_models: tuple[str, ...]
+    teacher_min_alignment: float
+    execute_requires_verified: bool
+    max_prompt_chars: int
+    target_scope: float
+    target_precision: float
+    target_planning: float
+    target_execute: float
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """[train] of `cra.toml`."""
+
+    rank: int
+    alpha: int
+    dropout: float
+    learning_rate: float
+    dpo_learning_rate: float
+    dpo_beta: float
+    epochs: float
+    max_steps: int
+    batch_size: int
+    grad_accum: int
+    max_length: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class AdaptersSettings:
+    """[adapters] of `cra.toml`."""
+
+    noise_floor: float
+    bootstrap: int
+    bootstrap_quantile: float
+    max_new_tokens: int
+    min_live_samples: int
+
+
+@dataclass(frozen=True)
+class StagesSettings:
+    """[stages] of `cra.toml`: the adapter each pipeline stage routes to."""
+
+    scope: str
+    precision: str
+    task_analysis: str
+    plan: str
+    execute: str
+
+    def adapters(self) -> tuple[tuple[str, str], ...]:
+        """(stage, adapter) of every stage, in pipeline order."""
+        return tuple((stage, getattr(self, _field_name(stage))) for stage in STAGES)
+
+    def adapter_for(self, stage: str) -> str | None:
+        """The adapter `stage` routes to; None for a stage the pipeline does not have."""
+        return dict(self.adapters()).get(stage)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every section of `cra.toml`, typed: `settings.validate.sandbox_uid` is an int."""
+
+    db: DbSettings
+    llm: LlmSettings
+    harness: HarnessSettings
+    mine: MineSettings
+    score: ScoreSettings
+    repos: ReposSettings
+    env: EnvSettings
+    validate: ValidateSettings
+    model: ModelSettings
+    serve: ServeSettings
+    curate: CurateSettings
+    train: TrainSettings
+    adapters: AdaptersSettings
+    stages: StagesSettings
+
+
+def _field_name(key: str) -> str:
+    """The attribute of a `cra.toml` key: `task-analysis` is `task_analysis`."""
+    return key.replace("-", "_")
+
+
+_FIELD_TYPES: dict[type, str] = {
+    int: "int",
+    float: "float",
+    str: "str",
+    bool: "bool",
+    list: "tuple[str, ...]",
+}
+"""The attribute type of each setting type: lists become tuples, so settings stay frozen."""
+
+
+def _section_types() -> dict[str, type]:
+    """Each section's dataclass, checked against :data:`SETTINGS` key by key."""
+    types: dict[str, type] = get_type_hints(Settings)
+    for section, cls in types.items():
+        declared = [
+            (_field_name(s.key), _FIELD_TYPES[s.type]) for s in SETTINGS if s.section == section
+        ]
+        typed = [(f.name, str(f.type)) for f in fields(cls)]
+        if declared != typed:
+            raise TypeError(
+                f"{cls.__name__} does not match SETTINGS [{section}]: {typed} != {declared}"
+            )
+    if set(types) != {s.section for s in SETTINGS}:
+        raise TypeError("Settings does not have one field per section of SETTINGS")
+    return types
+
+
+_SECTION_TYPES = _section_types()
+
+
+def _typed(setting: Setting, value: Any) -> Any:
+    if setting.type is list:
+        return tuple(value)
+    if setting.type is float:
+        return float(value)
+    return value
+
+
+def _settings(values: Mapping[str, Any]) -> Settings:
+    """Read every section once into its frozen dataclass."""
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTION_TYPES}
+    for setting in SETTINGS:
+        sections[setting.section][_field_name(setting.key)] = _typed(setting, values[setting.name])
+    return Settings(**{name: _SECTION_TYPES[name](**kw) for name, kw in sections.items()})
+
+
 def _by_name() -> dict[str, Setting]:
     return {s.name: s for s in SETTINGS}
 
@@ -589,6 +827,11 @@ class Config:
     values: Mapping[str, Any]
     path: Path | None = None
     _lines: Mapping[str, int] = field(default_factory=dict, repr=False)
+    settings: Settings = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen: the typed view is built once, here, from the values.
+        object.__setattr__(self, "settings", _settings(self.values))
 
     def __getitem__(self, name: str) -> Any:
         try:

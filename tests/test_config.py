@@ -29,7 +29,7 @@ def test_override_is_applied_and_its_line_known(tmp_path: Path) -> None:
     path = tmp_path / "cra.toml"
     path.write_text("# comment\n\n[db]\nbusy_timeout_ms = 250\n")
     config = load_config(path)
-    assert config["db.busy_timeout_ms"] == 250
+    assert config.settings.db.busy_timeout_ms == 250
     assert config.line_of("db.busy_timeout_ms") == 4
 
 
@@ -89,3 +89,39 @@ def test_unreadable_file(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(path)
+
+
+def test_every_setting_is_a_typed_attribute_of_its_section(tmp_path: Path) -> None:
+    """Each `section.key` is read once into `settings.section.key`; lists become tuples."""
+    path = tmp_path / "cra.toml"
+    path.write_text('[validate]\nsandbox_uid = 4242\n[serve]\nextra_args = ["--x"]\n')
+    settings = load_config(path).settings
+    assert settings.validate.sandbox_uid == 4242
+    assert settings.serve.extra_args == ("--x",)
+    for setting in SETTINGS:
+        value = getattr(getattr(settings, setting.section), setting.key.replace("-", "_"))
+        expected = load_config(path).values[setting.name]
+        assert value == (tuple(expected) if isinstance(expected, list) else expected)
+
+
+def test_a_whole_number_for_a_float_setting_reads_as_a_float(tmp_path: Path) -> None:
+    """`drain_s = 3` is the float 3.0, as its declared type says."""
+    path = tmp_path / "cra.toml"
+    path.write_text("[serve]\ndrain_s = 3\n")
+    drain = load_config(path).settings.serve.drain_s
+    assert drain == 3.0 and isinstance(drain, float)
+
+
+def test_stages_route_by_pipeline_name() -> None:
+    """Stage names with a dash are looked up by name; an unknown stage routes nowhere."""
+    stages = Config.defaults().settings.stages
+    assert stages.adapter_for("task-analysis") == "task-analysis"
+    assert stages.adapter_for("plan") == "planning"
+    assert stages.adapter_for("nope") is None
+    assert [stage for stage, _ in stages.adapters()] == [
+        "scope",
+        "precision",
+        "task-analysis",
+        "plan",
+        "execute",
+    ]

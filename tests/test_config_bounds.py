@@ -40,14 +40,18 @@ def test_the_largest_uid_and_limits_in_range_are_accepted(tmp_path: Path) -> Non
         "[validate]\nsandbox_uid = 4294967294\nmax_processes = 4194304\nmemory_mb = 1048576\n"
     )
     config = load_config(path)
-    assert config["validate.sandbox_uid"] == 2**32 - 2
+    assert config.settings.validate.sandbox_uid == 2**32 - 2
 
 
 @pytest.mark.parametrize(
     "setting",
-    ["[serve]\nport = 70000", "[train]\nseed = 4294967296", "[llm]\ntimeout_s = inf",
-     "[db]\nbusy_timeout_ms = 99999999999"],
-)  # fmt: skip
+    [
+        "[serve]\nport = 70000",
+        "[train]\nseed = 4294967296",
+        "[llm]\ntimeout_s = inf",
+        "[db]\nbusy_timeout_ms = 99999999999",
+    ],
+)
 def test_other_settings_are_bounded_too(tmp_path: Path, setting: str) -> None:
     path = tmp_path / "cra.toml"
     path.write_text(setting + "\n")
