@@ -1,4 +1,5 @@
-"""Curated datasets as `cra curate-data` registers them, read back for training and eval.
+"""The dataset store: curated datasets as `cra curate-data` registers them, read back for
+training and eval. It owns the `training_datasets` table; every statement on it is here.
 
 A dataset is a row of `training_datasets` and a folder `training/datasets/ID/` with
 `train.jsonl`, `eval.jsonl` (the chronological holdout) and `card.json`. Files are checked
@@ -53,6 +54,57 @@ def get_dataset(conn: sqlite3.Connection, root: Path, dataset_id: str) -> Datase
     path = Path(row["path"])
     return Dataset(
         row["id"], path if path.is_absolute() else root / path, json.loads(row["sha256"])
+    )
+
+
+def plan_path(conn: sqlite3.Connection, dataset_id: str | None) -> str | None:
+    """The training plan the dataset `dataset_id` was curated from (None: no such dataset)."""
+    row = conn.execute(
+        "SELECT plan_path FROM training_datasets WHERE id = ?", (dataset_id,)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def dataset_exists(conn: sqlite3.Connection, dataset_id: str) -> bool:
+    """Whether a dataset `dataset_id` is registered."""
+    row = conn.execute("SELECT 1 FROM training_datasets WHERE id = ?", (dataset_id,)).fetchone()
+    return row is not None
+
+
+def registered_paths(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """(id, recorded path) of every registered dataset, oldest first."""
+    rows = conn.execute("SELECT id, path FROM training_datasets ORDER BY created_at, id")
+    return [(row[0], row[1]) for row in rows]
+
+
+@dataclass(frozen=True)
+class NewDataset:
+    """What a curation run registers: the dataset's id, plan, folder, counts and hashes
+    (paths relative to the workspace root where they lie inside it)."""
+
+    id: str
+    plan_path: str
+    path: str
+    counts: dict[str, Any]
+    sha256: dict[str, str]
+    replay_of: list[str]
+    created_at: str
+
+
+def insert_dataset(conn: sqlite3.Connection, new: NewDataset) -> None:
+    """The `training_datasets` row of `new` (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO training_datasets (id, plan_path, path, counts, sha256, "
+        "replay_of, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            new.id,
+            new.plan_path,
+            new.path,
+            json.dumps(new.counts),
+            json.dumps(new.sha256),
+            json.dumps(new.replay_of),
+            new.created_at,
+        ),
     )
 
 

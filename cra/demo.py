@@ -210,7 +210,7 @@ def _demo_model(workspace: Workspace, echo: Echo) -> Workspace:
         # A wider initializer than the default lets LoRA memorise the toy answers.
         build_tiny_model(model, init_std=0.2)
         echo(f"  built a tiny Qwen2 model at {model} (random weights, trained BPE tokenizer)")
-    if workspace.config["model.base"] != str(model):
+    if workspace.config.settings.model.base != str(model):
         workspace = _set_config(workspace, "model", {"base": render_value(str(model))})
         echo(f"  [model] base = {model}")
     return workspace
@@ -274,14 +274,10 @@ def _serve(workspace: Workspace, echo: Echo) -> None:
     """Serve the tiny model with its active adapters and send one request per stage."""
     from cra.config import STAGES
     from cra.llm.client import LLMClient
+    from cra.llm.routing import make_router
     from cra.serving.process import free_port
-    from cra.serving.server import (
-        make_router,
-        running_state,
-        start_server,
-        stop_server,
-        vllm_python,
-    )
+    from cra.serving.server import start_server, stop_server, vllm_python
+    from cra.serving.state import running_state
     from cra.workspace import open_workspace
 
     workspace = open_workspace(workspace.root)  # with the settings earlier steps wrote
@@ -296,7 +292,8 @@ def _serve(workspace: Workspace, echo: Echo) -> None:
     )
     state, server = running_state(workspace), None
     if state is None:  # else a server the user started with `cra serve`: use it, leave it
-        state, server = start_server(workspace, port=free_port(), echo=lambda m: echo(f"  {m}"))
+        started = start_server(workspace, port=free_port(), echo=lambda m: echo(f"  {m}"))
+        state, server = started.state, started.server
     echo(f"  cra serve: listening on {state.base_url}, loaded {', '.join(sorted(state.loaded))}")
     try:
         with closing(workspace.raw_db()) as raw, LLMClient(
@@ -325,7 +322,7 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     workspace = report.workspace
     echo(f"  {'created ' + str(len(report.created)) + ' paths' if report.created else 'reused'}")
     # Step [7] runs tests sandboxed: with no sandbox the demo stops now, saying what to install.
-    require_sandbox(workspace.config["validate.sandbox_uid"], allow_unsafe=False)
+    require_sandbox(workspace.config.settings.validate.sandbox_uid, allow_unsafe=False)
     echo("[2] sample repository")
     source = _build_sample(workspace.root, echo)
     echo("[3] pack it as a repo package (cra repo pack) and build its environment (cra env build)")

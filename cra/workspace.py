@@ -106,7 +106,7 @@ class Workspace:
 
         return open_raw(
             self.raw_db_path,
-            busy_timeout_ms=self.config["db.busy_timeout_ms"],
+            busy_timeout_ms=self.config.settings.db.busy_timeout_ms,
             expect_data=self.has_packages(),
         )
 
@@ -114,7 +114,7 @@ class Workspace:
         """Open `curated.db`, creating or upgrading its schema."""
         from cra.db import open_curated
 
-        return open_curated(self.curated_db_path, busy_timeout_ms=self.config["db.busy_timeout_ms"])
+        return open_curated(self.curated_db_path, busy_timeout_ms=self.config.settings.db.busy_timeout_ms)
 
 
 def open_workspace(explicit: Path | None = None) -> Workspace:

@@ -24,11 +24,15 @@ from cra.adapters.metrics import (
     primary_metrics,
     score_output,
 )
-from cra.adapters.registry import Version, get_version, parse_ref, store_eval, verify_files
+from cra.adapters.registry import Version, get_version, parse_versioned, store_eval, verify_files
+from cra.artefacts import check_compatible
+from cra.datasets_store import get_dataset, read_rows, reference_text
 from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso
-from cra.harness.validate import grade_patch
-from cra.training.data import get_dataset, read_rows, reference_text
+from cra.harness.grading import grade_patch
+from cra.llm.client import LLMClient
+from cra.serving.server import load_version, unload_version
+from cra.serving.state import ServeState, running_state
 from cra.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -92,7 +96,7 @@ def _in_process(version: Version, max_new_tokens: int) -> Generate:
 
     quiet()
     base = Path(version.base_model)
-    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    tokenizer: Any = AutoTokenizer.from_pretrained(base, local_files_only=True)
     kwargs: dict[str, Any] = {"dtype": torch.float32}
     if version.hyperparams.get("quantization") == "nf4-4bit":
         # Score the weights the adapter was trained against: the same 4-bit NF4 base.
@@ -104,15 +108,18 @@ def _in_process(version: Version, max_new_tokens: int) -> Generate:
             bnb_4bit_compute_dtype=torch.float32,
             bnb_4bit_use_double_quant=True,
         )
-    model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, **kwargs)
-    model = PeftModel.from_pretrained(model, version.path).eval()
+    plain_model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, **kwargs)
+    model: Any = PeftModel.from_pretrained(plain_model, version.path).eval()
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
 
     def run(ids: Any) -> str:
         out = model.generate(
-            ids, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=end,
+            ids,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=end,
             pad_token_id=tokenizer.pad_token_id,
-        )  # fmt: skip
+        )
         return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
     def generate(messages: list[dict[str, Any]]) -> tuple[str, str]:
@@ -128,16 +135,21 @@ def _in_process(version: Version, max_new_tokens: int) -> Generate:
     return generate
 
 
-def _served(workspace: Workspace, version: Version, max_new_tokens: int, state: Any) -> Generate:
-    from cra.llm.client import LLMClient
-
+def _served(
+    workspace: Workspace, version: Version, max_new_tokens: int, state: ServeState
+) -> Generate:
     client = LLMClient(endpoint=state.base_url, model=state.served_model, conn=None)
 
     def generate(messages: list[dict[str, Any]]) -> tuple[str, str]:
         out = []
         for model in (version.ref, state.served_model):
-            done = client.complete(stage="eval", messages=messages, model=model,
-                                   temperature=0.0, max_tokens=max_new_tokens)  # fmt: skip
+            done = client.complete(
+                stage="eval",
+                messages=messages,
+                model=model,
+                temperature=0.0,
+                max_tokens=max_new_tokens,
+            )
             out.append((done.text or "").strip())
         return out[0], out[1]
 
@@ -155,11 +167,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate `NAME@vN` on the eval split of `dataset_id` (default: the dataset it was
     trained on), store the result on the version and return it."""
-    from cra.serving.server import check_compatible, load_version, running_state, unload_version
-
-    name, number = parse_ref(ref, need_version=True)
+    name, number = parse_versioned(ref)
     with closing(workspace.raw_db()) as conn:
-        version = get_version(conn, workspace.root, name, number)  # type: ignore[arg-type]
+        version = get_version(conn, workspace.root, name, number)
         verify_files(version)
         chosen = dataset_id or version.dataset_id
         if not chosen:
@@ -173,7 +183,7 @@ def evaluate(
         if not rows:
             raise UsageError(f"dataset {dataset.id} has no eval rows for adapter {name!r}")
         references = [_reference(conn, workspace.root, r) for r in rows]
-    max_new = max_new_tokens or workspace.config["adapters.max_new_tokens"]
+    max_new = max_new_tokens or workspace.config.settings.adapters.max_new_tokens
     state = running_state(workspace)
     loaded_here = False
     if state is not None:
@@ -184,7 +194,9 @@ def evaluate(
         generate, backend = _served(workspace, version, max_new, state), "vllm"
     else:
         generate, backend = _in_process(version, max_new), "transformers+peft"
-    tuned_scores, base_scores, samples = [], [], []
+    tuned_scores: list[dict[str, float]] = []
+    base_scores: list[dict[str, float]] = []
+    samples: list[dict[str, Any]] = []
     try:
         for i, (row, reference) in enumerate(zip(rows, references, strict=True), start=1):
             tuned, plain = generate(row["prompt"])

@@ -23,17 +23,20 @@ from typing import Any
 from cra.adapters.live import live_scores
 from cra.adapters.metrics import bootstrap_floor, compare, mean_metrics, primary_metrics
 from cra.adapters.registry import (
-    RegistryConflict,
     Version,
     active_version,
     add_event,
     events,
     get_version,
+    move_active,
     parse_ref,
+    parse_versioned,
+    reject_candidate,
     verify_files,
 )
 from cra.db import transaction
 from cra.errors import CraError, UsageError
+from cra.serving.server import swap
 from cra.workspace import Workspace
 
 Echo = Callable[[str], None]
@@ -70,30 +73,23 @@ def _switch(
 ) -> Callable[[], None]:
     def switch() -> None:
         with closing(workspace.raw_db()) as conn, transaction(conn):
-            row = conn.execute(
-                "SELECT version FROM adapter_versions WHERE name = ? AND status = 'active'",
-                (name,),
-            ).fetchone()
-            now_active = None if row is None else int(row[0])
-            if now_active != expect_active:
-                raise RegistryConflict(
-                    f"the active version of {name} changed meanwhile "
-                    f"(expected {_v(expect_active)}, found {_v(now_active)})",
-                    hint="another promote or rollback won; look with `cra adapter show "
-                    f"{name}` and run again if still wanted",
-                )
-            if now_active is not None:
-                conn.execute(
-                    "UPDATE adapter_versions SET status = ? WHERE name = ? AND version = ?",
-                    (demoted_status, name, now_active),
-                )
-            if to_version is not None:
-                conn.execute(
-                    "UPDATE adapter_versions SET status = 'active' WHERE name = ? AND version = ?",
-                    (name, to_version),
-                )
-            add_event(conn, name, to_version, event, from_version=now_active, reason=reason,
-                      forced=forced, details=details)  # fmt: skip
+            now_active = move_active(
+                conn,
+                name,
+                expect_active=expect_active,
+                to_version=to_version,
+                demoted_status=demoted_status,
+            )
+            add_event(
+                conn,
+                name,
+                to_version,
+                event,
+                from_version=now_active,
+                reason=reason,
+                forced=forced,
+                details=details,
+            )
 
     return switch
 
@@ -110,11 +106,13 @@ def _gate(workspace: Workspace, cand: Version, active: Version | None) -> dict[s
             f"{cand.ref} has no eval results", hint=f"run `cra adapter eval {cand.ref}` first"
         )
     if active is None:
-        key = next(iter(sorted(cand.eval_metrics, key=lambda k: cand.eval_metrics[k].get(
-            "evaluated_at", ""), reverse=True)))  # fmt: skip
+        evals = cand.eval_metrics
+        key = sorted(evals, key=lambda k: evals[k].get("evaluated_at", ""), reverse=True)[0]
         result = cand.eval_metrics[key]
-        baseline = {"metrics": result.get("base_metrics", {}),
-                    "per_example": result.get("base_per_example", {})}  # fmt: skip
+        baseline = {
+            "metrics": result.get("base_metrics", {}),
+            "per_example": result.get("base_per_example", {}),
+        }
         against = "the base model"
     else:
         common = sorted(set(cand.eval_metrics) & set(active.eval_metrics))
@@ -131,24 +129,33 @@ def _gate(workspace: Workspace, cand: Version, active: Version | None) -> dict[s
         baseline = active.eval_metrics[key]
         against = active.ref
     comparison = compare(
-        cand.name, result, baseline,
-        floor=config["adapters.noise_floor"], samples=config["adapters.bootstrap"],
-        quantile=config["adapters.bootstrap_quantile"],
-    )  # fmt: skip
-    return {"holdout": key, "against": against, **comparison,
-            "promoted_metrics": result.get("metrics", {})}  # fmt: skip
+        cand.name,
+        result,
+        baseline,
+        floor=config.settings.adapters.noise_floor,
+        samples=config.settings.adapters.bootstrap,
+        quantile=config.settings.adapters.bootstrap_quantile,
+    )
+    return {
+        "holdout": key,
+        "against": against,
+        **comparison,
+        "promoted_metrics": result.get("metrics", {}),
+    }
 
 
 def promote(
-    workspace: Workspace, ref: str, *, force: bool = False, reason: str | None = None,
+    workspace: Workspace,
+    ref: str,
+    *,
+    force: bool = False,
+    reason: str | None = None,
     echo: Echo | None = None,
-) -> Move:  # fmt: skip
+) -> Move:
     """Make `NAME@vN` the single active version of NAME, if the gate allows (see module)."""
-    from cra.serving.server import swap
-
-    name, number = parse_ref(ref, need_version=True)
+    name, number = parse_versioned(ref)
     with closing(workspace.raw_db()) as conn:
-        cand = get_version(conn, workspace.root, name, number)  # type: ignore[arg-type]
+        cand = get_version(conn, workspace.root, name, number)
         active = active_version(conn, workspace.root, name)
     if cand.status == "active":
         raise UsageError(f"{cand.ref} is already the active version")
@@ -169,23 +176,34 @@ def promote(
         )
         why = f"regresses against {details['against']} on {details['holdout']}: {lines}"
         with closing(workspace.raw_db()) as conn, transaction(conn):
-            conn.execute(
-                "UPDATE adapter_versions SET status = 'rejected' WHERE name = ? AND version = ? "
-                "AND status = 'candidate'",
-                (name, number),
-            )
+            reject_candidate(conn, name, number)
             before = active.version if active else None
-            add_event(conn, name, number, "rejected", from_version=before,
-                      reason=why, details=details)  # fmt: skip
+            add_event(
+                conn, name, number, "rejected", from_version=before, reason=why, details=details
+            )
         raise PromotionRefused(f"{cand.ref} {why}", hint="use --force to promote it anyway")
-    text = reason or ("forced" if force else f"no primary metric regresses against "
-                      f"{details.get('against')} on {details.get('holdout')}")  # fmt: skip
+    passed = (
+        f"no primary metric regresses against {details.get('against')} on {details.get('holdout')}"
+    )
+    text = reason or ("forced" if force else passed)
     switch = _switch(
-        workspace, name, expect_active=active.version if active else None, to_version=number,
-        demoted_status="retired", event="promoted", reason=text, forced=force, details=details,
-    )  # fmt: skip
-    swap(workspace, new=cand.served(), old=active.served() if active else None, switch=switch,
-         echo=echo)  # fmt: skip
+        workspace,
+        name,
+        expect_active=active.version if active else None,
+        to_version=number,
+        demoted_status="retired",
+        event="promoted",
+        reason=text,
+        forced=force,
+        details=details,
+    )
+    swap(
+        workspace,
+        new=cand.served(),
+        old=active.served() if active else None,
+        switch=switch,
+        echo=echo,
+    )
     return Move(name, "promoted", number, active.version if active else None, text, force, details)
 
 
@@ -203,13 +221,17 @@ def previous_active(workspace: Workspace, name: str, current: int) -> int | None
 
 
 def rollback(
-    workspace: Workspace, name: str, *, to: int | None = None, reason: str | None = None,
-    automatic: bool = False, details: dict[str, Any] | None = None, echo: Echo | None = None,
-) -> Move:  # fmt: skip
+    workspace: Workspace,
+    name: str,
+    *,
+    to: int | None = None,
+    reason: str | None = None,
+    automatic: bool = False,
+    details: dict[str, Any] | None = None,
+    echo: Echo | None = None,
+) -> Move:
     """Make the previously active version of `name` (or `to`) active again: a registry
     update and an event, nothing retrained or deleted."""
-    from cra.serving.server import swap
-
     name, named_version = parse_ref(name)
     if named_version is not None:
         raise UsageError(
@@ -218,10 +240,13 @@ def rollback(
         )
     with closing(workspace.raw_db()) as conn:
         active = active_version(conn, workspace.root, name)
-        if active is None and to is None:
-            raise UsageError(f"{name} has no active version to roll back",
-                             hint="name one with --to vK")  # fmt: skip
-        target_number = to if to is not None else previous_active(workspace, name, active.version)  # type: ignore[union-attr]
+        target_number = to
+        if to is None:
+            if active is None:
+                raise UsageError(
+                    f"{name} has no active version to roll back", hint="name one with --to vK"
+                )
+            target_number = previous_active(workspace, name, active.version)
         target = (
             get_version(conn, workspace.root, name, target_number)
             if target_number is not None
@@ -236,15 +261,32 @@ def rollback(
     if target is not None:
         extra["restored_metrics"] = {k: v.get("metrics") for k, v in target.eval_metrics.items()}
     switch = _switch(
-        workspace, name, expect_active=active.version if active else None,
+        workspace,
+        name,
+        expect_active=active.version if active else None,
         to_version=target.version if target else None,
-        demoted_status="rejected" if automatic else "retired", event="rolled_back",
-        reason=text, forced=False, details=extra,
-    )  # fmt: skip
-    swap(workspace, new=target.served() if target else None,
-         old=active.served() if active else None, switch=switch, echo=echo)  # fmt: skip
-    return Move(name, "rolled_back", target.version if target else None,
-                active.version if active else None, text, False, extra)  # fmt: skip
+        demoted_status="rejected" if automatic else "retired",
+        event="rolled_back",
+        reason=text,
+        forced=False,
+        details=extra,
+    )
+    swap(
+        workspace,
+        new=target.served() if target else None,
+        old=active.served() if active else None,
+        switch=switch,
+        echo=echo,
+    )
+    return Move(
+        name,
+        "rolled_back",
+        target.version if target else None,
+        active.version if active else None,
+        text,
+        False,
+        extra,
+    )
 
 
 def _activation(workspace: Workspace, name: str, version: int) -> tuple[str, dict[str, Any]]:
@@ -276,10 +318,12 @@ def check(workspace: Workspace, name: str, *, echo: Echo | None = None) -> Move 
     if not promoted:
         say(f"{active.ref} was made active without eval metrics: nothing to compare")
         return None
-    if len(scores) < config["adapters.min_live_samples"]:
-        say(f"{active.ref}: {len(scores)} scored live calls, fewer than "
+    if len(scores) < config.settings.adapters.min_live_samples:
+        say(
+            f"{active.ref}: {len(scores)} scored live calls, fewer than "
             f"{config['adapters.min_live_samples']} ([adapters] min_live_samples): "
-            "no verdict")  # fmt: skip
+            "no verdict"
+        )
         return None
     live = mean_metrics(scores)
     regressions, report = [], {}
@@ -287,17 +331,29 @@ def check(workspace: Workspace, name: str, *, echo: Echo | None = None) -> Move 
         if metric not in live or metric not in promoted:
             continue
         values = [s[metric] for s in scores if metric in s]
-        noise = max(config["adapters.noise_floor"], bootstrap_floor(
-            values, samples=config["adapters.bootstrap"],
-            quantile=config["adapters.bootstrap_quantile"]))  # fmt: skip
+        noise = max(
+            config.settings.adapters.noise_floor,
+            bootstrap_floor(
+                values,
+                samples=config.settings.adapters.bootstrap,
+                quantile=config.settings.adapters.bootstrap_quantile,
+            ),
+        )
         delta = live[metric] - promoted[metric]
-        report[metric] = {"live": live[metric], "promoted": promoted[metric], "delta": delta,
-                          "noise_floor": noise, "n": len(values)}  # fmt: skip
+        report[metric] = {
+            "live": live[metric],
+            "promoted": promoted[metric],
+            "delta": delta,
+            "noise_floor": noise,
+            "n": len(values),
+        }
         if delta < -noise:
             regressions.append(metric)
     for metric, r in report.items():
-        say(f"{active.ref} {metric}: live {r['live']:.3f} vs promoted {r['promoted']:.3f} "
-            f"(n={r['n']}, floor {r['noise_floor']:.3f})")  # fmt: skip
+        say(
+            f"{active.ref} {metric}: live {r['live']:.3f} vs promoted {r['promoted']:.3f} "
+            f"(n={r['n']}, floor {r['noise_floor']:.3f})"
+        )
     if not regressions:
         return None
     why = "automatic: live " + ", ".join(
@@ -305,5 +361,11 @@ def check(workspace: Workspace, name: str, *, echo: Echo | None = None) -> Move 
         f"floor {report[m]['noise_floor']:.3f}"
         for m in regressions
     )
-    return rollback(workspace, name, reason=why, automatic=True,
-                    details={"live": report, "regressions": regressions}, echo=echo)  # fmt: skip
+    return rollback(
+        workspace,
+        name,
+        reason=why,
+        automatic=True,
+        details={"live": report, "regressions": regressions},
+        echo=echo,
+    )

@@ -45,10 +45,15 @@ def live_scores(
     if name == "planning":
         rows = conn.execute(PLAN_SCORES, args).fetchall()
         return [
-            {"alignment": r[0], "file_recall": r[1], "file_precision": r[2],
-             "symbol_recall": r[3], "symbol_precision": r[4]}
+            {
+                "alignment": r[0],
+                "file_recall": r[1],
+                "file_precision": r[2],
+                "symbol_recall": r[3],
+                "symbol_precision": r[4],
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
     out = []
     for response, gold_files, gold_symbols in conn.execute(SCORED_CALLS, args).fetchall():
         files = tuple(f["path"] for f in json.loads(gold_files or "[]") if isinstance(f, dict))

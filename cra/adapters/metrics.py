@@ -129,7 +129,7 @@ def _plan_score(output: str, ref: Reference) -> dict[str, float]:
             files = sorted(output_files(ref.text))
     gold = Gold.build(
         [(f, None) for f in dict.fromkeys(files)],
-        [GoldSymbol(*s.split("::", 1), "modified") for s in symbols if "::" in s],
+        [GoldSymbol(*_path_and_name(s), "modified") for s in symbols if "::" in s],
     )
     try:
         plan = parse_plan(output)
@@ -246,8 +246,18 @@ def compare(
         paired = [x - y for x, y in zip(a, b, strict=False)] if len(a) == len(b) else []
         noise = max(floor, bootstrap_floor(paired, samples=samples, quantile=quantile))
         delta = new - old
-        out["metrics"][metric] = {"candidate": new, "baseline": old, "delta": delta,
-                                  "noise_floor": noise}  # fmt: skip
+        out["metrics"][metric] = {
+            "candidate": new,
+            "baseline": old,
+            "delta": delta,
+            "noise_floor": noise,
+        }
         if delta < -noise:
             out["regressions"].append(metric)
     return out
+
+
+def _path_and_name(symbol: str) -> tuple[str, str]:
+    """`PATH::QUALNAME` split at its first `::`."""
+    path, _, qualname = symbol.partition("::")
+    return path, qualname

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cra.artefacts import AdapterVersion, check_files, model_hashes
 from cra.db import transaction
 from cra.errors import CraError, NotFound, UsageError
 from cra.fsutil import atomic_write_text, now_iso, sha256_file
-from cra.serving.server import AdapterVersion, check_files, model_hashes
 from cra.workspace import Workspace
 
 STATUSES = ("candidate", "active", "retired", "rejected")
@@ -54,6 +54,14 @@ def parse_ref(text: str, *, need_version: bool = False) -> tuple[str, int | None
     if need_version and version is None:
         raise UsageError(f"{text!r} names no version", hint=f"write {text}@vN")
     return check_name(found["name"]), version
+
+
+def parse_versioned(text: str) -> tuple[str, int]:
+    """Split `NAME@vN` into name and version; UsageError when it names no version."""
+    name, version = parse_ref(text, need_version=True)
+    if version is None:  # parse_ref refuses it already; this narrows the type
+        raise UsageError(f"{text!r} names no version", hint=f"write {text}@vN")
+    return name, version
 
 
 @dataclass(frozen=True)
@@ -145,9 +153,10 @@ def get_version(conn: sqlite3.Connection, root: Path, name: str, version: int) -
         (name, version),
     ).fetchone()
     if row is None:
-        known = [f"v{r[0]}" for r in conn.execute(
+        numbers = conn.execute(
             "SELECT version FROM adapter_versions WHERE name = ? ORDER BY version", (name,)
-        )]  # fmt: skip
+        )
+        known = [f"v{r[0]}" for r in numbers]
         raise NotFound(
             f"no adapter version {name}@v{version}",
             hint=f"{name} has {', '.join(known)}" if known else "list them with `cra adapter list`",
@@ -161,6 +170,59 @@ def active_version(conn: sqlite3.Connection, root: Path, name: str) -> Version |
         f"SELECT {_COLUMNS} FROM adapter_versions WHERE name = ? AND status = 'active'", (name,)
     ).fetchone()
     return None if row is None else _row(root, row)
+
+
+def active_number(conn: sqlite3.Connection, name: str) -> int | None:
+    """The number of the active version of `name`, if any."""
+    row = conn.execute(
+        "SELECT version FROM adapter_versions WHERE name = ? AND status = 'active'", (name,)
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def move_active(
+    conn: sqlite3.Connection,
+    name: str,
+    *,
+    expect_active: int | None,
+    to_version: int | None,
+    demoted_status: str,
+) -> int | None:
+    """Make `to_version` (None: no version) the active version of `name`, demoting the
+    active one to `demoted_status`, inside the caller's transaction; return the version
+    that was active. RegistryConflict when the active version is not `expect_active`."""
+    now_active = active_number(conn, name)
+    if now_active != expect_active:
+        raise RegistryConflict(
+            f"the active version of {name} changed meanwhile "
+            f"(expected {_v(expect_active)}, found {_v(now_active)})",
+            hint="another promote or rollback won; look with `cra adapter show "
+            f"{name}` and run again if still wanted",
+        )
+    if now_active is not None:
+        conn.execute(
+            "UPDATE adapter_versions SET status = ? WHERE name = ? AND version = ?",
+            (demoted_status, name, now_active),
+        )
+    if to_version is not None:
+        conn.execute(
+            "UPDATE adapter_versions SET status = 'active' WHERE name = ? AND version = ?",
+            (name, to_version),
+        )
+    return now_active
+
+
+def reject_candidate(conn: sqlite3.Connection, name: str, version: int) -> None:
+    """Mark `name@vN` rejected if it is still a candidate (inside the caller's transaction)."""
+    conn.execute(
+        "UPDATE adapter_versions SET status = 'rejected' WHERE name = ? AND version = ? "
+        "AND status = 'candidate'",
+        (name, version),
+    )
+
+
+def _v(version: int | None) -> str:
+    return "none" if version is None else f"v{version}"
 
 
 def list_versions(conn: sqlite3.Connection, root: Path, name: str | None = None) -> list[Version]:
@@ -239,9 +301,17 @@ def add_event(
     conn.execute(
         "INSERT INTO adapter_events (name, version, event, from_version, reason, forced, "
         "details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (name, version, event, from_version, reason, int(forced),
-         json.dumps(dict(details or {}), sort_keys=True), now_iso()),
-    )  # fmt: skip
+        (
+            name,
+            version,
+            event,
+            from_version,
+            reason,
+            int(forced),
+            json.dumps(dict(details or {}), sort_keys=True),
+            now_iso(),
+        ),
+    )
 
 
 def verify_files(version: Version) -> None:
@@ -265,9 +335,11 @@ def _next_version(conn: sqlite3.Connection, folder: Path, name: str) -> int:
     top = conn.execute(
         "SELECT coalesce(max(version), 0) FROM adapter_versions WHERE name = ?", (name,)
     ).fetchone()[0]
-    on_disk = [
-        int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit() and p.is_dir()
-    ] if folder.is_dir() else []  # fmt: skip
+    on_disk = []
+    if folder.is_dir():
+        on_disk = [
+            int(p.name[1:]) for p in folder.glob("v*") if p.name[1:].isdigit() and p.is_dir()
+        ]
     return max([int(top), *on_disk]) + 1
 
 
@@ -293,44 +365,84 @@ def register(workspace: Workspace, reg: Registration) -> Version:
     if not config.is_file():
         raise UsageError(f"{reg.staged} is not a PEFT adapter directory (no adapter_config.json)")
     base_hash, tokenizer_hash = model_hashes(reg.base_model)
-    files = adapter_files(reg.staged)
+    identity = _Identity(base_hash, tokenizer_hash, adapter_files(reg.staged), now_iso())
     folder = workspace.adapters_dir / reg.name
     folder.mkdir(parents=True, exist_ok=True)
-    created = now_iso()
     with closing(workspace.raw_db()) as conn, transaction(conn):
         number = _next_version(conn, folder, reg.name)
         target = folder / f"v{number}"
-        meta = {
-            "name": reg.name, "version": number, "status": "candidate",
-            "base_model": str(reg.base_model), "base_model_hash": base_hash,
-            "tokenizer_hash": tokenizer_hash, "dataset_id": reg.dataset_id,
-            "method": reg.method, "hyperparams": reg.hyperparams,
-            "train_metrics": reg.train_metrics, "lineage": reg.lineage,
-            "files_sha256": files, "created_at": created,
-        }  # fmt: skip
+        meta = _meta(reg, number, identity)
         atomic_write_text(reg.staged / META_NAME, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         reg.staged.rename(target)
         try:
-            conn.execute(
-                "INSERT INTO adapter_versions (name, version, status, path, base_model, "
-                "base_model_hash, tokenizer_hash, dataset_id, method, hyperparams, "
-                "train_metrics, files_sha256, created_at) "
-                "VALUES (?, ?, 'candidate', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (reg.name, number, target.relative_to(workspace.root).as_posix(),
-                 str(reg.base_model), base_hash, tokenizer_hash, reg.dataset_id, reg.method,
-                 json.dumps(reg.hyperparams, sort_keys=True),
-                 json.dumps(reg.train_metrics, sort_keys=True),
-                 json.dumps(files, sort_keys=True), created),
-            )  # fmt: skip
+            _insert(conn, reg, number, target.relative_to(workspace.root).as_posix(), identity)
             add_event(
-                conn, reg.name, number, "registered",
+                conn,
+                reg.name,
+                number,
+                "registered",
                 reason=f"trained with {reg.method} on {reg.dataset_id}",
                 details={"lineage": reg.lineage},
-            )  # fmt: skip
+            )
         except BaseException:
             target.rename(reg.staged)  # the transaction rolls back: put the folder back too
             raise
         return get_version(conn, workspace.root, reg.name, number)
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """What a registration records about the base and the files."""
+
+    base_hash: str
+    tokenizer_hash: str
+    files: dict[str, str]
+    created: str
+
+
+def _meta(reg: Registration, number: int, identity: _Identity) -> dict[str, Any]:
+    """The `meta.json` written beside the adapter files."""
+    return {
+        "name": reg.name,
+        "version": number,
+        "status": "candidate",
+        "base_model": str(reg.base_model),
+        "base_model_hash": identity.base_hash,
+        "tokenizer_hash": identity.tokenizer_hash,
+        "dataset_id": reg.dataset_id,
+        "method": reg.method,
+        "hyperparams": reg.hyperparams,
+        "train_metrics": reg.train_metrics,
+        "lineage": reg.lineage,
+        "files_sha256": identity.files,
+        "created_at": identity.created,
+    }
+
+
+def _insert(
+    conn: sqlite3.Connection, reg: Registration, number: int, path: str, identity: _Identity
+) -> None:
+    """The candidate's `adapter_versions` row (inside the caller's transaction)."""
+    conn.execute(
+        "INSERT INTO adapter_versions (name, version, status, path, base_model, "
+        "base_model_hash, tokenizer_hash, dataset_id, method, hyperparams, "
+        "train_metrics, files_sha256, created_at) "
+        "VALUES (?, ?, 'candidate', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            reg.name,
+            number,
+            path,
+            str(reg.base_model),
+            identity.base_hash,
+            identity.tokenizer_hash,
+            reg.dataset_id,
+            reg.method,
+            json.dumps(reg.hyperparams, sort_keys=True),
+            json.dumps(reg.train_metrics, sort_keys=True),
+            json.dumps(identity.files, sort_keys=True),
+            identity.created,
+        ),
+    )
 
 
 def discard_staged(staged: Path) -> None:
@@ -349,7 +461,11 @@ def store_eval(workspace: Workspace, name: str, version: int, key: str, result: 
             (json.dumps(evals, sort_keys=True), name, version),
         )
         add_event(
-            conn, name, version, "evaluated", reason=f"holdout {key}",
+            conn,
+            name,
+            version,
+            "evaluated",
+            reason=f"holdout {key}",
             details={"holdout": key, "metrics": result.get("metrics", {})},
-        )  # fmt: skip
+        )
         return get_version(conn, workspace.root, name, version)

@@ -58,6 +58,7 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
     """One name (its versions and history) or one version NAME@vN with its lineage."""
     from cra.adapters.live import runs_using
     from cra.adapters.registry import events, get_version, list_versions, parse_ref
+    from cra.datasets_store import plan_path
 
     workspace = ctx.workspace()
     name, number = parse_ref(ref)
@@ -75,16 +76,13 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
         ]
         runs = {v.version: runs_using(conn, name, v.version) for v in versions}
         plans = {
-            v.version: conn.execute(
-                "SELECT plan_path FROM training_datasets WHERE id = ?", (v.dataset_id,)
-            ).fetchone()
-            for v in versions
+            v.version: plan_path(conn, v.dataset_id) for v in versions
         }
     if as_json:
         data = {
             "versions": [
                 {**v.as_dict(), "lineage": {"dataset": v.dataset_id,
-                 "plan": plans[v.version][0] if plans[v.version] else None,
+                 "plan": plans[v.version],
                  "harness_runs": runs[v.version]}}
                 for v in versions
             ],
@@ -93,7 +91,7 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     for v in versions:
-        plan = plans[v.version][0] if plans[v.version] else None
+        plan = plans[v.version]
         click.echo(f"{v.ref}  {v.status}  created {v.created_at}")
         click.echo(f"  path {v.path}")
         click.echo(f"  base {v.base_model} (hash {v.base_model_hash[:12]}, "

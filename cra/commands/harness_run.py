@@ -81,7 +81,7 @@ def run_command(
         from cra.sandbox import require_sandbox
 
         # Before anything runs (git included): a run that cannot validate stops here.
-        require_sandbox(ctx.workspace().config["validate.sandbox_uid"], allow_unsafe=unsafe)
+        require_sandbox(ctx.workspace().config.settings.validate.sandbox_uid, allow_unsafe=unsafe)
     with writing(ctx, "cra harness run", repo=repo) as workspace:
         _run(
             ctx,
@@ -133,7 +133,7 @@ def _run(
         from cra.sandbox import require_sandbox
 
         # Before planning: a run that cannot validate stops here, saying what to install.
-        require_sandbox(workspace.config["validate.sandbox_uid"], allow_unsafe=unsafe)
+        require_sandbox(workspace.config.settings.validate.sandbox_uid, allow_unsafe=unsafe)
     columns = (
         TextColumn("planning"),
         BarColumn(),

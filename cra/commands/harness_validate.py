@@ -120,7 +120,7 @@ def validate_command(
     from cra.sandbox import require_sandbox
 
     # Before anything runs (git included): no sandbox stops here, saying what to install.
-    require_sandbox(ctx.workspace().config["validate.sandbox_uid"], allow_unsafe=unsafe)
+    require_sandbox(ctx.workspace().config.settings.validate.sandbox_uid, allow_unsafe=unsafe)
     with writing(ctx, "cra harness validate", repo=repo):
         data = run_validation(
             ctx,

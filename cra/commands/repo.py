@@ -216,7 +216,7 @@ ALLOW_UNSIGNED = click.option(
 def _trust(workspace: Workspace, allow_unsigned: bool) -> Trust:
     from cra.repos.signing import Trust
 
-    keys = workspace.config["repos.trusted_keys"]
+    keys = workspace.config.settings.repos.trusted_keys
     return Trust.of_workspace(workspace.root, keys, allow_unsigned=allow_unsigned)
 
 

@@ -41,7 +41,8 @@ def serve(
 
     ctx: Context = click_ctx.find_object(Context)
     workspace = ctx.workspace()
-    state, server = start_server(workspace, host=host, port=port, python=python, echo=click.echo)
+    started = start_server(workspace, host=host, port=port, python=python, echo=click.echo)
+    state, server = started.state, started.server
     click.echo(f"listening on {state.base_url} (pid {state.pid}), log {state.log_path}")
     for name in sorted(state.loaded):
         click.echo(f"  loaded {name}")
@@ -76,7 +77,9 @@ def stop(ctx: Context) -> None:
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """The server's health, its loaded adapters, and where each stage routes now."""
-    from cra.serving.server import route, running_state, served_models
+    from cra.llm.routing import route
+    from cra.serving.server import served_models
+    from cra.serving.state import running_state
 
     workspace = ctx.workspace()
     state = running_state(workspace)

@@ -269,13 +269,13 @@ def curate(
 
     # 4. duplicates
     say(f"deduplicating {len(rows)} rows")
-    threshold = config["curate.near_dup_threshold"]
+    threshold = config.settings.curate.near_dup_threshold
     eval_rows, train_rows, stats = deduplicate(
         eval_rows,
         train_rows,
         threshold=threshold,
-        num_perm=config["curate.minhash_perm"],
-        shingle_words=config["curate.shingle_words"],
+        num_perm=config.settings.curate.minhash_perm,
+        shingle_words=config.settings.curate.shingle_words,
     )
     filters += [
         {
@@ -392,8 +392,8 @@ def curate(
         },
         "dedup": {
             "threshold": threshold,
-            "num_perm": config["curate.minhash_perm"],
-            "shingle_words": config["curate.shingle_words"],
+            "num_perm": config.settings.curate.minhash_perm,
+            "shingle_words": config.settings.curate.shingle_words,
         },
         "warnings": warnings,
     }

@@ -75,12 +75,12 @@ class PlanSettings:
     @classmethod
     def from_workspace(cls, workspace: Workspace) -> PlanSettings:
         """The settings in the workspace's `cra.toml`."""
-        c = workspace.config
+        c = workspace.config.settings
         return cls(
-            eval_share=c["curate.eval_share"],
-            replay_share=c["curate.replay_share"],
-            domain_cap=c["curate.domain_cap"],
-            min_examples=c["curate.min_examples"],
+            eval_share=c.curate.eval_share,
+            replay_share=c.curate.replay_share,
+            domain_cap=c.curate.domain_cap,
+            min_examples=c.curate.min_examples,
             targets={
                 s: c[f"curate.target_{s}"] for s in ("scope", "precision", "planning", "execute")
             },
@@ -90,13 +90,13 @@ class PlanSettings:
 
 def curate_options(workspace: Workspace) -> CurateOptions:
     """Row-building options from `[curate]`."""
-    c = workspace.config
+    c = workspace.config.settings
     return CurateOptions(
-        teacher_models=tuple(c["curate.teacher_models"]),
-        teacher_min_alignment=c["curate.teacher_min_alignment"],
-        dpo_min_margin=c["curate.dpo_min_margin"],
-        execute_requires_verified=c["curate.execute_requires_verified"],
-        max_prompt_chars=c["curate.max_prompt_chars"],
+        teacher_models=tuple(c.curate.teacher_models),
+        teacher_min_alignment=c.curate.teacher_min_alignment,
+        dpo_min_margin=c.curate.dpo_min_margin,
+        execute_requires_verified=c.curate.execute_requires_verified,
+        max_prompt_chars=c.curate.max_prompt_chars,
     )
 
 

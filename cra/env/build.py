@@ -334,7 +334,7 @@ def build_env(
             f"era {env.id} of {name} has no environment: {env.unusable}",
             hint="re-pack it on a connected machine (cra repo pack --replace)",
         )
-    chosen, uv = _choose_installer(installer or workspace.config["env.installer"])
+    chosen, uv = _choose_installer(installer or workspace.config.settings.env.installer)
     interpreter = find_interpreter(manifest.python)
     python_version = _interpreter_version(interpreter)
     mode = manifest.importable["mode"]

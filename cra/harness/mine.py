@@ -91,9 +91,9 @@ class Limits:
     def from_config(cls, config: Config) -> Limits:
         """The limits a workspace configures."""
         return cls(
-            config["mine.max_source_files"],
-            config["mine.max_source_lines"],
-            config["mine.max_patch_chars"],
+            config.settings.mine.max_source_files,
+            config.settings.mine.max_source_lines,
+            config.settings.mine.max_patch_chars,
         )
 
 

@@ -21,7 +21,12 @@ from datetime import datetime
 from pathlib import Path
 
 from cra.db import RAW_MIGRATIONS, open_db, transaction
-from cra.errors import NotFound, UsageError
+from cra.db.commits import Commit, qualified_commits
+from cra.db.plans import PlanRow, ScoreRow, has_plans, record_plan
+from cra.db.retrievals import record_retrieval
+from cra.db.runs import finish_run, start_run
+from cra.db.tasks import set_gold, task_id_for
+from cra.errors import UsageError
 from cra.fsutil import now_iso
 from cra.git import git
 from cra.harness.deps import closure, import_graph
@@ -30,6 +35,7 @@ from cra.harness.index import Indexer, SnapshotIndex, python_blobs
 from cra.harness.planners import PLANNERS, PlanAttempt, baseline_plan, llm_plans
 from cra.harness.retrieve import Hit, retrieve
 from cra.harness.score import Gold, PlanScore, Weights, score_plan
+from cra.harness.tasks import mined_repo_id, record_task
 from cra.harness.testpaths import is_test_path
 from cra.llm.client import LLMClient
 from cra.repos.layout import require_package
@@ -60,19 +66,6 @@ class RunOptions:
             raise UsageError(f"--limit must be >= 1, got {self.limit}")
         if self.jobs < 1:
             raise UsageError(f"--jobs must be >= 1, got {self.jobs}")
-
-
-@dataclass(frozen=True)
-class Commit:
-    """A qualifying commit as mining recorded it."""
-
-    id: int
-    sha: str
-    parent: str
-    authored_at: str
-    task_text: str
-    files_source: tuple[str, ...]
-    files_tests: tuple[str, ...]
 
 
 @dataclass
@@ -121,39 +114,6 @@ class RunSummary:
         }
 
 
-def task_id_for(repo: str, sha: str) -> str:
-    """The task id of a commit: `REPO@SHA12`."""
-    return f"{repo}@{sha[:12]}"
-
-
-def qualified_commits(
-    conn: sqlite3.Connection, repo_id: int, since: datetime | None
-) -> list[Commit]:
-    """The repository's qualifying commits, oldest first (none gone from its history)."""
-    rows = conn.execute(
-        "SELECT id, sha, parent_sha, authored_at, authored_ts, task_text, files_source, "
-        "files_tests FROM commits WHERE repo_id = ? AND verdict = 'qualified' "
-        "AND gone_at IS NULL ORDER BY authored_ts, id",
-        (repo_id,),
-    ).fetchall()
-    out = []
-    for r in rows:
-        if since is not None and r["authored_ts"] < since.timestamp():
-            continue
-        out.append(
-            Commit(
-                r["id"],
-                r["sha"],
-                r["parent_sha"],
-                r["authored_at"],
-                r["task_text"] or "",
-                tuple(json.loads(r["files_source"])),
-                tuple(json.loads(r["files_tests"])),
-            )
-        )
-    return out
-
-
 @contextmanager
 def parent_checkout(repo_dir: Path, parent: str, where: Path) -> Iterator[Path]:
     """A checkout of `parent` at `where` holding that one commit and nothing else: no
@@ -182,7 +142,7 @@ class _Worker:
         self.curated = open_db(
             workspace.curated_db_path,
             CURATED_MIGRATIONS,
-            busy_timeout_ms=workspace.config["db.busy_timeout_ms"],
+            busy_timeout_ms=workspace.config.settings.db.busy_timeout_ms,
             check_same_thread=False,
         )
         self.indexer = Indexer(self.curated, repo_dir)
@@ -196,9 +156,10 @@ def _gold(
 ) -> tuple[list[dict[str, str | None]], list[GoldSymbol]]:
     source = set(commit.files_source)
     changes = [
-        c for c in diff_changes(repo_dir, commit.parent, commit.sha)
+        c
+        for c in diff_changes(repo_dir, commit.parent, commit.sha)
         if c.path in source or (c.old_path in source)
-    ]  # fmt: skip
+    ]
     new_blobs = python_blobs(repo_dir, commit.sha)
     wanted = [new_blobs[c.new_path] for c in changes if c.new_path in new_blobs]
     parsed, _ = indexer.parse_blobs(wanted)
@@ -238,15 +199,15 @@ def process_commit(
     gold_files, gold_symbols = _gold(worker.indexer, repo_dir, commit, index)
     deps = closure(import_graph({p: index.imports(p) for p in index.parsed}))
     tests = {p for p in index.parsed if _is_test(p, set(commit.files_tests))}
-    hits = retrieve(index, commit.task_text, k=config["harness.top_k"], exclude=tests)
+    hits = retrieve(index, commit.task_text, k=config.settings.harness.top_k, exclude=tests)
     if options.planner == "baseline":
         plan = baseline_plan(
             commit.task_text,
             hits,
             deps,
             sorted(tests),
-            max_files=config["harness.baseline_max_files"],
-            max_symbols=config["harness.baseline_max_symbols"],
+            max_files=config.settings.harness.baseline_max_files,
+            max_symbols=config.settings.harness.baseline_max_symbols,
         )
         attempts = [PlanAttempt("baseline", None, plan, None, None)]
     else:
@@ -259,11 +220,11 @@ def process_commit(
             hits=hits,
             index=index,
             temperatures=options.temperatures,
-            max_tokens=config["llm.max_tokens"],
+            max_tokens=config.settings.llm.max_tokens,
         )
     gold = Gold.build([(f["path"], f["old_path"]) for f in gold_files], gold_symbols)
     weights = Weights(
-        config["score.weight_files"], config["score.weight_symbols"], config["score.weight_order"]
+        config.settings.score.weight_files, config.settings.score.weight_symbols, config.settings.score.weight_order
     )
     scored = [
         (a, score_plan(a.plan, gold, deps, weights) if a.plan is not None else None)
@@ -274,114 +235,79 @@ def process_commit(
     )
 
 
-def _ensure_task(conn: sqlite3.Connection, repo_id: int, repo: str, commit: Commit) -> str:
-    task_id = task_id_for(repo, commit.sha)
-    with transaction(conn):
-        conn.execute(
-            "INSERT OR IGNORE INTO tasks (task_id, repo_id, commit_id, task_text, created_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (task_id, repo_id, commit.id, commit.task_text, now_iso()),
-        )
-    return task_id
-
-
-def _record(conn: sqlite3.Connection, run_id: int, result: TaskResult, top_k: int) -> None:
+def record_result(conn: sqlite3.Connection, run_id: int, result: TaskResult, top_k: int) -> None:
+    """Write everything one task produced (gold, retrieval, plans and their scores) in one
+    transaction."""
     now = now_iso()
+    gold_symbols = [
+        {"path": g.path, "qualname": g.qualname, "change": g.change} for g in result.gold_symbols
+    ]
+    hits = json.dumps([h.as_dict() for h in result.hits])
     with transaction(conn):
-        conn.execute(
-            "UPDATE tasks SET gold_files = ?, gold_symbols = ? WHERE task_id = ?",
-            (
-                json.dumps(result.gold_files),
-                json.dumps(
-                    [
-                        {"path": g.path, "qualname": g.qualname, "change": g.change}
-                        for g in result.gold_symbols
-                    ]
-                ),
-                result.task_id,
-            ),
-        )
-        conn.execute(
-            "INSERT INTO retrievals (task_id, run_id, method, query, k, results, created_at) "
-            "VALUES (?, ?, 'bm25', ?, ?, ?, ?)",
-            (
-                result.task_id,
-                run_id,
-                result.commit.task_text,
-                top_k,
-                json.dumps([h.as_dict() for h in result.hits]),
-                now,
-            ),
+        set_gold(conn, result.task_id, json.dumps(result.gold_files), json.dumps(gold_symbols))
+        record_retrieval(
+            conn,
+            result.task_id,
+            run_id,
+            method="bm25",
+            query=result.commit.task_text,
+            k=top_k,
+            results=hits,
+            now=now,
         )
         for attempt, score in result.attempts:
-            plan_id = conn.execute(
-                "INSERT INTO plans (task_id, run_id, planner, temperature, llm_call_id, valid, "
-                "plan, raw, error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    result.task_id,
-                    run_id,
-                    attempt.planner,
-                    attempt.temperature,
-                    attempt.llm_call_id,
-                    int(attempt.plan is not None),
-                    attempt.plan.to_json() if attempt.plan else None,
-                    attempt.raw,
-                    attempt.error,
-                    now,
-                ),
-            ).lastrowid
-            if score is None:
-                values = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None, 0.0, "{}", '{"invalid": true}')
-            else:
-                values = (
-                    score.file_precision,
-                    score.file_recall,
-                    score.file_f1,
-                    score.symbol_precision,
-                    score.symbol_recall,
-                    score.symbol_f1,
-                    score.order_score,
-                    score.alignment,
-                    json.dumps(score.weights.as_dict()),
-                    json.dumps(
-                        {
-                            **score.details,
-                            "symbols_defined": score.symbols_defined,
-                            "index_errors": result.index_errors,
-                        }
-                    ),
-                )
-            conn.execute(
-                "INSERT INTO plan_scores (plan_id, file_precision, file_recall, file_f1, "
-                "symbol_precision, symbol_recall, symbol_f1, order_score, alignment, weights, "
-                "details, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (plan_id, *values, now),
+            plan = PlanRow(
+                result.task_id,
+                run_id,
+                attempt.planner,
+                attempt.temperature,
+                attempt.llm_call_id,
+                int(attempt.plan is not None),
+                attempt.plan.to_json() if attempt.plan else None,
+                attempt.raw,
+                attempt.error,
             )
+            record_plan(conn, plan, _score_row(score, result.index_errors), now)
 
 
-def _done(conn: sqlite3.Connection, task_id: str, planner: str) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM plans WHERE task_id = ? AND planner = ? LIMIT 1", (task_id, planner)
-        ).fetchone()
-        is not None
+def _score_row(score: PlanScore | None, index_errors: dict[str, str]) -> ScoreRow:
+    """A plan's score as recorded; an invalid plan scores 0 on each."""
+    if score is None:
+        return ScoreRow(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, None, 0.0, "{}", '{"invalid": true}')
+    details = {
+        **score.details,
+        "symbols_defined": score.symbols_defined,
+        "index_errors": index_errors,
+    }
+    return ScoreRow(
+        score.file_precision,
+        score.file_recall,
+        score.file_f1,
+        score.symbol_precision,
+        score.symbol_recall,
+        score.symbol_f1,
+        score.order_score,
+        score.alignment,
+        json.dumps(score.weights.as_dict()),
+        json.dumps(details),
     )
 
 
 def make_client(workspace: Workspace, conn: sqlite3.Connection, run_id: int | None) -> LLMClient:
     """The LLM client `cra.toml` configures, checked to be reachable."""
     config = workspace.config
-    key_var = config["llm.api_key_env"]
+    key_var = config.settings.llm.api_key_env
     client = LLMClient(
-        endpoint=config["llm.endpoint"],
-        model=config["llm.model"],
+        endpoint=config.settings.llm.endpoint,
+        model=config.settings.llm.model,
         conn=conn,
         api_key=os.environ.get(key_var) if key_var else None,
-        timeout_s=config["llm.timeout_s"],
-        max_retries=config["llm.max_retries"],
+        timeout_s=config.settings.llm.timeout_s,
+        max_retries=config.settings.llm.max_retries,
         run_id=run_id,
     )
-    from cra.serving.server import make_router, running_state
+    from cra.llm.routing import make_router
+    from cra.serving.state import running_state
 
     state = running_state(workspace)
     if state is not None and client.endpoint == state.base_url:
@@ -401,6 +327,127 @@ def make_client(workspace: Workspace, conn: sqlite3.Connection, run_id: int | No
 Progress = Callable[[int, int, str], None]
 
 
+class _Threads:
+    """The per-thread workers and LLM clients of one run; used by their own thread only,
+    closed by the run's thread when the run ends."""
+
+    def __init__(
+        self, workspace: Workspace, repo_dir: Path, client: LLMClient | None, jobs: int
+    ) -> None:
+        self.workspace = workspace
+        self.repo_dir = repo_dir
+        self.client = client
+        self.jobs = jobs
+        self.local = threading.local()
+        self.workers: list[_Worker] = []
+        self.clients: list[LLMClient] = []
+        self.lock = threading.Lock()
+
+    def worker(self) -> _Worker:
+        """This thread's worker, made on first use."""
+        worker = getattr(self.local, "worker", None)
+        if worker is None:
+            worker = self.local.worker = _Worker(self.workspace, self.repo_dir)
+            with self.lock:
+                self.workers.append(worker)
+        return worker
+
+    def thread_client(self) -> LLMClient | None:
+        """This thread's LLM client: the run's own with one job, else a sibling with a
+        connection of its own."""
+        if self.client is None or self.jobs == 1:
+            return self.client
+        thread_client = getattr(self.local, "client", None)
+        if thread_client is None:
+            raw = open_db(
+                self.workspace.raw_db_path,
+                RAW_MIGRATIONS,
+                busy_timeout_ms=self.workspace.config.settings.db.busy_timeout_ms,
+                check_same_thread=False,
+            )
+            thread_client = self.local.client = self.client.sibling(raw)
+            with self.lock:
+                self.clients.append(thread_client)
+        return thread_client
+
+    def close(self) -> None:
+        """Close every worker and client, the run's own client last."""
+        for worker in self.workers:
+            worker.close()
+        for extra in self.clients:
+            extra.close()
+            if extra.conn is not None:
+                extra.conn.close()
+        if self.client is not None:
+            self.client.close()
+
+
+def _start(
+    conn: sqlite3.Connection, repo_id: int, workspace: Workspace, options: RunOptions
+) -> int:
+    """Record the run with its parameters; return its id."""
+    params = {
+        "temperatures": list(options.temperatures) if options.planner == "llm" else [],
+        "limit": options.limit,
+        "since": options.since.isoformat() if options.since else None,
+        "jobs": options.jobs,
+        "top_k": workspace.config.settings.harness.top_k,
+    }
+    return start_run(conn, repo_id, "plan", json.dumps(params), now_iso(), planner=options.planner)
+
+
+def _count(summary: RunSummary, result: TaskResult) -> None:
+    """Add one task's plans to the summary (an invalid plan aligns 0)."""
+    summary.tasks_done += 1
+    summary.reparsed_files += result.reparsed
+    for _attempt, score in result.attempts:
+        summary.plans += 1
+        if score is None:
+            summary.invalid_plans += 1
+            summary.alignments.append(0.0)
+        else:
+            summary.alignments.append(score.alignment)
+
+
+def _plan_all(
+    conn: sqlite3.Connection,
+    threads: _Threads,
+    repo_id: int,
+    repo: str,
+    todo: list[Commit],
+    options: RunOptions,
+    summary: RunSummary,
+    progress: Progress | None,
+) -> None:
+    """Record the tasks of `todo`, process them on `options.jobs` threads and record each
+    result in this thread as it comes."""
+    workspace = threads.workspace
+    for commit in todo:
+        record_task(conn, repo_id, repo, commit)
+    done = summary.tasks_skipped
+    if progress:
+        progress(done, summary.tasks_total, "")
+
+    def work(commit: Commit) -> TaskResult:
+        return process_commit(
+            threads.worker(),
+            workspace=workspace,
+            repo=repo,
+            repo_dir=threads.repo_dir,
+            commit=commit,
+            options=options,
+            client=threads.thread_client(),
+        )
+
+    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+        for result in pool.map(work, todo):
+            record_result(conn, summary.run_id, result, workspace.config.settings.harness.top_k)
+            _count(summary, result)
+            done += 1
+            if progress:
+                progress(done, summary.tasks_total, result.task_id)
+
+
 def run_harness(
     workspace: Workspace,
     repo: str,
@@ -411,122 +458,34 @@ def run_harness(
     """Run the harness over `repo`'s qualifying commits; resume where a past run stopped."""
     package = require_package(workspace, repo)
     with closing(workspace.raw_db()) as conn:
-        row = conn.execute("SELECT id FROM repos WHERE name = ?", (repo,)).fetchone()
-        mined = (
-            row is not None
-            and conn.execute(
-                "SELECT 1 FROM commits WHERE repo_id = ? LIMIT 1", (row["id"],)
-            ).fetchone()
-        )
-        if not mined:
-            raise NotFound(
-                f"repository {repo!r} has not been mined yet",
-                hint=f"run `cra harness mine --repo {repo}` first",
-            )
-        repo_id = int(row["id"])
+        repo_id = mined_repo_id(conn, repo)
         commits = qualified_commits(conn, repo_id, options.since)
         if options.limit is not None:
             commits = commits[: options.limit]
         client = None
         if options.planner == "llm":
             client = make_client(workspace, conn, None)  # fails before the run starts
-        params = {
-            "temperatures": list(options.temperatures) if options.planner == "llm" else [],
-            "limit": options.limit,
-            "since": options.since.isoformat() if options.since else None,
-            "jobs": options.jobs,
-            "top_k": workspace.config["harness.top_k"],
-        }
-        with transaction(conn):
-            run_id = conn.execute(
-                "INSERT INTO harness_runs (repo_id, kind, planner, params, started_at) "
-                "VALUES (?, 'plan', ?, ?, ?)",
-                (repo_id, options.planner, json.dumps(params), now_iso()),
-            ).lastrowid
+        run_id = _start(conn, repo_id, workspace, options)
         if client is not None:
             client.run_id = run_id
         summary = RunSummary(run_id, repo, options.planner, len(commits))
         todo = []
         for commit in commits:
-            if _done(conn, task_id_for(repo, commit.sha), options.planner):
+            if has_plans(conn, task_id_for(repo, commit.sha), options.planner):
                 summary.tasks_skipped += 1
             else:
                 todo.append(commit)
+        threads = _Threads(workspace, package.repo_dir, client, options.jobs)
         status, error = "interrupted", None
-        local = threading.local()
-        workers: list[_Worker] = []
-        thread_clients: list[LLMClient] = []
-        lock = threading.Lock()
-
-        def work(commit: Commit) -> TaskResult:
-            worker = getattr(local, "worker", None)
-            if worker is None:
-                worker = local.worker = _Worker(workspace, package.repo_dir)
-                with lock:
-                    workers.append(worker)
-            thread_client = client
-            if client is not None and options.jobs > 1:
-                thread_client = getattr(local, "client", None)
-                if thread_client is None:
-                    # Used by this thread only; closed by the run's thread when the run ends.
-                    raw = open_db(
-                        workspace.raw_db_path,
-                        RAW_MIGRATIONS,
-                        busy_timeout_ms=workspace.config["db.busy_timeout_ms"],
-                        check_same_thread=False,
-                    )
-                    thread_client = local.client = client.sibling(raw)
-                    with lock:
-                        thread_clients.append(thread_client)
-            return process_commit(
-                worker,
-                workspace=workspace,
-                repo=repo,
-                repo_dir=package.repo_dir,
-                commit=commit,
-                options=options,
-                client=thread_client,
-            )
-
         try:
-            for commit in todo:
-                _ensure_task(conn, repo_id, repo, commit)
-            done = summary.tasks_skipped
-            if progress:
-                progress(done, len(commits), "")
-            with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-                for result in pool.map(work, todo):
-                    _record(conn, run_id, result, workspace.config["harness.top_k"])
-                    summary.tasks_done += 1
-                    summary.reparsed_files += result.reparsed
-                    for _attempt, score in result.attempts:
-                        summary.plans += 1
-                        if score is None:
-                            summary.invalid_plans += 1
-                            summary.alignments.append(0.0)
-                        else:
-                            summary.alignments.append(score.alignment)
-                    done += 1
-                    if progress:
-                        progress(done, len(commits), result.task_id)
+            _plan_all(conn, threads, repo_id, repo, todo, options, summary, progress)
             status = "finished"
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            for worker in workers:
-                worker.close()
-            for extra in thread_clients:
-                extra.close()
-                if extra.conn is not None:
-                    extra.conn.close()
-            if client is not None:
-                client.close()
-            with transaction(conn):
-                conn.execute(
-                    "UPDATE harness_runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
-                    (status, now_iso(), error, run_id),
-                )
+            threads.close()
+            finish_run(conn, run_id, status, error, now_iso())
     return summary
 
 

@@ -231,7 +231,7 @@ def pack(
         if not find_links.is_dir():
             raise UsageError(f"--find-links {find_links} is not a folder")
     use_index = options.use_index if options.use_index is not None else find_links is None
-    months = options.era_months or workspace.config["repos.era_months"]
+    months = options.era_months or workspace.config.settings.repos.era_months
     clone_from = check_source(source)
     workspace.repos_dir.mkdir(parents=True, exist_ok=True)
     uv_cache = workspace.harness_dir / "uv-cache"
@@ -244,7 +244,7 @@ def pack(
         eras = split_eras(staged.repo_dir, head, months=months, single=options.single_env)
         commits = sum(e.commits for e in eras)
         head_tree = GitTree(staged.repo_dir, head)
-        harness_reqs = tuple(workspace.config["repos.harness_requirements"])
+        harness_reqs = tuple(workspace.config.settings.repos.harness_requirements)
         head_reqs = _read(head_tree, options, harness_reqs, strict=True)
         _requires_python_ok(head_reqs, python)
         layout = detect_layout(
@@ -318,8 +318,8 @@ def pack(
             },
             test={
                 "command": test_cmd,
-                "timeout_s": workspace.config["repos.test_timeout_s"],
-                "per_test_timeout_s": workspace.config["repos.per_test_timeout_s"],
+                "timeout_s": workspace.config.settings.repos.test_timeout_s,
+                "per_test_timeout_s": workspace.config.settings.repos.per_test_timeout_s,
             },
             domain=options.domain,
             environments=tuple(envs),

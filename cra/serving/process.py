@@ -134,12 +134,20 @@ def start_vllm(
         raise ServerError(f"{model} is not a model directory (no config.json)")
     port = port or free_port(host)
     args = [
-        str(python), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model), "--served-model-name", served_model,
-        "--host", host, "--port", str(port),
+        str(python),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model),
+        "--served-model-name",
+        served_model,
+        "--host",
+        host,
+        "--port",
+        str(port),
         "--disable-log-stats",
         *(extra_args or []),
-    ]  # fmt: skip
+    ]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("ab")
     process = subprocess.Popen(

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cra.adapters.registry import Registration, Version, check_name, discard_staged, register
+from cra.artefacts import LORA_TARGETS, base_model_dir
+from cra.datasets_store import METHODS, get_dataset, plan_path, read_rows
 from cra.errors import UsageError
-from cra.training.backends import LORA_TARGETS, LoraSpec, cuda_available, load, select_backend
-from cra.training.data import METHODS, get_dataset, read_rows
+from cra.training.backends import LoraSpec, cuda_available, load, select_backend
 from cra.training.mask import (
     END_OF_TURN,
     MaskError,
@@ -68,39 +69,37 @@ class TrainOptions:
 class TrainResult:
     """The registered version and how the run went."""
 
-    version: Version | None
+    version: Version
     backend: str
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def hyperparams(workspace: Workspace, options: TrainOptions) -> dict[str, Any]:
     """The run's hyperparameters: `[train]` settings overridden by the options."""
-    c = workspace.config
+    c = workspace.config.settings
     lr_key = "train.learning_rate" if options.method == "sft" else "train.dpo_learning_rate"
-    max_steps = options.max_steps if options.max_steps is not None else c["train.max_steps"]
+    max_steps = options.max_steps if options.max_steps is not None else c.train.max_steps
     return {
         "method": options.method,
-        "rank": c["train.rank"],
-        "alpha": c["train.alpha"],
-        "dropout": c["train.dropout"],
+        "rank": c.train.rank,
+        "alpha": c.train.alpha,
+        "dropout": c.train.dropout,
         "target_modules": list(LORA_TARGETS),
         "quantization": "nf4-4bit" if options.quantize else "none",
         "learning_rate": options.learning_rate or c[lr_key],
-        "epochs": options.epochs or c["train.epochs"],
+        "epochs": options.epochs or c.train.epochs,
         "max_steps": max_steps,
-        "batch_size": options.batch_size or c["train.batch_size"],
-        "grad_accum": c["train.grad_accum"],
-        "max_length": c["train.max_length"],
-        "seed": c["train.seed"],
-        "dpo_beta": c["train.dpo_beta"] if options.method == "dpo" else None,
+        "batch_size": options.batch_size or c.train.batch_size,
+        "grad_accum": c.train.grad_accum,
+        "max_length": c.train.max_length,
+        "seed": c.train.seed,
+        "dpo_beta": c.train.dpo_beta if options.method == "dpo" else None,
         "eos_token": END_OF_TURN,
     }
 
 
 def resolve_base(workspace: Workspace, given: Path | None) -> Path:
     """The base model directory: `--base`, else `[model] base`."""
-    from cra.serving.server import base_model_dir
-
     if given is None:
         return base_model_dir(workspace)
     path = Path(given).expanduser().absolute()
@@ -146,18 +145,23 @@ def _trainer(method: str, model: Any, tokenizer: Any, lora: Any, data: Any, hp: 
         "lr_scheduler_type": "constant",
     }
     if method == "sft":
-        from trl import SFTConfig, SFTTrainer
+        from trl.trainer.sft_config import SFTConfig
+        from trl.trainer.sft_trainer import SFTTrainer
 
-        args = SFTConfig(completion_only_loss=True, eos_token=END_OF_TURN, packing=False, **common)
+        sft = SFTConfig(completion_only_loss=True, eos_token=END_OF_TURN, packing=False, **common)
         return SFTTrainer(
-            model=model, args=args, train_dataset=data, processing_class=tokenizer,
+            model=model,
+            args=sft,
+            train_dataset=data,
+            processing_class=tokenizer,
             peft_config=lora,
-        )  # fmt: skip
-    from trl import DPOConfig, DPOTrainer
+        )
+    from trl.trainer.dpo_config import DPOConfig
+    from trl.trainer.dpo_trainer import DPOTrainer
 
-    args = DPOConfig(beta=hp["dpo_beta"], **common)
+    dpo = DPOConfig(beta=hp["dpo_beta"], **common)
     return DPOTrainer(
-        model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=lora
+        model=model, args=dpo, train_dataset=data, processing_class=tokenizer, peft_config=lora
     )
 
 
@@ -191,9 +195,7 @@ def train_adapter(
     base = resolve_base(workspace, options.base)
     with closing(workspace.raw_db()) as conn:
         dataset = get_dataset(conn, workspace.root, options.dataset_id)
-        plan_path = conn.execute(
-            "SELECT plan_path FROM training_datasets WHERE id = ?", (dataset.id,)
-        ).fetchone()[0]
+        plan = plan_path(conn, dataset.id)
     rows = read_rows(dataset, "train", adapter=options.adapter, method=options.method)
     if not rows:
         raise UsageError(
@@ -202,8 +204,9 @@ def train_adapter(
         )
     hp = hyperparams(workspace, options)
     backend = select_backend(options.backend)
-    spec = LoraSpec(hp["rank"], hp["alpha"], hp["dropout"], hp["max_length"], hp["seed"],
-                    options.quantize)  # fmt: skip
+    spec = LoraSpec(
+        hp["rank"], hp["alpha"], hp["dropout"], hp["max_length"], hp["seed"], options.quantize
+    )
     say(f"loading {base} ({hp['quantization']}) with the {backend} backend")
     model, tokenizer, lora = load(backend, base, spec)
     # A row cut at max_length would lose its end-of-turn token: leave it out, counted.
@@ -249,7 +252,7 @@ def train_adapter(
         seen = [e["num_tokens"] for e in logs if "num_tokens" in e]
         rows_seen = steps * hp["batch_size"] * hp["grad_accum"]
         tokens = max(seen) if seen else _row_tokens(trainer.train_dataset) * rows_seen
-        metrics = {
+        metrics: dict[str, Any] = {
             "backend": backend,
             "rows": len(rows),
             "rows_too_long": too_long,
@@ -264,11 +267,20 @@ def train_adapter(
             "last_log": next((e for e in reversed(logs) if "loss" in e), {}),
         }
         registration = Registration(
-            name=options.adapter, staged=adapter_dir, base_model=base,
-            dataset_id=dataset.id, method=options.method, hyperparams=hp, train_metrics=metrics,
-            lineage={"dataset": dataset.id, "dataset_sha256": dataset.sha256,
-                     "plan": plan_path, "train_rows": len(rows)},
-        )  # fmt: skip
+            name=options.adapter,
+            staged=adapter_dir,
+            base_model=base,
+            dataset_id=dataset.id,
+            method=options.method,
+            hyperparams=hp,
+            train_metrics=metrics,
+            lineage={
+                "dataset": dataset.id,
+                "dataset_sha256": dataset.sha256,
+                "plan": plan,
+                "train_rows": len(rows),
+            },
+        )
         version = register(workspace, registration)
     finally:
         discard_staged(staging)

@@ -19,25 +19,41 @@ def candidate(ws: Workspace, tmp: Path, seed: int, name: str = "scope") -> int:
     staged = make_adapter(Path(ws.config["model.base"]), tmp / f"stage-{name}-{seed}", seed=seed)
     version = register(
         ws,
-        Registration(name=name, staged=staged, base_model=Path(ws.config["model.base"]),
-                     dataset_id="toy-1", method="sft"),
-    )  # fmt: skip
+        Registration(
+            name=name,
+            staged=staged,
+            base_model=Path(ws.config["model.base"]),
+            dataset_id="toy-1",
+            method="sft",
+        ),
+    )
     return version.version
 
 
 def planted_eval(ws: Workspace, version: int, recall: list[float], name: str = "scope") -> None:
     """Store an eval result with these per-example file recalls (precision the same)."""
     mean = sum(recall) / len(recall)
-    store_eval(ws, name, version, HOLDOUT, {
-        "dataset_id": "toy-1", "holdout": HOLDOUT, "n": len(recall), "backend": "planted",
-        "primary": ["file_recall", "file_precision"],
-        "metrics": {"file_recall": mean, "file_precision": mean},
-        "base_metrics": {"file_recall": 0.0, "file_precision": 0.0},
-        "per_example": {"file_recall": recall, "file_precision": recall},
-        "base_per_example": {"file_recall": [0.0] * len(recall),
-                             "file_precision": [0.0] * len(recall)},
-        "evaluated_at": now_iso(),
-    })  # fmt: skip
+    store_eval(
+        ws,
+        name,
+        version,
+        HOLDOUT,
+        {
+            "dataset_id": "toy-1",
+            "holdout": HOLDOUT,
+            "n": len(recall),
+            "backend": "planted",
+            "primary": ["file_recall", "file_precision"],
+            "metrics": {"file_recall": mean, "file_precision": mean},
+            "base_metrics": {"file_recall": 0.0, "file_precision": 0.0},
+            "per_example": {"file_recall": recall, "file_precision": recall},
+            "base_per_example": {
+                "file_recall": [0.0] * len(recall),
+                "file_precision": [0.0] * len(recall),
+            },
+            "evaluated_at": now_iso(),
+        },
+    )
 
 
 def status(ws: Workspace, name: str = "scope") -> dict[int, str]:

@@ -10,8 +10,9 @@ import pytest
 
 from cra.adapters.evaluate import _reference, _tests_pass
 from cra.adapters.metrics import primary_metrics, score_output
+from cra.harness.grading import task_gold_patch
 from cra.harness.mine import mine_repo
-from cra.harness.validate import ValidateOptions, task_gold_patch, validate_repo
+from cra.harness.validate import ValidateOptions, validate_repo
 from cra.sandbox import probe, sandbox_uid
 
 pytestmark = pytest.mark.skipif(
@@ -30,8 +31,11 @@ def test_execute_code_output_passes_only_when_the_tasks_tests_do(
     validate_repo(workspace, "tally", ValidateOptions(limit=1, runs=1))
     task_id = f"tally@{bugfix.sha[:12]}"
     gold = task_gold_patch(workspace, task_id)
-    row = {"prompt": [], "completion": [{"role": "assistant", "content": gold}],
-           "meta": {"task_id": task_id}}  # fmt: skip
+    row = {
+        "prompt": [],
+        "completion": [{"role": "assistant", "content": gold}],
+        "meta": {"task_id": task_id},
+    }
     with closing(workspace.raw_db()) as conn:
         ref = _reference(conn, workspace.root, row)
     assert ref.verified and ref.task_id == task_id
@@ -47,7 +51,10 @@ def test_execute_code_output_passes_only_when_the_tasks_tests_do(
     # A task validation never proved is not graded: the metric is left out, not zero.
     assert _tests_pass(workspace, dataclasses.replace(ref, verified=False), gold, "x") == {}
     with closing(workspace.raw_db()) as conn:
-        verdicts = [r[0] for r in conn.execute(
-            "SELECT verdict FROM outcomes WHERE kind = 'patch_grade' ORDER BY id"
-        )]  # fmt: skip
+        verdicts = [
+            r[0]
+            for r in conn.execute(
+                "SELECT verdict FROM outcomes WHERE kind = 'patch_grade' ORDER BY id"
+            )
+        ]
     assert verdicts == ["resolved", "unresolved"]

@@ -21,8 +21,9 @@ from cra.adapters.metrics import (
 def test_scope_scores_file_recall_and_precision_from_any_answer_shape() -> None:
     ref = Reference("", files=("src/a.py", "src/b.py"))
     assert score_output("scope", "src/a.py\nsrc/c.py", ref) == {
-        "file_recall": 0.5, "file_precision": 0.5,
-    }  # fmt: skip
+        "file_recall": 0.5,
+        "file_precision": 0.5,
+    }
     assert score_output("scope", json.dumps(["src/a.py", "src/b.py"]), ref)["file_recall"] == 1.0
     assert score_output("scope", "", ref) == {"file_recall": 0.0, "file_precision": 0.0}
     # Without gold from raw.db the reference answer is the gold.
@@ -39,10 +40,18 @@ def test_precision_matches_qualified_and_bare_symbol_names() -> None:
 def test_planning_uses_the_harness_scorer_and_an_invalid_plan_scores_zero() -> None:
     plan = {
         "summary": "Guard empty input",
-        "steps": [{"id": 1, "file": "src/a.py", "symbols": ["mean"], "action": "modify",
-                   "description": "guard", "depends_on": []}],
+        "steps": [
+            {
+                "id": 1,
+                "file": "src/a.py",
+                "symbols": ["mean"],
+                "action": "modify",
+                "description": "guard",
+                "depends_on": [],
+            }
+        ],
         "tests": [{"file": "tests/test_a.py", "description": "empty"}],
-    }  # fmt: skip
+    }
     ref = Reference("", files=("src/a.py",), symbols=("src/a.py::mean",))
     good = score_output("planning", json.dumps(plan), ref)
     assert good["alignment"] == 1.0 and good["valid"] == 1.0
@@ -59,10 +68,19 @@ def test_execute_code_checks_that_the_patch_applies_to_the_parent(tmp_path: Path
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True,
-            env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-                 "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        ).stdout  # fmt: skip
+            ["git", "-C", str(repo), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={
+                "GIT_AUTHOR_NAME": "t",
+                "GIT_AUTHOR_EMAIL": "t@t",
+                "GIT_COMMITTER_NAME": "t",
+                "GIT_COMMITTER_EMAIL": "t@t",
+                "PATH": "/usr/bin:/bin",
+                "HOME": str(tmp_path),
+            },
+        ).stdout
 
     git("init", "-q")
     (repo / "a.py").write_text("x = 1\n")
@@ -96,10 +114,14 @@ def test_bootstrap_floor_grows_with_noise_and_shrinks_with_examples() -> None:
 
 
 def test_compare_flags_only_drops_beyond_the_floor() -> None:
-    old = {"metrics": {"file_recall": 0.8, "file_precision": 0.5},
-           "per_example": {"file_recall": [0.8] * 10, "file_precision": [0.5] * 10}}  # fmt: skip
-    new = {"metrics": {"file_recall": 0.7, "file_precision": 0.9},
-           "per_example": {"file_recall": [0.7] * 10, "file_precision": [0.9] * 10}}  # fmt: skip
+    old = {
+        "metrics": {"file_recall": 0.8, "file_precision": 0.5},
+        "per_example": {"file_recall": [0.8] * 10, "file_precision": [0.5] * 10},
+    }
+    new = {
+        "metrics": {"file_recall": 0.7, "file_precision": 0.9},
+        "per_example": {"file_recall": [0.7] * 10, "file_precision": [0.9] * 10},
+    }
     tight = compare("scope", new, old, floor=0.05, samples=100, quantile=0.95)
     assert tight["regressions"] == ["file_recall"]
     loose = compare("scope", new, old, floor=0.2, samples=100, quantile=0.95)

@@ -21,10 +21,10 @@ from cra.adapters.registry import (
     get_version,
     store_eval,
 )
+from cra.artefacts import IncompatibleAdapter
 from cra.db import transaction
 from cra.fixtures.datasets import write_dataset
 from cra.fsutil import now_iso
-from cra.serving.server import IncompatibleAdapter
 from cra.workspace import Workspace, open_workspace
 from tests.adapters.helpers import candidate, planted_eval, status
 
@@ -61,8 +61,13 @@ def test_promote_refuses_without_eval_and_without_a_common_holdout(
     planted_eval(ws, v1, [1.0, 1.0])
     lifecycle.promote(ws, "scope@v1")
     v2 = candidate(ws, tmp_path, 2)
-    store_eval(ws, "scope", v2, "other:feedbeef", {"metrics": {"file_recall": 1.0},
-               "primary": ["file_recall"], "evaluated_at": now_iso()})  # fmt: skip
+    store_eval(
+        ws,
+        "scope",
+        v2,
+        "other:feedbeef",
+        {"metrics": {"file_recall": 1.0}, "primary": ["file_recall"], "evaluated_at": now_iso()},
+    )
     with pytest.raises(lifecycle.PromotionRefused, match="no eval on the same holdout"):
         lifecycle.promote(ws, "scope@v2")
     assert status(ws) == {1: "active", 2: "candidate"}
@@ -111,8 +116,11 @@ def test_force_promotes_a_regression_and_is_recorded(ws: Workspace, tmp_path: Pa
     with closing(ws.raw_db()) as conn:
         last = events(conn, "scope")[-1]
     assert (last.event, last.version, last.forced, last.reason) == (
-        "promoted", 2, True, "operator override",
-    )  # fmt: skip
+        "promoted",
+        2,
+        True,
+        "operator override",
+    )
 
 
 def test_rollback_restores_the_exact_previous_version(ws: Workspace, tmp_path: Path) -> None:
@@ -160,9 +168,14 @@ def _plant_live_calls(ws: Workspace, version: int, answers: list[str]) -> None:
             conn.execute(
                 "INSERT INTO tasks (task_id, repo_id, commit_id, task_text, gold_files, "
                 "created_at) VALUES (?, ?, ?, 'Fix it', ?, ?)",
-                (task, repo_id, commit,
-                 json.dumps([{"path": "src/tally/stats.py", "old_path": None}]), now_iso()),
-            )  # fmt: skip
+                (
+                    task,
+                    repo_id,
+                    commit,
+                    json.dumps([{"path": "src/tally/stats.py", "old_path": None}]),
+                    now_iso(),
+                ),
+            )
             conn.execute(
                 "INSERT INTO llm_calls (task_id, run_id, stage, model, adapter, adapter_version, "
                 "messages, response, created_at) VALUES (?, ?, 'scope', ?, 'scope', ?, '[]', ?, ?)",
@@ -223,17 +236,15 @@ def test_two_concurrent_promotes_cannot_both_win(
     ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both pass the gate against v1; the barrier makes them switch at the same time."""
-    import cra.serving.server as server
-
     v1_active_v2_v3_better(ws, tmp_path)
     barrier = threading.Barrier(2)
-    real_swap = server.swap
+    real_swap = lifecycle.swap
 
     def swap_together(*args, **kwargs):  # the real swap, entered by both at once
         barrier.wait(timeout=30)
         return real_swap(*args, **kwargs)
 
-    monkeypatch.setattr(server, "swap", swap_together)
+    monkeypatch.setattr(lifecycle, "swap", swap_together)
     outcomes: dict[str, object] = {}
 
     def run(ref: str) -> None:

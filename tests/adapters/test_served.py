@@ -10,7 +10,8 @@ import pytest
 
 from cra.adapters import lifecycle
 from cra.adapters.evaluate import evaluate
-from cra.serving.server import route, running_state
+from cra.llm.routing import route
+from cra.serving.state import running_state
 from cra.workspace import Workspace, init_workspace, open_workspace
 from tests.adapters.helpers import candidate, planted_eval, status
 from tests.conftest import detached_server, served_config

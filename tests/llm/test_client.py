@@ -83,8 +83,11 @@ def test_success_is_logged_with_every_field(server, workspace) -> None:
     assert (out.text, out.prompt_tokens, out.completion_tokens) == ("hello", 7, 3)
     row = conn.execute("SELECT * FROM llm_calls WHERE id = ?", (out.call_id,)).fetchone()
     assert (row["stage"], row["model"], row["temperature"], row["response"]) == (
-        "plan", "tiny", 0.7, "hello",
-    )  # fmt: skip
+        "plan",
+        "tiny",
+        0.7,
+        "hello",
+    )
     assert json.loads(row["messages"]) == MESSAGES
     assert json.loads(row["params"]) == {"max_tokens": 5, "temperature": 0.7}
     assert row["error"] is None

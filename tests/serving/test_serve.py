@@ -13,17 +13,14 @@ from pathlib import Path
 import pytest
 
 from cra.adapters.registry import get_version as registered
+from cra.artefacts import IncompatibleAdapter, model_hashes
 from cra.db import transaction
 from cra.fixtures.adapters import make_adapter
 from cra.fsutil import now_iso, sha256_file
 from cra.llm.client import LLMClient
-from cra.serving.server import (
-    IncompatibleAdapter,
-    make_router,
-    model_hashes,
-    running_state,
-    swap,
-)
+from cra.llm.routing import make_router
+from cra.serving.server import swap
+from cra.serving.state import running_state
 from cra.workspace import Workspace, init_workspace, open_workspace
 from tests.conftest import detached_server, run_cra, served_config
 
@@ -37,9 +34,18 @@ def register(workspace: Workspace, name: str, version: int, path: Path, status: 
             "INSERT INTO adapter_versions (name, version, status, path, base_model, "
             "base_model_hash, tokenizer_hash, method, files_sha256, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, 'sft', ?, ?)",
-            (name, version, status, str(path), workspace.config["model.base"], base_hash,
-             tokenizer_hash, json.dumps(files), now_iso()),
-        )  # fmt: skip
+            (
+                name,
+                version,
+                status,
+                str(path),
+                workspace.config["model.base"],
+                base_hash,
+                tokenizer_hash,
+                json.dumps(files),
+                now_iso(),
+            ),
+        )
 
 
 def set_active(workspace: Workspace, name: str, version: int) -> None:
@@ -84,9 +90,12 @@ def client_for(workspace: Workspace, conn=None) -> LLMClient:
     state = running_state(workspace)
     assert state is not None
     return LLMClient(
-        endpoint=state.base_url, model=state.served_model, conn=conn,
-        router=make_router(workspace), timeout_s=120.0,
-    )  # fmt: skip
+        endpoint=state.base_url,
+        model=state.served_model,
+        conn=conn,
+        router=make_router(workspace),
+        timeout_s=120.0,
+    )
 
 
 def served_by(workspace: Workspace, stage: str) -> str:
@@ -99,9 +108,11 @@ def served_by(workspace: Workspace, stage: str) -> str:
 
 def greedy(client: LLMClient, stage: str) -> str:
     return client.complete(
-        stage=stage, messages=[{"role": "user", "content": "Fix the parser"}],
-        temperature=0.0, max_tokens=12,
-    ).text  # fmt: skip
+        stage=stage,
+        messages=[{"role": "user", "content": "Fix the parser"}],
+        temperature=0.0,
+        max_tokens=12,
+    ).text
 
 
 def test_stages_route_to_their_adapters_and_the_log_says_which(served: Workspace) -> None:
@@ -130,9 +141,11 @@ def _steady_stream(workspace: Workspace, stop: threading.Event, results: list) -
         while not stop.is_set():
             try:
                 done = client.complete(
-                    stage="scope", messages=[{"role": "user", "content": "go"}],
-                    temperature=0.0, max_tokens=4,
-                )  # fmt: skip
+                    stage="scope",
+                    messages=[{"role": "user", "content": "go"}],
+                    temperature=0.0,
+                    max_tokens=4,
+                )
                 results.append(("ok", done.model))
             except Exception as exc:  # counted, never raised: the test asserts on them
                 results.append(("failed", repr(exc)))
@@ -208,8 +221,10 @@ def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
     # In the foreground this time, as a user runs it, until Ctrl-C.
     proc = subprocess.Popen(
         [sys.executable, "-m", "cra", "-w", str(served.root), "serve"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         for line in proc.stdout:

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from cra.adapters.registry import list_versions
+from cra.artefacts import LORA_TARGETS, model_hashes
 from cra.cli import cli
 from cra.errors import NotFound, UsageError
 from cra.fixtures.datasets import toy_rows, write_dataset
-from cra.serving.server import model_hashes
-from cra.training.backends import LORA_TARGETS, select_backend
+from cra.training.backends import select_backend
 from cra.training.mask import MaskError, check_completion_masks
 from cra.training.train import TrainOptions, train_adapter
 from cra.workspace import Workspace, init_workspace, open_workspace
@@ -92,19 +92,25 @@ def test_saved_adapter_loads_with_peft_and_changes_the_logits(trained) -> None:
     base = Path(workspace.config["model.base"])
     tokenizer = AutoTokenizer.from_pretrained(base)
     ids = tokenizer.apply_chat_template(
-        toy_rows()[0]["prompt"], add_generation_prompt=True, return_tensors="pt",
+        toy_rows()[0]["prompt"],
+        add_generation_prompt=True,
+        return_tensors="pt",
         return_dict=True,
-    )["input_ids"]  # fmt: skip
+    )["input_ids"]
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     with torch.no_grad():
         plain = model(ids).logits
         tuned_model = PeftModel.from_pretrained(model, result.version.path)
         tuned = tuned_model(ids).logits
         answer = tokenizer.decode(
-            tuned_model.generate(ids, max_new_tokens=12, do_sample=False,
-                                 eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))[
-                0, ids.shape[1]:], skip_special_tokens=True,
-        )  # fmt: skip
+            tuned_model.generate(
+                ids,
+                max_new_tokens=12,
+                do_sample=False,
+                eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            )[0, ids.shape[1] :],
+            skip_special_tokens=True,
+        )
     assert (tuned - plain).abs().max().item() > 1.0
     assert answer.strip() == "src/tally/stats.py"
 
@@ -222,9 +228,19 @@ def test_cli_trains_evaluates_promotes_and_rolls_back(trained) -> None:
     assert evaluated["base_metrics"]["file_recall"] == 0.0
     assert "scope@v1 is active (was no active version)" in cra("adapter", "promote", "scope@v1")
     trained_json = json.loads(
-        cra("train", "--dataset", "toy-1", "--adapter", "scope", "--max-steps", "1",
-            "--learning-rate", "0.00001", "--json")
-    )  # fmt: skip
+        cra(
+            "train",
+            "--dataset",
+            "toy-1",
+            "--adapter",
+            "scope",
+            "--max-steps",
+            "1",
+            "--learning-rate",
+            "0.00001",
+            "--json",
+        )
+    )
     weak = trained_json["ref"]
     cra("adapter", "eval", weak)
     refused = runner.invoke(cli, ["-w", str(workspace.root), "adapter", "promote", weak])
