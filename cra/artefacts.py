@@ -62,7 +62,7 @@ def model_hashes(model_dir: Path) -> tuple[str, str]:
 
 def base_model_dir(workspace: Workspace) -> Path:
     """The base model directory named by `[model] base`."""
-    base = workspace.config["model.base"]
+    base = workspace.config.settings.model.base
     if not base:
         raise UsageError(
             "no base model configured", hint="set [model] base in cra.toml to a local model path"
