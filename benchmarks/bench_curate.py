@@ -89,7 +89,7 @@ def main() -> None:
         print(f"dropped                 : {dropped}")
         print(f"curate-data / floor     : {curate_s / floor_s:7.1f}x")
         near_dup_baseline(
-            workspace, plan, ws_threshold=workspace.config["curate.near_dup_threshold"]
+            workspace, plan, ws_threshold=workspace.config.settings.curate.near_dup_threshold
         )
 
 
@@ -121,11 +121,11 @@ def near_dup_baseline(workspace, plan, *, ws_threshold: float) -> None:
         rows = build_candidates(LogAnalysis(conn), groups, curate_options(workspace)).rows
     config = workspace.config
     cra_s, (_, kept_rows, _) = timed(lambda: deduplicate(
-        [], rows, threshold=ws_threshold, num_perm=config["curate.minhash_perm"],
-        shingle_words=config["curate.shingle_words"],
+        [], rows, threshold=ws_threshold, num_perm=config.settings.curate.minhash_perm,
+        shingle_words=config.settings.curate.shingle_words,
     ))  # fmt: skip
     ds_s, kept = timed(lambda: datasketch_keep(rows, ws_threshold, 128,
-                                               config["curate.shingle_words"]))  # fmt: skip
+                                               config.settings.curate.shingle_words))  # fmt: skip
     ours = {id(r) for r in kept_rows}
     differ = sum((id(r) in ours) != (n in kept) for n, r in enumerate(rows))
     print(f"near-dup, cra           : {cra_s:7.2f} s  ({len(rows) - len(kept_rows)} dropped)")

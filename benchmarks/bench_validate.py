@@ -18,19 +18,14 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from cra.db.commits import qualified_commits
 from cra.env.build import build_env
 from cra.fixtures.history import build_project_repo
 from cra.fixtures.wheelhouse import build_wheelhouse
 from cra.harness.mine import mine_repo
-from cra.harness.run import qualified_commits
-from cra.harness.validate import (
-    PLUGIN,
-    PLUGIN_DIR,
-    ValidateOptions,
-    before_tree,
-    export_tree,
-    validate_repo,
-)
+from cra.harness.runner import PLUGIN, PLUGIN_DIR
+from cra.harness.trees import before_tree, export_tree
+from cra.harness.validate import ValidateOptions, validate_repo
 from cra.repos.pack import PackOptions, pack
 from cra.workspace import init_workspace
 
@@ -45,7 +40,7 @@ def main() -> None:
         pack(workspace, str(tmp / "tally"), PackOptions(name="tally", find_links=tmp / "wheels"))
         mine_repo(workspace, "tally")
         env = build_env(workspace, "tally")
-        runs = workspace.config["validate.runs"]
+        runs = workspace.config.settings.validate.runs
         with closing(workspace.raw_db()) as conn:
             repo_id = conn.execute("SELECT id FROM repos WHERE name = 'tally'").fetchone()[0]
             commits = qualified_commits(conn, repo_id, None)[:limit]
@@ -56,7 +51,9 @@ def main() -> None:
             tests = before_tree(repo_dir, commit, before)
             export_tree(repo_dir, commit.sha, after)
             prepared.append((tests, before, after))
-        per_test = min(workspace.config["validate.per_test_timeout_s"], env.per_test_timeout_s)
+        per_test = min(
+            workspace.config.settings.validate.per_test_timeout_s, env.per_test_timeout_s
+        )
         start = time.perf_counter()
         for tests, before, after in prepared:
             for _ in range(runs):

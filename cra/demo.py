@@ -186,7 +186,7 @@ def _set_config(workspace: Workspace, section: str, values: dict[str, str]) -> W
 
     changed = {
         key: literal for key, literal in values.items()
-        if render_value(workspace.config[f"{section}.{key}"]) != literal
+        if render_value(workspace.config.values[f"{section}.{key}"]) != literal
     }  # fmt: skip
     if not changed:
         return workspace

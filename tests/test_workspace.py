@@ -69,7 +69,7 @@ def test_init_is_idempotent_and_never_overwrites(tmp_path: Path) -> None:
     assert again.created == ()
     assert (root / CONFIG_NAME).read_text() == custom
     assert (root / "repos" / "keep.txt").read_text() == "mine"
-    assert again.workspace.config["db.busy_timeout_ms"] == 1234
+    assert again.workspace.config.settings.db.busy_timeout_ms == 1234
 
 
 def test_init_completes_a_partial_workspace(tmp_path: Path) -> None:

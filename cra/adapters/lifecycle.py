@@ -321,7 +321,7 @@ def check(workspace: Workspace, name: str, *, echo: Echo | None = None) -> Move 
     if len(scores) < config.settings.adapters.min_live_samples:
         say(
             f"{active.ref}: {len(scores)} scored live calls, fewer than "
-            f"{config['adapters.min_live_samples']} ([adapters] min_live_samples): "
+            f"{config.settings.adapters.min_live_samples} ([adapters] min_live_samples): "
             "no verdict"
         )
         return None

@@ -22,7 +22,7 @@ def route(workspace: Workspace, conn: sqlite3.Connection, stage: str) -> Route:
     state = running_state(workspace)
     if state is None:
         return None, None, None
-    name = workspace.config.values.get(f"stages.{stage}")
+    name = workspace.config.settings.stages.adapter_for(stage)
     if name:
         version = active_number(conn, name)
         if version is not None:

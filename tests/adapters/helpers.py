@@ -16,13 +16,15 @@ HOLDOUT = "toy-1:0123456789abcdef"
 
 def candidate(ws: Workspace, tmp: Path, seed: int, name: str = "scope") -> int:
     """Register a real random-weight adapter as a candidate; return its version."""
-    staged = make_adapter(Path(ws.config["model.base"]), tmp / f"stage-{name}-{seed}", seed=seed)
+    staged = make_adapter(
+        Path(ws.config.settings.model.base), tmp / f"stage-{name}-{seed}", seed=seed
+    )
     version = register(
         ws,
         Registration(
             name=name,
             staged=staged,
-            base_model=Path(ws.config["model.base"]),
+            base_model=Path(ws.config.settings.model.base),
             dataset_id="toy-1",
             method="sft",
         ),

@@ -96,7 +96,7 @@ def test_promote_refuses_a_regressing_candidate_and_accepts_an_improving_one(
 
 def test_a_drop_within_the_noise_floor_is_not_a_regression(ws: Workspace, tmp_path: Path) -> None:
     (ws.root / "cra.toml").write_text(
-        f'[model]\nbase = "{ws.config["model.base"]}"\n[adapters]\nnoise_floor = 0.3\n'
+        f'[model]\nbase = "{ws.config.settings.model.base}"\n[adapters]\nnoise_floor = 0.3\n'
     )
     ws = open_workspace(ws.root)
     v1, v2 = candidate(ws, tmp_path, 1), candidate(ws, tmp_path, 2)

@@ -160,7 +160,7 @@ def test_dpo_pairs_respect_the_margin(make_log) -> None:
     _, result, train, held = plan_and_curate(ws, "d1")
     pairs = [r for r in train + held if r["meta"]["technique"] == "dpo"]
     assert pairs
-    margin = ws.config["curate.dpo_min_margin"]
+    margin = ws.config.settings.curate.dpo_min_margin
     with closing(ws.raw_db()) as conn:
         for row in pairs:
             scores = row["meta"]["scores"]

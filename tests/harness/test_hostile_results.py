@@ -16,13 +16,10 @@ import pytest
 
 from cra.db import transaction
 from cra.fsutil import extract_tree
-from cra.harness.validate import (
-    INFRA_ATTEMPTS,
-    REPORT_MAX_BYTES,
-    ValidateOptions,
-    grade_patch,
-    validate_repo,
-)
+from cra.harness.grading import grade_patch
+from cra.harness.report import REPORT_MAX_BYTES
+from cra.harness.validate import ValidateOptions, validate_repo
+from cra.harness.verdicts import INFRA_ATTEMPTS
 from cra.sandbox import probe, sandbox_uid
 from tests.harness.hostile import (
     hostile_history,
@@ -247,7 +244,7 @@ def test_an_import_time_hang_is_retried_a_bounded_number_of_times_then_final(
     """Each validate pass retries an infrastructure verdict until INFRA_ATTEMPTS, then the
     verdict is final and the commit skipped; --force still runs it again."""
     workspace = set_setting(workspace, "run_timeout_s = 300.0", "run_timeout_s = 8.0")
-    assert workspace.config["validate.run_timeout_s"] == 8.0
+    assert workspace.config.settings.validate.run_timeout_s == 8.0
     attack = "import time\n\ntime.sleep(120)\n\n\ndef test_never():\n    pass\n"
     history = hostile_history(workspace, packed, {"tests/test_hostile.py": attack})
     first = validate_repo(workspace, "tally", ONCE)

@@ -16,16 +16,12 @@ from click.testing import CliRunner
 
 from cra.cli import cli
 from cra.db import transaction
+from cra.harness.grading import grade_patch, task_gold_patch
+from cra.harness.judge import judge
 from cra.harness.mine import mine_repo
 from cra.harness.testpaths import is_test_path
-from cra.harness.validate import (
-    PytestRun,
-    ValidateOptions,
-    grade_patch,
-    judge,
-    task_gold_patch,
-    validate_repo,
-)
+from cra.harness.validate import ValidateOptions, validate_repo
+from cra.harness.verdicts import PytestRun
 from cra.repos.layout import register_repo
 from cra.repos.manifest import load_manifest, write_manifest
 from cra.sandbox import probe, sandbox_uid
@@ -168,7 +164,7 @@ def test_fix_refactor_flaky_and_hanging_tests(odd_repo) -> None:
 
     _repo, shas = odd_repo
     workspace = open_workspace(Path(os.environ["CRA_HOME"]))
-    assert workspace.config["validate.per_test_timeout_s"] == 2.0
+    assert workspace.config.settings.validate.per_test_timeout_s == 2.0
     summary = validate_repo(workspace, "tally", ValidateOptions(jobs=2))
     assert summary.tasks_done == 4
     with closing(workspace.raw_db()) as conn:

@@ -37,7 +37,7 @@ def other(tmp_path: Path, packed: Path) -> Workspace:
 
 
 def _trust(workspace: Workspace) -> Trust:
-    return Trust.of_workspace(workspace.root, workspace.config["repos.trusted_keys"])
+    return Trust.of_workspace(workspace.root, workspace.config.settings.repos.trusted_keys)
 
 
 def _flip_byte(root: Path) -> str:

@@ -27,7 +27,7 @@ from tests.conftest import detached_server, run_cra, served_config
 
 def register(workspace: Workspace, name: str, version: int, path: Path, status: str) -> None:
     """Record a version the way the registry does: hashes of its base and of every file."""
-    base_hash, tokenizer_hash = model_hashes(Path(workspace.config["model.base"]))
+    base_hash, tokenizer_hash = model_hashes(Path(workspace.config.settings.model.base))
     files = {p.name: sha256_file(p) for p in path.iterdir() if p.is_file()}
     with closing(workspace.raw_db()) as conn, transaction(conn):
         conn.execute(
@@ -39,7 +39,7 @@ def register(workspace: Workspace, name: str, version: int, path: Path, status: 
                 version,
                 status,
                 str(path),
-                workspace.config["model.base"],
+                workspace.config.settings.model.base,
                 base_hash,
                 tokenizer_hash,
                 json.dumps(files),

@@ -72,7 +72,7 @@ def test_sft_loss_goes_down_and_the_version_is_registered_with_its_provenance(tr
     assert sorted(config["target_modules"]) == sorted(LORA_TARGETS)
     assert not config.get("modules_to_save")
     assert config["r"] == 16 and config["lora_alpha"] == 32
-    base_hash, tokenizer_hash = model_hashes(Path(workspace.config["model.base"]))
+    base_hash, tokenizer_hash = model_hashes(Path(workspace.config.settings.model.base))
     assert (version.base_model_hash, version.tokenizer_hash) == (base_hash, tokenizer_hash)
     assert version.dataset_id == "toy-1" and version.hyperparams["quantization"] == "nf4-4bit"
     assert "adapter_model.safetensors" in version.files_sha256
@@ -89,7 +89,7 @@ def test_saved_adapter_loads_with_peft_and_changes_the_logits(trained) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     workspace, result, _ = trained
-    base = Path(workspace.config["model.base"])
+    base = Path(workspace.config.settings.model.base)
     tokenizer = AutoTokenizer.from_pretrained(base)
     ids = tokenizer.apply_chat_template(
         toy_rows()[0]["prompt"],
