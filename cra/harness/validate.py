@@ -339,12 +339,12 @@ class Runner:
 
     def limits(self, env: BuiltEnv, manifest_timeout: float) -> tuple[Limits, float]:
         config = self.workspace.config
-        wall = min(config["validate.run_timeout_s"], manifest_timeout)
-        per_test = min(config["validate.per_test_timeout_s"], env.per_test_timeout_s)
+        wall = min(config.settings.validate.run_timeout_s, manifest_timeout)
+        per_test = min(config.settings.validate.per_test_timeout_s, env.per_test_timeout_s)
         limits = Limits(
             wall_s=wall,
-            memory_mb=config["validate.memory_mb"],
-            max_processes=config["validate.max_processes"],
+            memory_mb=config.settings.validate.memory_mb,
+            max_processes=config.settings.validate.max_processes,
             cpu_s=max(1, int(wall) + 1),
         )
         return limits, per_test
@@ -853,14 +853,14 @@ def _repo_id(conn: sqlite3.Connection, repo: str) -> int:
 def make_runner(workspace: Workspace, repo: str, *, runs: int | None, allow_unsafe: bool) -> Runner:
     """A runner for `repo` with the best sandbox this machine has."""
     load_manifest(require_package(workspace, repo).manifest_path)  # refuse a broken package
-    uid = sandbox_uid(workspace.config["validate.sandbox_uid"])
+    uid = sandbox_uid(workspace.config.settings.validate.sandbox_uid)
     isolation = choose_isolation(allow_unsafe=allow_unsafe, uid=uid)
     return Runner(
         workspace,
         repo,
         isolation,
         uid if isolation != "none" else None,
-        runs or workspace.config["validate.runs"],
+        runs or workspace.config.settings.validate.runs,
     )
 
 
