@@ -22,10 +22,10 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from cra.curation.candidates import build_candidates
 from cra.curation.curate import curate
 from cra.curation.dedup import deduplicate, shingle_hashes
 from cra.curation.plan import build_plan, curate_options, write_plan
-from cra.curation.rows import build_candidates
 from cra.db.logs import LogAnalysis
 from cra.fixtures.logs import DEFAULT_REPOS, build_synthetic_log
 from cra.workspace import init_workspace

@@ -32,9 +32,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cra.curation.candidates import build_candidates
 from cra.curation.dedup import cap_domains, deduplicate, effective_cap, stable_order
 from cra.curation.plan import PLAN_FORMAT_VERSION, PLAN_KIND, EmptyDatabase, curate_options
-from cra.curation.rows import ADAPTERS, Row, build_candidates
+from cra.curation.rows import ADAPTERS, Row
 from cra.db import transaction
 from cra.db.logs import LogAnalysis
 from cra.errors import CraError, NotFound, UsageError

@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cra.curation.candidates import build_candidates
 from cra.curation.dedup import effective_cap
-from cra.curation.rows import ADAPTERS, STAGE_OF, Candidates, CurateOptions, build_candidates
+from cra.curation.rows import ADAPTERS, STAGE_OF, Candidates, CurateOptions
 from cra.db.logs import LogAnalysis, StageMetrics
 from cra.errors import CraError, UsageError
 from cra.fsutil import atomic_write_text, now_iso
@@ -82,7 +83,10 @@ class PlanSettings:
             domain_cap=c.curate.domain_cap,
             min_examples=c.curate.min_examples,
             targets={
-                s: c[f"curate.target_{s}"] for s in ("scope", "precision", "planning", "execute")
+                "scope": c.curate.target_scope,
+                "precision": c.curate.target_precision,
+                "planning": c.curate.target_planning,
+                "execute": c.curate.target_execute,
             },
             options=curate_options(workspace),
         )

@@ -7,7 +7,8 @@ import json
 import subprocess
 from contextlib import closing
 
-from cra.curation.rows import CurateOptions, build_candidates
+from cra.curation.candidates import build_candidates
+from cra.curation.rows import CurateOptions
 from cra.db import transaction
 from cra.db.logs import LogAnalysis
 from cra.harness.mine import mine_repo
@@ -73,7 +74,7 @@ def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
 
 
 def test_gold_plan_orders_steps_dependency_first() -> None:
-    from cra.curation.rows import gold_plan
+    from cra.curation.gold import gold_plan
     from cra.db.logs import TaskRecord
     from cra.harness.plan import validate_plan
 
