@@ -833,12 +833,6 @@ class Config:
         # Frozen: the typed view is built once, here, from the values.
         object.__setattr__(self, "settings", _settings(self.values))
 
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise KeyError(f"unknown setting {name!r}") from None
-
     def line_of(self, name: str) -> int | None:
         """The line of `cra.toml` that set `name`, if the file set it."""
         return self._lines.get(name)
