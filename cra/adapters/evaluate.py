@@ -33,6 +33,7 @@ from cra.harness.grading import grade_patch
 from cra.llm.client import LLMClient
 from cra.serving.server import load_version, unload_version
 from cra.serving.state import ServeState, running_state
+from cra.training.backends import quiet
 from cra.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -91,8 +92,6 @@ def _in_process(version: Version, max_new_tokens: int) -> Generate:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from cra.training.backends import quiet
 
     quiet()
     base = Path(version.base_model)

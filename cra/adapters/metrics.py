@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from cra.git import GitError, git
+from cra.harness.gold import GoldSymbol
+from cra.harness.plan import InvalidPlan, parse_plan
+from cra.harness.score import Gold, score_plan
 
 PRIMARY: dict[str, tuple[str, ...]] = {
     "scope": ("file_recall", "file_precision"),
@@ -115,10 +118,6 @@ def _token_f1(output: str, reference: str) -> float:
 
 
 def _plan_score(output: str, ref: Reference) -> dict[str, float]:
-    from cra.harness.gold import GoldSymbol
-    from cra.harness.plan import InvalidPlan, parse_plan
-    from cra.harness.score import Gold, score_plan
-
     files, symbols = list(ref.files), list(ref.symbols)
     if not files:
         try:

@@ -77,7 +77,7 @@ class TrainResult:
 def hyperparams(workspace: Workspace, options: TrainOptions) -> dict[str, Any]:
     """The run's hyperparameters: `[train]` settings overridden by the options."""
     c = workspace.config.settings
-    lr_key = "train.learning_rate" if options.method == "sft" else "train.dpo_learning_rate"
+    learning_rate = c.train.learning_rate if options.method == "sft" else c.train.dpo_learning_rate
     max_steps = options.max_steps if options.max_steps is not None else c.train.max_steps
     return {
         "method": options.method,
@@ -86,7 +86,7 @@ def hyperparams(workspace: Workspace, options: TrainOptions) -> dict[str, Any]:
         "dropout": c.train.dropout,
         "target_modules": list(LORA_TARGETS),
         "quantization": "nf4-4bit" if options.quantize else "none",
-        "learning_rate": options.learning_rate or c[lr_key],
+        "learning_rate": options.learning_rate or learning_rate,
         "epochs": options.epochs or c.train.epochs,
         "max_steps": max_steps,
         "batch_size": options.batch_size or c.train.batch_size,
