@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from cra.db.commits import qualified_commits
 from cra.harness.mine import mine_repo
 from cra.harness.prove import adjust_failing, collecting_share, prove_package
-from cra.harness.run import qualified_commits
-from cra.harness.validate import NOT_JUDGED, ValidateOptions, validate_repo
+from cra.harness.validate import ValidateOptions, validate_repo
+from cra.harness.verdicts import NOT_JUDGED
 from cra.repos.layout import package_path
 from cra.repos.manifest import load_manifest
 from cra.repos.pack import PackOptions, pack

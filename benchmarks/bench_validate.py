@@ -18,19 +18,14 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from cra.db.commits import qualified_commits
 from cra.env.build import build_env
 from cra.fixtures.history import build_project_repo
 from cra.fixtures.wheelhouse import build_wheelhouse
 from cra.harness.mine import mine_repo
-from cra.harness.run import qualified_commits
-from cra.harness.validate import (
-    PLUGIN,
-    PLUGIN_DIR,
-    ValidateOptions,
-    before_tree,
-    export_tree,
-    validate_repo,
-)
+from cra.harness.runner import PLUGIN, PLUGIN_DIR
+from cra.harness.trees import before_tree, export_tree
+from cra.harness.validate import ValidateOptions, validate_repo
 from cra.repos.pack import PackOptions, pack
 from cra.workspace import init_workspace
 

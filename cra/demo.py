@@ -13,6 +13,8 @@ from contextlib import closing
 from pathlib import Path
 
 from cra.db import schema_version
+from cra.db.logs import LogAnalysis
+from cra.db.plans import alignments
 from cra.fsutil import atomic_write_text
 from cra.sandbox import require_sandbox
 from cra.workspace import Workspace, init_workspace
@@ -43,10 +45,8 @@ def _build_sample(root: Path, echo: Echo) -> Path:
 def _show_databases(workspace: Workspace, echo: Echo) -> None:
     with closing(workspace.raw_db()) as raw:
         version = schema_version(raw)
-        counts = {
-            table: raw.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("repos", "commits", "tasks")
-        }
+        every = LogAnalysis(raw).counts()
+        counts = {table: every[table] for table in ("repos", "commits", "tasks")}
     with closing(workspace.curated_db()) as curated:
         curated_version = schema_version(curated)
     summary = ", ".join(f"{n} {table}" for table, n in counts.items())
@@ -107,10 +107,7 @@ def _plan(workspace: Workspace, echo: Echo) -> None:
 
     summary = run_harness(workspace, SAMPLE_NAME, RunOptions(planner="baseline"))
     with closing(workspace.raw_db()) as raw:
-        values = [r[0] for r in raw.execute(
-            "SELECT s.alignment FROM plan_scores s JOIN plans p ON p.id = s.plan_id "
-            "WHERE p.planner = 'baseline' ORDER BY s.alignment"
-        )]  # fmt: skip
+        values = alignments(raw, "baseline")
     echo(f"  planned {summary.tasks_done} tasks ({summary.tasks_skipped} already done)")
     if values:
         q = [values[int(f * (len(values) - 1))] for f in (0, 0.25, 0.5, 0.75, 1)]

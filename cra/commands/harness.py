@@ -4,29 +4,14 @@ from __future__ import annotations
 
 import json
 from contextlib import closing
-from datetime import UTC, datetime
 
 import click
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
-from cra.commands.harness_run import run_command
-from cra.commands.harness_validate import grade_command, validate_command
+from cra.commands.options import json_option, parse_date
 from cra.errors import UsageError
 from cra.harness.reconcile import GONE_REASON
-
-
-def parse_date(text: str | None, option: str) -> datetime | None:
-    """Parse YYYY-MM-DD or ISO 8601 (UTC when no zone is given); UsageError otherwise."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"{option} {text!r} is not a date", hint="use YYYY-MM-DD or an ISO 8601 timestamp"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 @click.group()
@@ -39,7 +24,7 @@ def harness() -> None:
 @click.option("--since", default=None, help="Only commits authored on or after this date.")
 @click.option("--until", default=None, help="Only commits authored on or before this date.")
 @click.option("--rescore", is_flag=True, help="Recompute every verdict (after changing [mine]).")
-@click.option("--json", "as_json", is_flag=True, help="Print the funnel as JSON.")
+@json_option("Print the funnel as JSON.")
 @pass_context
 def mine(
     ctx: Context, repo: str, since: str | None, until: str | None, rescore: bool, as_json: bool
@@ -72,7 +57,7 @@ def mine(
 
 @harness.command("status")
 @click.option("--repo", "repo", default=None, help="Only this repository.")
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@json_option("Print as JSON.")
 @pass_context
 def status(ctx: Context, repo: str | None, as_json: bool) -> None:
     """The funnel of every mined repository, plan alignment per planner, and the
@@ -80,24 +65,16 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from cra.db.plans import planner_alignments
     from cra.harness.mine import funnel
-    from cra.harness.validate import verified_yield
+    from cra.harness.yields import verified_yield
 
     workspace = ctx.workspace()
     with closing(workspace.raw_db()) as conn:
-        rows = funnel(conn, repo)
-        plans = conn.execute(
-            "SELECT r.name, p.planner, count(*), avg(s.alignment), sum(1 - p.valid) "
-            "FROM plans p JOIN plan_scores s ON s.plan_id = p.id JOIN tasks t USING (task_id) "
-            "JOIN repos r ON r.id = t.repo_id WHERE (? IS NULL OR r.name = ?) "
-            "GROUP BY r.name, p.planner ORDER BY r.name, p.planner",
-            (repo, repo),
-        ).fetchall()
-        validation = verified_yield(conn, repo)
-    alignment = [
-        {"repo": r[0], "planner": r[1], "plans": r[2], "mean_alignment": r[3], "invalid": r[4]}
-        for r in plans
-    ]
+        rows = [f.as_dict() for f in funnel(conn, repo)]
+        plans = planner_alignments(conn, repo)
+        validation = [v.as_dict() for v in verified_yield(conn, repo)]
+    alignment = [p.as_dict() for p in plans]
     if as_json:
         click.echo(
             json.dumps({"funnel": rows, "alignment": alignment, "validation": validation}, indent=2)
@@ -149,8 +126,3 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
             v_table.add_row(str(v["repo"]), str(v["validated"]), str(v["verified"]), share,
                             verdicts)  # fmt: skip
         console.print(v_table)
-
-
-harness.add_command(run_command)
-harness.add_command(validate_command)
-harness.add_command(grade_command)

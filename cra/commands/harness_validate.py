@@ -11,61 +11,12 @@ import click
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
+from cra.commands.options import json_option, unsafe_option
+from cra.commands.output import echo_summary
+from cra.commands.validation import run_validation
 from cra.errors import UsageError
 from cra.sandbox import SLOTS
 from cra.text import printable
-
-UNSAFE_HELP = "Run the repository's tests with no sandbox when none is available (unsafe)."
-
-
-def echo_summary(data: dict[str, object]) -> None:
-    """Print a validation summary in one line."""
-    latest: dict[str, int] = data["latest_verdicts"]  # type: ignore[assignment]
-    verdicts = ", ".join(f"{v} ×{n}" for v, n in latest.items())
-    click.echo(
-        f"validated {data['tasks_done']} tasks of {data['repo']} ({data['tasks_skipped']} "
-        f"already done) under {data['isolation']}: {data['verified']} of "
-        f"{sum(latest.values())} verified" + (f" ({verdicts})" if verdicts else "")
-    )
-
-
-def run_validation(
-    ctx: Context,
-    repo: str,
-    *,
-    limit: int | None,
-    since: str | None,
-    runs: int | None,
-    unsafe: bool,
-    force: bool,
-    as_json: bool,
-    jobs: int = 1,
-    sample: int | None = None,
-) -> dict[str, object]:
-    """Validate REPO with a progress bar; return the summary as data."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from cra.commands.harness import parse_date
-    from cra.harness.validate import ValidateOptions, validate_repo
-
-    options = ValidateOptions(
-        limit=limit, since=parse_date(since, "--since"), runs=runs, allow_unsafe=unsafe,
-        force=force, jobs=jobs, sample=sample,
-    )  # fmt: skip
-    columns = (TextColumn("validating"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[last]}"))  # fmt: skip
-    with Progress(*columns, transient=True, disable=as_json) as bar:
-        task = bar.add_task("validate", total=None, last="")
-
-        def progress(done: int, total: int, last: str) -> None:
-            bar.update(task, completed=done, total=total, last=last)
-
-        try:
-            summary = validate_repo(ctx.workspace(), repo, options, progress=progress)
-        except KeyboardInterrupt:
-            click.echo("interrupted: what finished is recorded; run again to resume", err=True)
-            raise SystemExit(130) from None
-    return summary.as_dict()
 
 
 @click.command("validate")
@@ -87,8 +38,8 @@ def run_validation(
     show_default=True,
     help="Commits in parallel.",
 )
-@click.option("--unsafe-no-sandbox", "unsafe", is_flag=True, help=UNSAFE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@unsafe_option()
+@json_option("Print the summary as JSON.")
 @pass_context
 def validate_command(
     ctx: Context,
@@ -151,8 +102,8 @@ def validate_command(
 )
 @click.option("--gold", is_flag=True, help="Grade the task's own commit (minus its tests).")
 @click.option("--runs", type=int, default=1, show_default=True, help="Runs of the tests.")
-@click.option("--unsafe-no-sandbox", "unsafe", is_flag=True, help=UNSAFE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the grade as JSON.")
+@unsafe_option()
+@json_option("Print the grade as JSON.")
 @pass_context
 def grade_command(
     ctx: Context,
@@ -165,7 +116,7 @@ def grade_command(
 ) -> None:
     """Apply a patch to TASK_ID's parent plus its tests and grade it: resolved when every
     FAIL_TO_PASS and PASS_TO_PASS test passes."""
-    from cra.harness.validate import grade_patch, task_gold_patch
+    from cra.harness.grading import grade_patch, task_gold_patch
 
     if gold == (patch_path is not None):
         raise UsageError("give exactly one of --patch FILE and --gold")

@@ -25,8 +25,9 @@ def refuse_emptied(path: Path) -> None:
     """
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
-        raise DatabaseError("is empty (0 bytes): the database was truncated", path=path,
-                            hint=DAMAGED_HINT)  # fmt: skip
+        raise DatabaseError(
+            "is empty (0 bytes): the database was truncated", path=path, hint=DAMAGED_HINT
+        )
 
 
 def check_integrity(conn: sqlite3.Connection, path: Path) -> None:

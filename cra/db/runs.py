@@ -1,4 +1,4 @@
-"""`harness_runs`: closing the runs a crash left `running`.
+"""`harness_runs`: starting and closing runs, and closing the runs a crash left `running`.
 
 A run row says `running` while its process works. A process killed outright (`kill -9`,
 a power cut) never gets to close its row. The workspace's writer lock (:mod:`cra.lock`)
@@ -38,3 +38,53 @@ def interrupt_stale_runs(conn: sqlite3.Connection) -> tuple[StaleRun, ...]:
             (datetime.now(UTC).isoformat(), INTERRUPTED_ERROR),
         )
     return tuple(StaleRun(int(r[0]), str(r[1]), str(r[2])) for r in rows)
+
+
+def start_run(
+    conn: sqlite3.Connection,
+    repo_id: int,
+    kind: str,
+    params: str,
+    now: str,
+    *,
+    planner: str | None = None,
+) -> int:
+    """Record a `running` run of `kind` with its JSON `params`; return its id."""
+    with transaction(conn):
+        cursor = conn.execute(
+            "INSERT INTO harness_runs (repo_id, kind, planner, params, started_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (repo_id, kind, planner, params, now),
+        )
+    return _rowid(cursor)
+
+
+def finish_run(
+    conn: sqlite3.Connection, run_id: int, status: str, error: str | None, now: str
+) -> None:
+    """Close the run with its final `status` (and the error that ended it)."""
+    with transaction(conn):
+        conn.execute(
+            "UPDATE harness_runs SET status = ?, finished_at = ?, error = ? WHERE id = ?",
+            (status, now, error, run_id),
+        )
+
+
+def record_task_run(
+    conn: sqlite3.Connection, task_id: str, kind: str, params: str, started: str, finished: str
+) -> int:
+    """Record a finished run of `kind` on the task's repository; return its id. The
+    caller holds the transaction."""
+    cursor = conn.execute(
+        "INSERT INTO harness_runs (repo_id, kind, params, status, started_at, "
+        "finished_at) VALUES ((SELECT repo_id FROM tasks WHERE task_id = ?), "
+        "?, ?, 'finished', ?, ?)",
+        (task_id, kind, params, started, finished),
+    )
+    return _rowid(cursor)
+
+
+def _rowid(cursor: sqlite3.Cursor) -> int:
+    if cursor.lastrowid is None:
+        raise sqlite3.IntegrityError("harness_runs: the insert returned no row id")
+    return cursor.lastrowid

@@ -73,9 +73,16 @@ NOISE_WORDS: tuple[str, ...] = ("typo", "wip", "work in progress", "merge", "rev
 """Whole words that mark a subject as noise wherever they appear."""
 
 NOISE_PREFIXES: tuple[str, ...] = (
-    "bump", "release", "prepare release", "prepare version", "set version", "update version",
-    "version", "changelog", "update changelog",
-)  # fmt: skip
+    "bump",
+    "release",
+    "prepare release",
+    "prepare version",
+    "set version",
+    "update version",
+    "version",
+    "changelog",
+    "update changelog",
+)
 """Subject starts (lower case) of release chores."""
 
 TRIVIAL_SUBJECTS: tuple[str, ...] = (

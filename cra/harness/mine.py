@@ -34,6 +34,14 @@ from pathlib import Path
 
 from cra.config import Config
 from cra.db import transaction
+from cra.db.commits import (
+    FunnelCount,
+    MinedCommit,
+    commit_stages,
+    funnel_counts,
+    known_shas,
+    upsert_commits,
+)
 from cra.fsutil import now_iso
 from cra.git import git_bytes
 from cra.harness.messages import clean_task_text, conventional_type, score_subject
@@ -172,9 +180,17 @@ def scan_history(repo_dir: Path) -> list[CommitFacts]:
     """Every commit reachable from HEAD with its changed files, oldest first (by author
     date), from one `git log` pass."""
     out = git_bytes(
-        "log", "HEAD", "--no-color", "--raw", "--numstat", "-z", "-M", "--no-abbrev",
-        f"--format={LOG_FORMAT}", cwd=repo_dir,
-    )  # fmt: skip
+        "log",
+        "HEAD",
+        "--no-color",
+        "--raw",
+        "--numstat",
+        "-z",
+        "-M",
+        "--no-abbrev",
+        f"--format={LOG_FORMAT}",
+        cwd=repo_dir,
+    )
     text = out.decode("utf-8", "replace")
     commits: list[CommitFacts] = []
     for chunk in text.split("\x1eC\x1f")[1:]:
@@ -233,9 +249,17 @@ def patch_sizes(repo_dir: Path, shas: list[str]) -> dict[str, int]:
     from git.diff import Diff
 
     out = git_bytes(
-        "diff-tree", "--stdin", "-r", "-p", "-M", "--full-index", "--abbrev=40", "--no-color",
-        cwd=repo_dir, input=("\n".join(shas) + "\n").encode(),
-    )  # fmt: skip
+        "diff-tree",
+        "--stdin",
+        "-r",
+        "-p",
+        "-M",
+        "--full-index",
+        "--abbrev=40",
+        "--no-color",
+        cwd=repo_dir,
+        input=("\n".join(shas) + "\n").encode(),
+    )
     # Each commit's patch follows a line holding just its sha; no diff line can be one.
     marks = list(re.finditer(rb"^([0-9a-f]{40})\n", out, re.MULTILINE))
     sizes = dict.fromkeys(shas, 0)
@@ -243,10 +267,13 @@ def patch_sizes(repo_dir: Path, shas: list[str]) -> dict[str, int]:
         chunk = out[mark.end() : marks[i + 1].start() if i + 1 < len(marks) else len(out)]
         headers = list(Diff.re_header.finditer(chunk))
         sizes[mark.group(1).decode()] = sum(
-            len(chunk[h.end() : headers[j + 1].start() if j + 1 < len(headers) else None]
-                .decode("utf-8", "ignore"))
+            len(
+                chunk[h.end() : headers[j + 1].start() if j + 1 < len(headers) else None].decode(
+                    "utf-8", "ignore"
+                )
+            )
             for j, h in enumerate(headers)
-        )  # fmt: skip
+        )
     return sizes
 
 
@@ -308,9 +335,7 @@ def mine_history(
 ) -> MineResult:
     """Mine `repo_dir` into `commits`: new commits only, or all of them with `rescore`."""
     history = [c for c in scan_history(repo_dir) if _in_range(c, since, until)]
-    known = {
-        row[0] for row in conn.execute("SELECT sha FROM commits WHERE repo_id = ?", (repo_id,))
-    }
+    known = known_shas(conn, repo_id)
     todo = history if rescore else [c for c in history if c.sha not in known]
     # Cheap pass: decide everything the metadata can decide; note who needs a diff.
     need_diff = []
@@ -340,46 +365,46 @@ def record_commits(
     """Write (or re-judge) commits and their funnel verdicts; the caller holds the
     transaction. A commit already recorded keeps its row and gets the new verdict."""
     now = now_iso()
-    for facts, verdict in verdicts:
-        source, tests, other = _split(facts.files)
-        row = (
-            repo_id, facts.sha, facts.parents[0] if facts.parents else None,
-            facts.authored_at, facts.authored_ts, facts.author, facts.subject,
-            clean_task_text(facts.message) if verdict.qualified else None,
-            verdict.message_score, json.dumps([f.path for f in source]),
-            json.dumps([f.path for f in tests]), json.dumps([f.path for f in other]),
-            sum(f.added or 0 for f in facts.files), sum(f.deleted or 0 for f in facts.files),
-            "qualified" if verdict.qualified else "dropped",
-            verdict.stage, verdict.reason, conventional_type(facts.subject), now,
-        )  # fmt: skip
-        conn.execute(
-            "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
-            "author, subject, task_text, message_score, files_source, files_tests, "
-            "files_other, lines_added, lines_deleted, verdict, stage, reason, "
-            "conventional_type, mined_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (repo_id, sha) DO UPDATE SET task_text = excluded.task_text, "
-            "message_score = excluded.message_score, verdict = excluded.verdict, "
-            "stage = excluded.stage, reason = excluded.reason, "
-            "conventional_type = excluded.conventional_type, mined_at = excluded.mined_at",
-            row,
-        )
+    upsert_commits(conn, (_mined(repo_id, facts, verdict, now) for facts, verdict in verdicts))
+
+
+def _mined(repo_id: int, facts: CommitFacts, verdict: Verdict, now: str) -> MinedCommit:
+    source, tests, other = _split(facts.files)
+    return MinedCommit(
+        repo_id,
+        facts.sha,
+        facts.parents[0] if facts.parents else None,
+        facts.authored_at,
+        facts.authored_ts,
+        facts.author,
+        facts.subject,
+        clean_task_text(facts.message) if verdict.qualified else None,
+        verdict.message_score,
+        json.dumps([f.path for f in source]),
+        json.dumps([f.path for f in tests]),
+        json.dumps([f.path for f in other]),
+        sum(f.added or 0 for f in facts.files),
+        sum(f.deleted or 0 for f in facts.files),
+        "qualified" if verdict.qualified else "dropped",
+        verdict.stage,
+        verdict.reason,
+        conventional_type(facts.subject),
+        now,
+    )
 
 
 def _fill_funnel(
     conn: sqlite3.Connection, repo_id: int, result: MineResult, shas: list[str]
 ) -> None:
     wanted = set(shas)
-    for sha, stage, reason in conn.execute(
-        "SELECT sha, stage, reason FROM commits WHERE repo_id = ?", (repo_id,)
-    ):
-        if sha not in wanted:
+    for row in commit_stages(conn, repo_id):
+        if row.sha not in wanted:
             continue
-        if stage == "qualified":
+        if row.stage == "qualified":
             result.qualified += 1
         else:
-            result.dropped[stage] += 1
-            result.reasons.setdefault(stage, Counter())[reason or "?"] += 1
+            result.dropped[row.stage] += 1
+            result.reasons.setdefault(row.stage, Counter())[row.reason or "?"] += 1
 
 
 def mine_repo(
@@ -403,46 +428,73 @@ def mine_repo(
     with closing(workspace.raw_db()) as conn:
         repo_id = register_repo(conn, name, domain=domain, source_url=source_url)
         return mine_history(
-            conn, repo_id, name, package.repo_dir, Limits.from_config(workspace.config),
-            since=since, until=until, rescore=rescore,
-        )  # fmt: skip
+            conn,
+            repo_id,
+            name,
+            package.repo_dir,
+            Limits.from_config(workspace.config),
+            since=since,
+            until=until,
+            rescore=rescore,
+        )
 
 
-def funnel(conn: sqlite3.Connection, repo: str | None = None) -> list[dict[str, object]]:
-    """The funnel of each mined repository (or of `repo`): commits in, dropped per stage
-    with the top reasons, qualifying out, yield %, and `gone`: recorded commits the
-    package's history no longer has (see :mod:`cra.harness.reconcile`), outside the
-    funnel."""
-    rows = conn.execute(
-        "SELECT r.name, CASE WHEN c.gone_at IS NULL THEN c.stage ELSE 'gone' END, c.reason, "
-        "count(*) AS n FROM commits c "
-        "JOIN repos r ON r.id = c.repo_id WHERE (? IS NULL OR r.name = ?) "
-        "GROUP BY 1, 2, 3 ORDER BY r.name",
-        (repo, repo),
-    ).fetchall()
-    out: dict[str, dict[str, object]] = {}
-    for name, stage, reason, n in rows:
-        entry = out.setdefault(
-            name, {"repo": name, "commits_in": 0, "dropped": {s: 0 for s in STAGES},
-                   "reasons": {s: {} for s in STAGES}, "qualified": 0, "gone": 0},
-        )  # fmt: skip
-        if stage == "gone":
-            entry["gone"] += n  # type: ignore[operator]
-            continue
-        entry["commits_in"] += n  # type: ignore[operator]
-        if stage == "qualified":
-            entry["qualified"] += n  # type: ignore[operator]
-        else:
-            entry["dropped"][stage] += n  # type: ignore[index]
-            entry["reasons"][stage][reason or "?"] = n  # type: ignore[index]
-    for entry in out.values():
-        total = entry["commits_in"]
-        entry["yield_pct"] = round(100 * entry["qualified"] / total, 2) if total else 0.0  # type: ignore[operator]
-        entry["reasons"] = {
-            s: dict(sorted(r.items(), key=lambda kv: -kv[1])[:3])
-            for s, r in entry["reasons"].items()  # type: ignore[union-attr]
+@dataclass(frozen=True)
+class RepoFunnel:
+    """A mined repository's funnel: commits in, dropped per stage with the top reasons,
+    qualifying out, yield %, and `gone`: recorded commits the package's history no
+    longer has (see :mod:`cra.harness.reconcile`), outside the funnel."""
+
+    repo: str
+    commits_in: int
+    dropped: dict[str, int]
+    reasons: dict[str, dict[str, int]]
+    qualified: int
+    gone: int
+    yield_pct: float
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready funnel."""
+        return {
+            "repo": self.repo,
+            "commits_in": self.commits_in,
+            "dropped": dict(self.dropped),
+            "reasons": {s: dict(r) for s, r in self.reasons.items()},
+            "qualified": self.qualified,
+            "gone": self.gone,
+            "yield_pct": self.yield_pct,
         }
-    return list(out.values())
+
+
+def funnel(conn: sqlite3.Connection, repo: str | None = None) -> list[RepoFunnel]:
+    """The funnel of each mined repository (or of `repo`); see :class:`RepoFunnel`."""
+    counts: dict[str, list[FunnelCount]] = {}
+    for row in funnel_counts(conn, repo):
+        counts.setdefault(row.repo, []).append(row)
+    return [_funnel_of(name, rows) for name, rows in counts.items()]
+
+
+def _funnel_of(repo: str, rows: list[FunnelCount]) -> RepoFunnel:
+    dropped = {s: 0 for s in STAGES}
+    reasons: dict[str, dict[str, int]] = {s: {} for s in STAGES}
+    commits_in = qualified = gone = 0
+    for row in rows:
+        if row.stage == "gone":
+            gone += row.count
+            continue
+        commits_in += row.count
+        if row.stage == "qualified":
+            qualified += row.count
+        else:
+            dropped[row.stage] += row.count
+            reasons[row.stage][row.reason or "?"] = row.count
+    top = {s: dict(sorted(r.items(), key=_by_count)[:3]) for s, r in reasons.items()}
+    pct = round(100 * qualified / commits_in, 2) if commits_in else 0.0
+    return RepoFunnel(repo, commits_in, dropped, top, qualified, gone, pct)
+
+
+def _by_count(item: tuple[str, int]) -> int:
+    return -item[1]
 
 
 def _pydriller_facts(commit: object) -> tuple[CommitFacts, int]:
@@ -462,10 +514,12 @@ def _pydriller_facts(commit: object) -> tuple[CommitFacts, int]:
         diff = mf.diff or ""
         patch += len(diff)
         binary = diff.startswith("Binary files") or (
-            diff == "" and mf.added_lines == 0 and mf.deleted_lines == 0
+            diff == ""
+            and mf.added_lines == 0
+            and mf.deleted_lines == 0
             and mf.change_type in (ModificationType.ADD, ModificationType.DELETE)
             and not (mf.new_path or mf.old_path or "").endswith(".py")
-        )  # fmt: skip
+        )
         status = kinds.get(mf.change_type, "M")
         path = mf.new_path if status != "D" else mf.old_path
         files.append(

@@ -24,9 +24,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from cra.db.commits import qualified_commits
+from cra.db.repos import repo_id
 from cra.errors import CraError
-from cra.harness.run import qualified_commits
-from cra.harness.validate import Runner, export_tree, make_runner
+from cra.harness.runner import Runner, make_runner
+from cra.harness.trees import export_tree
 from cra.repos.adjust import adjust_era, candidate_bounds, settle
 from cra.repos.layout import require_package
 from cra.repos.manifest import Environment, load_manifest
@@ -184,8 +186,8 @@ def collecting_share(workspace: Workspace, name: str, proofs: list[Proof]) -> Sh
     manifest = load_manifest(require_package(workspace, name).manifest_path)
     ok = {p.env_id for p in proofs if p.collects}
     with closing(workspace.raw_db()) as conn:
-        row = conn.execute("SELECT id FROM repos WHERE name = ?", (name,)).fetchone()
-        commits = qualified_commits(conn, row[0], None) if row else []
+        found = repo_id(conn, name)
+        commits = qualified_commits(conn, found, None) if found is not None else []
     counts = {"collecting": 0, "unusable": 0, "unproven": 0}
     for commit in commits:
         env = manifest.environment_for(datetime.fromisoformat(commit.authored_at))

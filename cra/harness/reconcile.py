@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cra.db import transaction
+from cra.db.commits import presence, set_gone
+from cra.db.repos import repo_id
 from cra.fsutil import now_iso
 from cra.git import GitError, git
 from cra.repos.layout import package_path
@@ -46,17 +48,14 @@ def history_shas(repo_dir: Path) -> set[str] | None:
 def mark_gone(conn: sqlite3.Connection, repo_id: int, reachable: set[str]) -> tuple[int, int]:
     """Set `gone_at` on the repository's commits not in `reachable`, clear it on those
     that are; return (newly gone, returned)."""
-    rows = conn.execute(
-        "SELECT id, sha, gone_at FROM commits WHERE repo_id = ?", (repo_id,)
-    ).fetchall()
-    gone = [r["id"] for r in rows if r["gone_at"] is None and r["sha"] not in reachable]
-    back = [r["id"] for r in rows if r["gone_at"] is not None and r["sha"] in reachable]
+    rows = presence(conn, repo_id)
+    gone = [r.id for r in rows if r.gone_at is None and r.sha not in reachable]
+    back = [r.id for r in rows if r.gone_at is not None and r.sha in reachable]
     if not gone and not back:
         return 0, 0
     now = now_iso()
     with transaction(conn):
-        conn.executemany("UPDATE commits SET gone_at = ? WHERE id = ?", [(now, i) for i in gone])
-        conn.executemany("UPDATE commits SET gone_at = NULL WHERE id = ?", [(i,) for i in back])
+        set_gone(conn, gone, back, now)
     return len(gone), len(back)
 
 
@@ -67,11 +66,11 @@ def reconcile_history(workspace: Workspace, repo: str) -> Reconciled:
     if not package.repo_dir.is_dir():
         return Reconciled(repo, 0, 0)
     with closing(workspace.raw_db()) as conn:
-        row = conn.execute("SELECT id FROM repos WHERE name = ?", (repo,)).fetchone()
-        if row is None:
+        found = repo_id(conn, repo)
+        if found is None:
             return Reconciled(repo, 0, 0)
         reachable = history_shas(package.repo_dir)
         if reachable is None:
             return Reconciled(repo, 0, 0)
-        gone, back = mark_gone(conn, int(row["id"]), reachable)
+        gone, back = mark_gone(conn, found, reachable)
     return Reconciled(repo, gone, back)

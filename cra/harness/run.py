@@ -224,7 +224,9 @@ def process_commit(
         )
     gold = Gold.build([(f["path"], f["old_path"]) for f in gold_files], gold_symbols)
     weights = Weights(
-        config.settings.score.weight_files, config.settings.score.weight_symbols, config.settings.score.weight_order
+        config.settings.score.weight_files,
+        config.settings.score.weight_symbols,
+        config.settings.score.weight_order,
     )
     scored = [
         (a, score_plan(a.plan, gold, deps, weights) if a.plan is not None else None)

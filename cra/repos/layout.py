@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-from cra.db import transaction
+from cra.db.repos import upsert_repo
 from cra.errors import NotFound, UsageError
 from cra.workspace import Workspace
 
@@ -81,16 +80,11 @@ def register_repo(
 ) -> int:
     """Insert or update the `repos` row for `name`; return its id. Unknown fields keep
     their stored value."""
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO repos (name, source_url, head_sha, domain, manifest_sha256, added_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET "
-            "source_url = coalesce(excluded.source_url, source_url), "
-            "head_sha = coalesce(excluded.head_sha, head_sha), "
-            "domain = coalesce(excluded.domain, domain), "
-            "manifest_sha256 = coalesce(excluded.manifest_sha256, manifest_sha256)",
-            (name, source_url, head_sha, domain, manifest_sha256, datetime.now(UTC).isoformat()),
-        )
-        row = conn.execute("SELECT id FROM repos WHERE name = ?", (name,)).fetchone()
-    return int(row[0])
+    return upsert_repo(
+        conn,
+        name,
+        source_url=source_url,
+        head_sha=head_sha,
+        domain=domain,
+        manifest_sha256=manifest_sha256,
+    )

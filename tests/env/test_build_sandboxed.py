@@ -17,7 +17,8 @@ from click.testing import CliRunner
 from cra.cli import cli
 from cra.env.build import build_env
 from cra.harness.mine import mine_repo
-from cra.harness.validate import ValidateOptions, export_tree, validate_repo
+from cra.harness.trees import export_tree
+from cra.harness.validate import ValidateOptions, validate_repo
 from cra.repos.manifest import load_manifest, write_manifest
 from cra.repos.pack import PackOptions, pack
 from cra.sandbox import (

@@ -16,13 +16,10 @@ import pytest
 
 from cra.db import transaction
 from cra.fsutil import extract_tree
-from cra.harness.validate import (
-    INFRA_ATTEMPTS,
-    REPORT_MAX_BYTES,
-    ValidateOptions,
-    grade_patch,
-    validate_repo,
-)
+from cra.harness.grading import grade_patch
+from cra.harness.report import REPORT_MAX_BYTES
+from cra.harness.validate import ValidateOptions, validate_repo
+from cra.harness.verdicts import INFRA_ATTEMPTS
 from cra.sandbox import probe, sandbox_uid
 from tests.harness.hostile import (
     hostile_history,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import configparser
 from pathlib import Path
 
-from cra.harness.validate import legacy_config
+from cra.harness.runner import legacy_config
 
 
 def test_a_pytest_section_in_setup_cfg_is_given_with_c(tmp_path: Path) -> None:
@@ -35,7 +35,8 @@ def test_current_configuration_forms_need_nothing(tmp_path: Path) -> None:
 def test_every_test_failing_before_and_after_is_an_environment_problem() -> None:
     """Three or more tests, all failing in both phases: env_mismatch, not a task without
     FAIL_TO_PASS; one test failing twice is still no_fail_to_pass."""
-    from cra.harness.validate import PytestRun, judge
+    from cra.harness.judge import judge
+    from cra.harness.verdicts import PytestRun
 
     def run(phase: str, outcomes: dict[str, str]) -> PytestRun:
         r = PytestRun(phase, 1)

@@ -8,9 +8,9 @@ from contextlib import closing
 
 import pytest
 
+from cra.db.commits import qualified_commits
 from cra.harness.mine import funnel
 from cra.harness.reconcile import reconcile_history
-from cra.harness.run import qualified_commits
 from cra.sandbox import probe, sandbox_uid
 from tests.helpers import run_cra
 from tests.workspace_helpers import rewrite_history
@@ -40,7 +40,7 @@ def test_rewritten_history_marks_the_old_commits_gone(workspace, packed) -> None
         repo_id = conn.execute("SELECT id FROM repos WHERE name = 'tally'").fetchone()[0]
         assert qualified_commits(conn, repo_id, None) == []
         (row,) = funnel(conn, "tally")
-    assert (row["gone"], row["commits_in"], row["qualified"]) == (len(old), 0, 0)
+    assert (row.gone, row.commits_in, row.qualified) == (len(old), 0, 0)
     _mine(workspace)  # the new history's commits, alongside the gone ones
     assert _shas(workspace, gone=False).isdisjoint(old)
     proc = run_cra(workspace, "harness", "status", timeout=60)

@@ -48,7 +48,7 @@ def test_test_support_is_a_test_path_but_not_a_test_module(path: str) -> None:
 
 def test_validation_runs_exactly_the_test_modules() -> None:
     """Validation's choice of tests to run is the same predicate mining qualifies with."""
-    from cra.harness.validate import runnable_tests
+    from cra.harness.trees import runnable_tests
 
     paths = ["tests/conftest.py", "tests/util.py", "tests/test_a.py", "pkg/io_test.py"]
     assert runnable_tests(paths) == [p for p in paths if is_test_module(p)]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cra.db.commits import qualified_commits
 from cra.harness.mine import mine_repo
 from cra.harness.prove import collecting_share, prove_package
-from cra.harness.run import qualified_commits
 from cra.harness.validate import ValidateOptions, validate_repo
 from cra.repos.manifest import load_manifest
 from cra.repos.pack import PackOptions, pack

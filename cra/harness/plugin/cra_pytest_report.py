@@ -40,8 +40,13 @@ def _open():
 
 def pytest_collectreport(report):
     if report.failed:
-        _write({"kind": "collect_error", "nodeid": report.nodeid,
-                "message": str(report.longrepr)[-2000:]})  # fmt: skip
+        _write(
+            {
+                "kind": "collect_error",
+                "nodeid": report.nodeid,
+                "message": str(report.longrepr)[-2000:],
+            }
+        )
 
 
 def pytest_collection_finish(session):
@@ -67,8 +72,14 @@ def pytest_runtest_logreport(report):
         if report.failed and entry["outcome"] in (None, "passed"):
             entry["outcome"] = "error"
         outcome = entry["outcome"] or "error"
-        _write({"kind": "test", "nodeid": report.nodeid, "outcome": outcome,
-                "duration": round(entry["duration"], 6)})  # fmt: skip
+        _write(
+            {
+                "kind": "test",
+                "nodeid": report.nodeid,
+                "outcome": outcome,
+                "duration": round(entry["duration"], 6),
+            }
+        )
         del tests[report.nodeid]
 
 

@@ -1,0 +1,53 @@
+"""`tasks`: one task per qualifying commit, with its gold once the harness computed it."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from cra.db.commits import Commit, commit_of
+from cra.db.connection import transaction
+
+
+@dataclass(frozen=True)
+class TaskCommit:
+    """A task's repository and the commit it was made from."""
+
+    repo: str
+    commit: Commit
+
+
+def task_id_for(repo: str, sha: str) -> str:
+    """The task id of a commit: `REPO@SHA12`."""
+    return f"{repo}@{sha[:12]}"
+
+
+def ensure_task(conn: sqlite3.Connection, repo_id: int, repo: str, commit: Commit, now: str) -> str:
+    """Record the commit's task unless it is recorded already; return its id."""
+    task_id = task_id_for(repo, commit.sha)
+    with transaction(conn):
+        conn.execute(
+            "INSERT OR IGNORE INTO tasks (task_id, repo_id, commit_id, task_text, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (task_id, repo_id, commit.id, commit.task_text, now),
+        )
+    return task_id
+
+
+def set_gold(conn: sqlite3.Connection, task_id: str, gold_files: str, gold_symbols: str) -> None:
+    """Store the task's gold files and symbols (JSON); the caller holds the transaction."""
+    conn.execute(
+        "UPDATE tasks SET gold_files = ?, gold_symbols = ? WHERE task_id = ?",
+        (gold_files, gold_symbols, task_id),
+    )
+
+
+def task_commit(conn: sqlite3.Connection, task_id: str) -> TaskCommit | None:
+    """The task's repository and commit, or None when there is no such task."""
+    row = conn.execute(
+        "SELECT r.name, c.id, c.sha, c.parent_sha, c.authored_at, c.task_text, "
+        "c.files_source, c.files_tests FROM tasks t JOIN commits c ON c.id = t.commit_id "
+        "JOIN repos r ON r.id = t.repo_id WHERE t.task_id = ?",
+        (task_id,),
+    ).fetchone()
+    return None if row is None else TaskCommit(row["name"], commit_of(row))
