@@ -8,6 +8,7 @@ from contextlib import closing
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.options import json_option
 
 
 @click.group("adapter")
@@ -29,7 +30,7 @@ def _metrics_line(version) -> str:  # type: ignore[no-untyped-def]
 
 
 @adapter.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_context
 def list_(ctx: Context, as_json: bool) -> None:
     """Every version: status, dataset, metrics."""
@@ -52,7 +53,7 @@ def list_(ctx: Context, as_json: bool) -> None:
 
 @adapter.command("show")
 @click.argument("ref")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_context
 def show(ctx: Context, ref: str, as_json: bool) -> None:
     """One name (its versions and history) or one version NAME@vN with its lineage."""
@@ -75,9 +76,7 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
             e for e in events(conn, name) if number is None or number in (e.version, e.from_version)
         ]
         runs = {v.version: runs_using(conn, name, v.version) for v in versions}
-        plans = {
-            v.version: plan_path(conn, v.dataset_id) for v in versions
-        }
+        plans = {v.version: plan_path(conn, v.dataset_id) for v in versions}
     if as_json:
         data = {
             "versions": [
@@ -118,7 +117,7 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
 @click.option("--limit", type=int, default=None, help="Evaluate the first N examples only.")
 @click.option("--max-new-tokens", type=int, default=None,
               help="Tokens per example (default: [adapters] max_new_tokens).")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_context
 def eval_(
     ctx: Context, ref: str, dataset_id: str | None, limit: int | None,

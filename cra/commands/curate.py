@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.options import json_option
 
 
 @click.command("train-plan")
@@ -19,7 +20,7 @@ from cra.commands import Context, pass_context
     help="Where to write the plan (.json; a .md summary goes next to it). "
     "Default: planning/plan-TIMESTAMP.json in the workspace.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@json_option("Print the plan as JSON.")
 @pass_context
 def train_plan(ctx: Context, out: Path | None, as_json: bool) -> None:
     """Analyse raw.db and write a training plan.
@@ -84,7 +85,7 @@ def train_plan(ctx: Context, out: Path | None, as_json: bool) -> None:
     help="Dataset ID: the folder under training/datasets/. Default: ds-TIMESTAMP. "
     "An existing ID is refused.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the dataset card as JSON.")
+@json_option("Print the dataset card as JSON.")
 @pass_context
 def curate_data(ctx: Context, plan_path: Path, dataset_id: str | None, as_json: bool) -> None:
     """Follow a plan and write training/datasets/ID/ (train.jsonl, eval.jsonl, card).

@@ -10,6 +10,7 @@ import click
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
+from cra.commands.options import json_option, unsafe_option
 from cra.commands.output import echo_safe
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def _build_all(
     default=None,
     help="Checkout to install for editable/installed modes (default: an export of head).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@json_option("Print the result as JSON.")
 @pass_context
 def build_command(
     ctx: Context,
@@ -120,16 +121,14 @@ def build_command(
 
 @env.command("prove")
 @click.argument("name")
-@click.option(
-    "--unsafe-no-sandbox", "unsafe", is_flag=True, help="Collect outside any sandbox (unsafe)."
-)
+@unsafe_option("Collect outside any sandbox (unsafe).")
 @click.option(
     "--adjust",
     is_flag=True,
     help="On a connected machine: re-pin an era whose collection fails inside an installed "
     "dependency, with that dependency at the interpreter's tools date, and prove it again.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the proofs as JSON.")
+@json_option("Print the proofs as JSON.")
 @pass_context
 def prove_command(ctx: Context, name: str, unsafe: bool, adjust: bool, as_json: bool) -> None:
     """Prove that each environment of package NAME runs its era's tests: build it and

@@ -9,7 +9,9 @@ import click
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
-from cra.commands.harness_validate import UNSAFE_HELP, echo_summary, run_validation
+from cra.commands.options import json_option, parse_date, unsafe_option
+from cra.commands.output import echo_summary
+from cra.commands.validation import run_validation
 from cra.errors import UsageError
 from cra.repos.layout import require_package
 from cra.sandbox import SLOTS
@@ -53,8 +55,8 @@ MAX_JOBS = SLOTS  # each concurrent sandboxed run as root takes a uid slot
     show_default=True,
     help="Then validate the same commits with their tests (see `cra harness validate`).",
 )
-@click.option("--unsafe-no-sandbox", "unsafe", is_flag=True, help=UNSAFE_HELP)
-@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@unsafe_option()
+@json_option("Print the run summary as JSON.")
 @pass_context
 def run_command(
     ctx: Context,
@@ -113,7 +115,6 @@ def _run(
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from cra.commands.harness import parse_date
     from cra.harness.run import RunOptions, parse_temperatures, run_harness
 
     options = RunOptions(

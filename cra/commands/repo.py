@@ -12,6 +12,7 @@ from click.core import ParameterSource
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import reconcile, writing
+from cra.commands.options import json_option
 from cra.commands.output import echo_safe
 from cra.text import printable
 
@@ -106,7 +107,7 @@ def _progress(message: str) -> None:
     is_flag=True,
     help="Replace an existing package of that name (with --corpus: re-pack, not skip).",
 )
-@click.option("--json", "as_json", is_flag=True, help="With --corpus: print the table as JSON.")
+@json_option("With --corpus: print the table as JSON.")
 @pass_context
 def pack_command(
     ctx: Context,
@@ -221,7 +222,7 @@ def _trust(workspace: Workspace, allow_unsigned: bool) -> Trust:
 
 
 @repo.command("key")
-@click.option("--json", "as_json", is_flag=True, help="Print the key as JSON.")
+@json_option("Print the key as JSON.")
 @pass_context
 def key_command(ctx: Context, as_json: bool) -> None:
     """Print this workspace's public signing key (made on first use), the one `cra repo
@@ -241,7 +242,7 @@ def key_command(ctx: Context, as_json: bool) -> None:
 @repo.command("verify")
 @click.argument("name")
 @ALLOW_UNSIGNED
-@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
+@json_option("Print the verdicts as JSON.")
 @pass_context
 def verify_command(ctx: Context, name: str, allow_unsigned: bool, as_json: bool) -> None:
     """Check the layout, every checksum, the manifest schema and its signature, and
@@ -306,7 +307,7 @@ def _pack_corpus(ctx: Context, path: Path, *, replace: bool, as_json: bool) -> N
     "--tar", is_flag=True, help="One tar file: --to FILE.tar, or DIR/corpus-DATE-TIME.tar."
 )
 @click.option("--replace", is_flag=True, help="Overwrite DIR/NAME (or the tar) if it exists.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
+@json_option("Print what was exported as JSON.")
 @pass_context
 def export_command(
     ctx: Context,
@@ -347,7 +348,7 @@ def export_command(
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--name", default=None, help="Import under this name instead of the manifest's.")
 @ALLOW_UNSIGNED
-@click.option("--json", "as_json", is_flag=True, help="Print the per-package results as JSON.")
+@json_option("Print the per-package results as JSON.")
 @pass_context
 def import_command(
     ctx: Context, path: Path, name: str | None, allow_unsigned: bool, as_json: bool
@@ -407,7 +408,7 @@ def _import_export(
 
 
 @repo.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@json_option("Print the list as JSON.")
 @pass_context
 def list_command(ctx: Context, as_json: bool) -> None:
     """Every package: commits, environments, wheels, size, verified or not."""

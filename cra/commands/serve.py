@@ -10,6 +10,7 @@ from contextlib import closing
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.options import json_option
 
 
 @click.group(invoke_without_command=True)
@@ -73,7 +74,7 @@ def stop(ctx: Context) -> None:
 
 
 @serve.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@json_option("Print the status as JSON.")
 @pass_context
 def status(ctx: Context, as_json: bool) -> None:
     """The server's health, its loaded adapters, and where each stage routes now."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cra.commands import Context, pass_context
+from cra.commands.options import json_option
 
 
 @click.command("train")
@@ -22,7 +23,7 @@ from cra.commands import Context, pass_context
 @click.option("--batch-size", type=int, default=None, help="Rows per batch ([train] batch_size).")
 @click.option("--backend", type=click.Choice(["auto", "peft", "unsloth"]), default="auto",
               show_default=True, help="auto: unsloth with CUDA, else peft.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the new version as JSON.")
+@json_option("Print the new version as JSON.")
 @pass_context
 def train(
     ctx: Context, dataset_id: str, adapter: str, base: Path | None, method: str,
