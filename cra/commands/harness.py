@@ -65,24 +65,16 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from cra.db.plans import planner_alignments
     from cra.harness.mine import funnel
-    from cra.harness.validate import verified_yield
+    from cra.harness.yields import verified_yield
 
     workspace = ctx.workspace()
     with closing(workspace.raw_db()) as conn:
-        rows = funnel(conn, repo)
-        plans = conn.execute(
-            "SELECT r.name, p.planner, count(*), avg(s.alignment), sum(1 - p.valid) "
-            "FROM plans p JOIN plan_scores s ON s.plan_id = p.id JOIN tasks t USING (task_id) "
-            "JOIN repos r ON r.id = t.repo_id WHERE (? IS NULL OR r.name = ?) "
-            "GROUP BY r.name, p.planner ORDER BY r.name, p.planner",
-            (repo, repo),
-        ).fetchall()
-        validation = verified_yield(conn, repo)
-    alignment = [
-        {"repo": r[0], "planner": r[1], "plans": r[2], "mean_alignment": r[3], "invalid": r[4]}
-        for r in plans
-    ]
+        rows = [f.as_dict() for f in funnel(conn, repo)]
+        plans = planner_alignments(conn, repo)
+        validation = [v.as_dict() for v in verified_yield(conn, repo)]
+    alignment = [p.as_dict() for p in plans]
     if as_json:
         click.echo(
             json.dumps({"funnel": rows, "alignment": alignment, "validation": validation}, indent=2)

@@ -116,7 +116,7 @@ def grade_command(
 ) -> None:
     """Apply a patch to TASK_ID's parent plus its tests and grade it: resolved when every
     FAIL_TO_PASS and PASS_TO_PASS test passes."""
-    from cra.harness.validate import grade_patch, task_gold_patch
+    from cra.harness.grading import grade_patch, task_gold_patch
 
     if gold == (patch_path is not None):
         raise UsageError("give exactly one of --patch FILE and --gold")
