@@ -24,29 +24,38 @@ import json
 import re
 import shutil
 import tempfile
-from collections import Counter
-from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cra.config import CurateSettings
 from cra.curation.candidates import build_candidates
-from cra.curation.dedup import cap_domains, deduplicate, effective_cap, stable_order
+from cra.curation.card import CARD_FORMAT_VERSION, ReplaySummary, readme, registered_counts, tally
 from cra.curation.plan import PLAN_FORMAT_VERSION, PLAN_KIND, EmptyDatabase, curate_options
-from cra.curation.rows import ADAPTERS, Row
+from cra.curation.rows import ADAPTERS, Candidates, Row
+from cra.curation.steps import (
+    Deduplicate,
+    DomainCap,
+    DrawReplay,
+    LeaveToReplay,
+    Progress,
+    Splits,
+    Step,
+    TimeSplit,
+    run_steps,
+)
+from cra.datasets_store import NewDataset, dataset_exists, insert_dataset, registered_paths
 from cra.db import transaction
 from cra.db.logs import LogAnalysis
 from cra.errors import CraError, NotFound, UsageError
 from cra.fsutil import now_iso, sha256_file
 from cra.workspace import Workspace
 
-CARD_FORMAT_VERSION = 1
+Group = tuple[str, str]
 DATASET_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 FILES = ("train.jsonl", "eval.jsonl", "card.json", "README.md")
-
-Progress = Callable[[str], None]
 
 
 class PlanError(CraError, ValueError):
@@ -112,7 +121,7 @@ def load_plan(path: Path) -> dict[str, Any]:
     return plan
 
 
-def planned_groups(plan: dict[str, Any]) -> list[tuple[str, str]]:
+def planned_groups(plan: dict[str, Any]) -> list[Group]:
     """The (adapter, technique) pairs the plan says to train."""
     return [
         (a["name"], t["technique"])
@@ -123,22 +132,8 @@ def planned_groups(plan: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-def _earlier(conn: Any, root: Path) -> list[tuple[str, Path]]:
-    """Registered datasets, oldest first, whose folder exists."""
-    out = []
-    for row in conn.execute("SELECT id, path FROM training_datasets ORDER BY created_at, id"):
-        path = root / row["path"]
-        if (path / "train.jsonl").is_file():
-            out.append((row["id"], path))
-    return out
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
 def _replay_row(record: dict[str, Any], dataset_id: str) -> Row:
+    """A train row of an earlier dataset as a replay candidate."""
     meta = dict(record["meta"])
     meta["replay_of"] = dataset_id
     meta["replay_source"] = meta.get("replay_source", meta.get("source"))
@@ -151,57 +146,44 @@ def _replay_row(record: dict[str, Any], dataset_id: str) -> Row:
         for m in record.get(part, [])
         if m.get("role") != "system"
     )
-    return Row(
-        meta["adapter"],
-        meta["technique"],
-        meta["task_id"],
-        ts,
-        meta.get("domain") or meta["repo"],
-        "replay",
-        fresh,
-        text,
-    )
+    domain = meta.get("domain") or meta["repo"]
+    task_id = meta["task_id"]
+    return Row(meta["adapter"], meta["technique"], task_id, ts, domain, "replay", fresh, text)
 
 
-def _date_range(rows: list[Row]) -> list[str] | None:
-    if not rows:
-        return None
-    ts = [r.authored_ts for r in rows]
-    return [
-        datetime.fromtimestamp(min(ts), UTC).isoformat(),
-        datetime.fromtimestamp(max(ts), UTC).isoformat(),
-    ]
+@dataclass(frozen=True)
+class _Earlier:
+    """What earlier datasets trained on, and their train rows as replay candidates."""
+
+    trained: set[tuple[str, str, str]]
+    pool: list[Row]
 
 
-def _tally(rows: list[Row]) -> dict[str, Any]:
-    return {
-        "rows": len(rows),
-        "by_group": dict(Counter("/".join(r.group) for r in rows)),
-        "by_source": dict(Counter(r.source for r in rows)),
-        "by_repo": dict(Counter(r.record["meta"]["repo"] for r in rows)),
-        "by_domain": dict(Counter(r.domain for r in rows)),
-        "date_range": _date_range(rows),
-        "tasks": len({r.task_id for r in rows}),
-    }
+def _read_earlier(datasets: list[tuple[str, Path]]) -> _Earlier:
+    trained: set[tuple[str, str, str]] = set()
+    pool: list[Row] = []
+    for ds_id, path in datasets:
+        for record in _read_jsonl(path / "train.jsonl"):
+            meta = record.get("meta", {})
+            trained.add((meta.get("adapter"), meta.get("technique"), meta.get("task_id")))
+            pool.append(_replay_row(record, ds_id))
+    return _Earlier(trained, pool)
 
 
-def _write_jsonl(path: Path, rows: list[Row]) -> None:
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _write_jsonl(path: Path, rows: tuple[Row, ...]) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row.record, ensure_ascii=False, sort_keys=True))
             fh.write("\n")
 
 
-def curate(
-    workspace: Workspace,
-    plan_path: Path,
-    dataset_id: str | None = None,
-    *,
-    progress: Progress | None = None,
-) -> CurateResult:
-    """Follow the plan at `plan_path` and write and register dataset `dataset_id`."""
-    say = progress or (lambda _msg: None)
-    plan = load_plan(plan_path)
+def _checked_id(dataset_id: str | None) -> str:
+    """`dataset_id`, or a fresh timestamped one; UsageError when it is not a valid ID."""
     if dataset_id is None:
         dataset_id = "ds-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     if not DATASET_ID.match(dataset_id):
@@ -209,23 +191,17 @@ def curate(
             f"invalid dataset ID {dataset_id!r}",
             hint="use letters, digits, '.', '_' and '-', starting with a letter or digit",
         )
-    root = datasets_dir(workspace)
-    target = root / dataset_id
-    config = workspace.config
-    options = curate_options(workspace)
-    groups = planned_groups(plan)
-    if not groups:
-        raise PlanError(f"{plan_path}: the plan trains no adapter", hint="nothing to curate")
-    boundary = int(plan["holdout"]["boundary_ts"])
-    replay_share = float(plan["replay_share"])
-    cap_setting = float(plan["domain_cap"])
+    return dataset_id
+
+
+def _read_logs(
+    workspace: Workspace, dataset_id: str, groups: list[Group], say: Progress
+) -> tuple[Candidates, list[tuple[str, Path]]]:
+    """The candidate rows of `groups` and the earlier datasets (oldest first); refuses an
+    existing ID and a database without tasks."""
+    target = datasets_dir(workspace) / dataset_id
     with closing(workspace.raw_db()) as conn, closing(workspace.curated_db()) as curated:
-        if (
-            target.exists()
-            or conn.execute(
-                "SELECT 1 FROM training_datasets WHERE id = ?", (dataset_id,)
-            ).fetchone()
-        ):
+        if target.exists() or dataset_exists(conn, dataset_id):
             raise DatasetExists(
                 f"dataset {dataset_id!r} exists already",
                 hint="datasets are never overwritten: choose another --out ID",
@@ -237,214 +213,193 @@ def curate(
                 hint="mine and run the harness first",
             )
         say("reading the logs")
+        options = curate_options(workspace)
         candidates = build_candidates(
             logs, groups, options, repos_dir=workspace.repos_dir, curated=curated
         )
-        earlier = _earlier(conn, workspace.root)
-    filters: list[dict[str, Any]] = []
-    rows = candidates.rows
-    funnel_in = len(rows)
+        earlier = [
+            (ds_id, workspace.root / path)
+            for ds_id, path in registered_paths(conn)
+            if (workspace.root / path / "train.jsonl").is_file()
+        ]
+    return candidates, earlier
 
-    # 2. leave what earlier datasets trained on to replay
-    say("checking earlier datasets")
-    trained: set[tuple[str, str, str]] = set()
-    pool: list[tuple[str, dict[str, Any]]] = []
-    for ds_id, path in earlier:
-        for record in _read_jsonl(path / "train.jsonl"):
-            meta = record.get("meta", {})
-            trained.add((meta.get("adapter"), meta.get("technique"), meta.get("task_id")))
-            pool.append((ds_id, record))
-    before = len(rows)
-    rows = [r for r in rows if (r.adapter, r.technique, r.task_id) not in trained]
-    filters.append(
-        {
-            "filter": "already in an earlier dataset (replayed instead)",
-            "dropped": before - len(rows),
-        }
+
+@dataclass(frozen=True)
+class _Pipeline:
+    """The steps of one curation run, kept for the funnel they count."""
+
+    leave: LeaveToReplay
+    split: TimeSplit
+    dedup: Deduplicate
+    cap: DomainCap
+    replay: DrawReplay
+
+    def steps(self) -> list[Step]:
+        """The steps in the order they run."""
+        return [self.leave, self.split, self.dedup, self.cap, self.replay]
+
+    def filters(self) -> list[dict[str, Any]]:
+        """The card's funnel: what each filter dropped."""
+        lines = self.leave.funnel() + self.dedup.funnel() + self.cap.funnel()
+        return [line.as_dict() for line in lines]
+
+
+def _pipeline(
+    plan: dict[str, Any], dataset_id: str, earlier: _Earlier, settings: CurateSettings
+) -> _Pipeline:
+    boundary = int(plan["holdout"]["boundary_ts"])
+    cap = DomainCap(float(plan["domain_cap"]))
+    return _Pipeline(
+        leave=LeaveToReplay(earlier.trained),
+        split=TimeSplit(boundary),
+        dedup=Deduplicate(
+            threshold=settings.near_dup_threshold,
+            num_perm=settings.minhash_perm,
+            shingle_words=settings.shingle_words,
+        ),
+        cap=cap,
+        replay=DrawReplay(
+            earlier.pool,
+            groups=set(planned_groups(plan)),
+            boundary=boundary,
+            share=float(plan["replay_share"]),
+            salt=dataset_id,
+            cap=cap,
+        ),
     )
 
-    # 3. split by time
-    eval_rows = [r for r in rows if r.authored_ts >= boundary]
-    train_rows = [r for r in rows if r.authored_ts < boundary]
-    eval_tasks = {r.task_id for r in eval_rows}
 
-    # 4. duplicates
-    say(f"deduplicating {len(rows)} rows")
-    threshold = config.settings.curate.near_dup_threshold
-    eval_rows, train_rows, stats = deduplicate(
-        eval_rows,
-        train_rows,
-        threshold=threshold,
-        num_perm=config.settings.curate.minhash_perm,
-        shingle_words=config.settings.curate.shingle_words,
-    )
-    filters += [
-        {
-            "filter": "exact duplicate",
-            "dropped": sum(stats.exact.values()),
-            "by_group": dict(stats.exact),
-        },
-        {
-            "filter": f"near-duplicate (MinHash LSH, Jaccard >= {threshold})",
-            "dropped": sum(stats.near.values()),
-            "by_group": dict(stats.near),
-        },
-        {
-            "filter": "train row duplicating an eval row",
-            "dropped": sum(stats.eval_contamination.values()),
-            "by_group": dict(stats.eval_contamination),
-        },
-    ]
-
-    # 5. domain cap, per group and split
-    warnings: list[str] = []
-    capped: Counter[str] = Counter()
-    caps: dict[str, float] = {}
-
-    def apply_cap(split: str, split_rows: list[Row]) -> list[Row]:
-        kept: list[Row] = []
-        for group in sorted({r.group for r in split_rows}):
-            members = [r for r in split_rows if r.group == group]
-            domains = {r.domain for r in members}
-            cap = effective_cap(cap_setting, len(domains))
-            name = f"{split} {'/'.join(group)}"
-            caps[name] = cap
-            if cap > cap_setting:
-                warnings.append(
-                    f"{name}: only {len(domains)} domain(s), the {cap_setting:.0%} cap needs "
-                    f"{round(1 / cap_setting)}; capped at equal shares ({cap:.0%}) instead"
-                )
-            members, dropped = cap_domains(members, cap)
-            capped.update(dropped)
-            kept.extend(members)
-        return sorted(kept, key=lambda r: (r.authored_ts, r.task_id, r.adapter, r.technique))
-
-    eval_rows = apply_cap("eval", eval_rows)
-    train_rows = apply_cap("train", train_rows)
-    cap_filter: dict[str, Any] = {"filter": f"domain cap ({cap_setting:.0%})"}
-    filters.append(cap_filter)
-
-    # 6. replay from earlier datasets
-    replay: list[Row] = []
-    replay_dropped: Counter[str] = Counter()
-    replay_of: list[str] = []
-    if pool:
-        say("drawing replay rows")
-        keys = {r.content_key for r in train_rows + eval_rows}
-        by_group: dict[tuple[str, str], list[Row]] = {}
-        seen_replay: set[str] = set()
-        for ds_id, record in pool:
-            row = _replay_row(record, ds_id)
-            if row.group not in set(groups):
-                replay_dropped["adapter not in this plan"] += 1
-            elif row.authored_ts >= boundary or row.task_id in eval_tasks:
-                replay_dropped["at or after the holdout boundary"] += 1
-            elif row.content_key in keys or row.content_key in seen_replay:
-                replay_dropped["duplicate"] += 1
-            else:
-                seen_replay.add(row.content_key)
-                by_group.setdefault(row.group, []).append(row)
-        for group, members in sorted(by_group.items()):
-            fresh = sum(1 for r in train_rows if r.group == group)
-            want = round(replay_share * fresh / (1 - replay_share))
-            members.sort(key=lambda r: stable_order(r, dataset_id))
-            replay.extend(members[:want])
-        replay_of = sorted({r.record["meta"]["replay_of"] for r in replay})
-    # The cap holds on what is written: replay rows are capped with the fresh ones.
-    final_train = apply_cap("train", train_rows + replay) if replay else train_rows
-    replay = [r for r in final_train if r.source == "replay"]
-    cap_filter.update(dropped=sum(capped.values()), by_domain=dict(capped))
-    if not final_train or not eval_rows:
+def _check_split(splits: Splits) -> None:
+    """Something worth writing, and the time split holding on what is about to be."""
+    train, held = splits.train, splits.eval
+    if not train or not held:
         raise CraError(
-            f"the plan's data leaves {len(final_train)} train and {len(eval_rows)} eval rows "
+            f"the plan's data leaves {len(train)} train and {len(held)} eval rows "
             "after filtering: nothing worth writing",
             hint="run the harness on newer commits, or plan again with `cra train-plan`",
         )
-    # The time split, checked on what is about to be written.
-    if max(r.authored_ts for r in final_train) >= min(r.authored_ts for r in eval_rows) or (
-        {r.task_id for r in final_train} & {r.task_id for r in eval_rows}
+    newest_train = max(r.authored_ts for r in train)
+    if newest_train >= min(r.authored_ts for r in held) or (
+        {r.task_id for r in train} & {r.task_id for r in held}
     ):
         raise RuntimeError("the time split does not hold: a train row is not older than eval")
 
-    card = {
+
+def _card(
+    workspace: Workspace,
+    plan_path: Path,
+    plan: dict[str, Any],
+    dataset_id: str,
+    candidates: Candidates,
+    run: _Pipeline,
+    splits: Splits,
+) -> dict[str, Any]:
+    """The dataset card of this run (its files' sha256 are added once written)."""
+    settings = workspace.config.settings.curate
+    replay = ReplaySummary(
+        share_target=float(plan["replay_share"]),
+        rows=sum(1 for r in splits.train if r.source == "replay"),
+        train_rows=len(splits.train),
+        sources=run.replay.sources,
+        dropped=dict(run.replay.dropped),
+    )
+    return {
         "format_version": CARD_FORMAT_VERSION,
         "id": dataset_id,
         "created_at": now_iso(),
-        "plan": {
-            "path": _rel(Path(plan_path), workspace.root),
-            "sha256": sha256_file(Path(plan_path)),
-        },
-        "holdout": {"boundary": plan["holdout"]["boundary"], "boundary_ts": boundary},
+        "plan": {"path": _rel(plan_path, workspace.root), "sha256": sha256_file(plan_path)},
+        "holdout": {"boundary": plan["holdout"]["boundary"], "boundary_ts": run.split.boundary},
         "formats": {"sft": "conversational prompt-completion", "dpo": "prompt/chosen/rejected"},
         "counts": {
-            "candidates": funnel_in,
-            "train": _tally(final_train),
-            "eval": _tally(eval_rows),
+            "candidates": len(candidates.rows),
+            "train": tally(splits.train),
+            "eval": tally(splits.eval),
         },
-        "filters": filters,
+        "filters": run.filters(),
         "skipped_tasks": {k: dict(v) for k, v in candidates.skipped.items()},
-        "domain_cap": {"setting": cap_setting, "effective": caps},
-        "replay": {
-            "share_target": replay_share,
-            "share_actual": round(len(replay) / len(final_train), 4) if final_train else 0.0,
-            "rows": len(replay),
-            "from": replay_of,
-            "dropped": dict(replay_dropped),
-        },
+        "domain_cap": {"setting": run.cap.setting, "effective": run.cap.effective},
+        "replay": replay.as_dict(),
         "dedup": {
-            "threshold": threshold,
-            "num_perm": config.settings.curate.minhash_perm,
-            "shingle_words": config.settings.curate.shingle_words,
+            "threshold": settings.near_dup_threshold,
+            "num_perm": settings.minhash_perm,
+            "shingle_words": settings.shingle_words,
         },
-        "warnings": warnings,
+        "warnings": run.cap.warnings,
     }
-    say("writing the dataset")
+
+
+def _write(root: Path, dataset_id: str, splits: Splits, card: dict[str, Any]) -> dict[str, str]:
+    """Write the dataset into a temporary folder and rename it into place; return the
+    sha256 of every file."""
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dataset_id}.", dir=root))
     try:
-        _write_jsonl(staging / "train.jsonl", final_train)
-        _write_jsonl(staging / "eval.jsonl", eval_rows)
-        hashes = {n: sha256_file(staging / n) for n in ("train.jsonl", "eval.jsonl")}
-        card["sha256"] = hashes
+        _write_jsonl(staging / "train.jsonl", splits.train)
+        _write_jsonl(staging / "eval.jsonl", splits.eval)
+        card["sha256"] = {n: sha256_file(staging / n) for n in ("train.jsonl", "eval.jsonl")}
         (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        (staging / "README.md").write_text(_readme(card), encoding="utf-8")
+        (staging / "README.md").write_text(readme(card), encoding="utf-8")
         hashes = {n: sha256_file(staging / n) for n in FILES}
-        staging.rename(target)  # fails if another run took the ID meanwhile
+        staging.rename(root / dataset_id)  # fails if another run took the ID meanwhile
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    counts = {
-        "train": len(final_train),
-        "eval": len(eval_rows),
-        "replay": len(replay),
-        "by_group": {
-            "/".join(g): {
-                "train": sum(1 for r in final_train if r.group == g),
-                "eval": sum(1 for r in eval_rows if r.group == g),
-            }
-            for g in sorted({r.group for r in final_train + eval_rows})
-        },
-    }
+    return hashes
+
+
+def _register(workspace: Workspace, new: NewDataset, target: Path) -> None:
+    """Record the dataset in `training_datasets`; remove its folder if that fails."""
     with closing(workspace.raw_db()) as conn:
         try:
             with transaction(conn):
-                conn.execute(
-                    "INSERT INTO training_datasets (id, plan_path, path, counts, sha256, "
-                    "replay_of, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        dataset_id,
-                        _rel(Path(plan_path), workspace.root),
-                        _rel(target, workspace.root),
-                        json.dumps(counts),
-                        json.dumps(hashes),
-                        json.dumps(replay_of),
-                        now_iso(),
-                    ),
-                )
+                insert_dataset(conn, new)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
+
+
+def curate(
+    workspace: Workspace,
+    plan_path: Path,
+    dataset_id: str | None = None,
+    *,
+    progress: Progress | None = None,
+) -> CurateResult:
+    """Follow the plan at `plan_path` and write and register dataset `dataset_id`."""
+    say = progress or _quiet
+    plan_path = Path(plan_path)
+    plan = load_plan(plan_path)
+    dataset_id = _checked_id(dataset_id)
+    groups = planned_groups(plan)
+    if not groups:
+        raise PlanError(f"{plan_path}: the plan trains no adapter", hint="nothing to curate")
+    candidates, datasets = _read_logs(workspace, dataset_id, groups, say)
+    say("checking earlier datasets")
+    earlier = _read_earlier(datasets)
+    run = _pipeline(plan, dataset_id, earlier, workspace.config.settings.curate)
+    splits = run_steps(run.steps(), Splits(pending=tuple(candidates.rows)), say)
+    _check_split(splits)
+    card = _card(workspace, plan_path, plan, dataset_id, candidates, run, splits)
+    say("writing the dataset")
+    root = datasets_dir(workspace)
+    hashes = _write(root, dataset_id, splits, card)
+    target = root / dataset_id
+    new = NewDataset(
+        id=dataset_id,
+        plan_path=_rel(plan_path, workspace.root),
+        path=_rel(target, workspace.root),
+        counts=registered_counts(splits.train, splits.eval),
+        sha256=hashes,
+        replay_of=run.replay.sources,
+        created_at=now_iso(),
+    )
+    _register(workspace, new, target)
     return CurateResult(dataset_id, target, card)
+
+
+def _quiet(_message: str) -> None:
+    """Progress that says nothing."""
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -453,33 +408,6 @@ def _rel(path: Path, root: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
-
-
-def _readme(card: dict[str, Any]) -> str:
-    train, held = card["counts"]["train"], card["counts"]["eval"]
-    lines = [
-        f"# Dataset {card['id']}",
-        "",
-        f"Written {card['created_at']} from plan `{card['plan']['path']}`.",
-        f"Train: {train['rows']} rows ({train['tasks']} tasks, {train['date_range']}); "
-        f"eval: {held['rows']} rows ({held['tasks']} tasks, {held['date_range']}), all authored "
-        f"on or after {card['holdout']['boundary']}.",
-        f"Replay: {card['replay']['rows']} rows ({card['replay']['share_actual']:.0%}) from "
-        f"{', '.join(card['replay']['from']) or 'no earlier dataset'}.",
-        "",
-        "| filter | rows dropped |",
-        "| --- | --- |",
-        *(f"| {f['filter']} | {f['dropped']} |" for f in card["filters"]),
-        "",
-        "Rows per adapter/technique (train): "
-        + ", ".join(f"{k} {v}" for k, v in sorted(train["by_group"].items())),
-        "",
-        "SFT rows are conversational prompt-completion (loss on the completion only); DPO rows "
-        "are prompt/chosen/rejected. `meta` on every row names its adapter, technique, task, "
-        "repository, commit, authored date, source, domain and scores. sha256 of each file: "
-        "card.json.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def show_dataset(workspace: Workspace, dataset_id: str) -> dict[str, Any]:
