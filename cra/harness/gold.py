@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from cra.git import git_bytes
 from cra.harness.pyparse import Symbol
@@ -129,8 +130,8 @@ def diff_changes(repo_dir: Path, parent: str, sha: str) -> list[FileChange]:
                 continue
             a_start, a_len = int(match.group(1)), int(match.group(2) or b"1")
             b_start, b_len = int(match.group(3)), int(match.group(4) or b"1")
-            section["old_lines"].extend(range(a_start, a_start + a_len))  # type: ignore[union-attr]
-            section["new_lines"].extend(range(b_start, b_start + b_len))  # type: ignore[union-attr]
+            cast(list[int], section["old_lines"]).extend(range(a_start, a_start + a_len))
+            cast(list[int], section["new_lines"]).extend(range(b_start, b_start + b_len))
         elif section.get("in_hunks"):
             continue  # a removed "-- x" line looks like a header: never read it as one
         elif line.startswith(b"new file mode"):

@@ -22,6 +22,7 @@ paths to the same verdicts.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sqlite3
@@ -346,7 +347,8 @@ def mine_history(
     sizes = patch_sizes(repo_dir, need_diff)
     result = MineResult(repo_name, len(history), 0, 0)
     verdicts = [
-        (facts, judge(facts, limits, patch_chars=lambda f=facts: sizes[f.sha])) for facts in todo
+        (facts, judge(facts, limits, patch_chars=functools.partial(sizes.__getitem__, facts.sha)))
+        for facts in todo
     ]
     with transaction(conn):
         record_commits(conn, repo_id, verdicts)
@@ -553,7 +555,7 @@ def slow_verdicts(repo_dir: Path, limits: Limits) -> dict[str, Verdict]:
     verdicts: dict[str, Verdict] = {}
     for commit in Repository(str(repo_dir)).traverse_commits():
         facts, patch = _pydriller_facts(commit)
-        verdicts[facts.sha] = judge(facts, limits, patch_chars=lambda p=patch: p)
+        verdicts[facts.sha] = judge(facts, limits, patch_chars=functools.partial(int, patch))
     return verdicts
 
 
@@ -562,4 +564,7 @@ def fast_verdicts(repo_dir: Path, limits: Limits) -> dict[str, Verdict]:
     history = scan_history(repo_dir)
     survivors = [f.sha for f in history if judge(f, limits, patch_chars=lambda: -1).qualified]
     sizes = patch_sizes(repo_dir, survivors)
-    return {f.sha: judge(f, limits, patch_chars=lambda f=f: sizes[f.sha]) for f in history}
+    return {
+        f.sha: judge(f, limits, patch_chars=functools.partial(sizes.__getitem__, f.sha))
+        for f in history
+    }

@@ -128,7 +128,7 @@ def _record_of(n: int, line: bytes) -> dict[str, object]:
         if isinstance(value, str):
             # Lone surrogates (from file names that are not UTF-8) cannot be stored.
             record[name] = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        elif not 0 <= value < REPORT_MAX_NUMBER:
+        elif isinstance(value, NUMBER) and not 0 <= value < REPORT_MAX_NUMBER:
             raise BadReport(f"report line {n} ({kind}): {name} is out of range")
     if record["kind"] == "test" and record["outcome"] not in OUTCOMES:
         raise BadReport(f"report line {n}: unknown outcome {str(record['outcome'])[:40]!r}")

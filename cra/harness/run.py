@@ -222,7 +222,7 @@ def process_commit(
             temperatures=options.temperatures,
             max_tokens=config.settings.llm.max_tokens,
         )
-    gold = Gold.build([(f["path"], f["old_path"]) for f in gold_files], gold_symbols)
+    gold = Gold.build([(str(f["path"]), f["old_path"]) for f in gold_files], gold_symbols)
     weights = Weights(
         config.settings.score.weight_files,
         config.settings.score.weight_symbols,

@@ -23,7 +23,8 @@ def changed_test_paths(repo_dir: Path, parent: str, sha: str) -> tuple[list[str]
     (present at the commit, deleted by it)."""
     out = git("diff-tree", "-r", "-z", "--no-renames", "--name-status", parent, sha, cwd=repo_dir)
     fields = out.split("\0")
-    present, deleted = [], []
+    present: list[str] = []
+    deleted: list[str] = []
     for status, path in zip(fields[0::2], fields[1::2], strict=False):
         if not path or not is_test_path(path):
             continue

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
-_state = {"file": None, "tests": {}}
+_state: dict[str, Any] = {"file": None, "tests": {}}
 
 
 def _write(record):
