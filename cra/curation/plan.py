@@ -165,6 +165,94 @@ def build_plan(workspace: Workspace, settings: PlanSettings | None = None) -> di
     return plan_from(candidates, stages, counts, settings, failures.invalid_plans)
 
 
+def _technique_entry(
+    adapter: str, technique: str, candidates: Candidates, boundary: int | None, min_examples: int
+) -> dict[str, Any]:
+    """Whether the plan trains `adapter` with `technique`, from what, and why."""
+    rows = [r for r in candidates.rows if r.group == (adapter, technique)]
+    train = sum(1 for r in rows if boundary is not None and r.authored_ts < boundary)
+    held = sum(1 for r in rows if boundary is not None and r.authored_ts >= boundary)
+    sources = Counter(r.source for r in rows)
+    skipped = candidates.skipped.get(f"{adapter}/{technique}", Counter())
+    if boundary is None:
+        why = "not enough data: fewer than two distinct commit dates to split by time"
+    elif train < min_examples:
+        unit = "pairs" if technique == "dpo" else "rows"
+        why = (
+            f"not enough data: {train} train {unit} before the holdout boundary, "
+            f"need {min_examples}"
+        )
+    elif held == 0:
+        why = "not enough data: no eval rows after the holdout boundary"
+    else:
+        why = None
+    if why and skipped:
+        top = ", ".join(f"{k} ×{v}" for k, v in skipped.most_common(2))
+        why += f" (tasks without rows: {top})"
+    return {
+        "technique": technique,
+        "train": why is None,
+        "data": TECHNIQUE_SOURCES[(adapter, technique)],
+        "sources": dict(sources),
+        "estimated_examples": {"train": train, "eval": held},
+        "skipped": dict(skipped),
+        "reason": why or "enough data",
+    }
+
+
+def _adapter_entry(
+    adapter: str,
+    entries: list[dict[str, Any]],
+    stage_view: dict[str, dict[str, Any]],
+    min_examples: int,
+) -> dict[str, Any]:
+    """The plan's entry for `adapter`: its stage's weakness, priority and techniques."""
+    stage = STAGE_OF[adapter]
+    view = stage_view.get(stage) if stage else None
+    trainable = [e for e in entries if e["train"]]
+    volume = max((e["estimated_examples"]["train"] for e in trainable), default=0)
+    weakness = view["weakness"] if view else None
+    # Volume: a weak stage with little data gains less from a round than one with
+    # plenty; full weight from 4x min_examples train rows.
+    priority = (
+        None if weakness is None else round(weakness * min(1.0, volume / (4 * min_examples)), 4)
+    )
+    reason = "; ".join(f"{e['technique']}: {e['reason']}" for e in entries)
+    return {
+        "name": adapter,
+        "stage": stage,
+        "train": bool(trainable),
+        "weakness": weakness,
+        "priority": priority,
+        "metric": view,
+        "techniques": entries,
+        "reason": "enough data" if trainable else reason,
+    }
+
+
+def _cap_warnings(domains: Counter[str], setting: float, cap: float) -> list[str]:
+    """The warning that too few domains make the cap equal shares, if they do."""
+    if not domains or cap <= setting:
+        return []
+    return [
+        f"only {len(domains)} domain(s) ({', '.join(sorted(domains))}): the "
+        f"{setting:.0%} domain cap needs at least "
+        f"{round(1 / setting)}; capped at equal shares ({cap:.0%}) "
+        "instead. Add repositories from other domains."
+    ]
+
+
+def _ranked(adapters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Trainable first, then by priority (weakness weighed by data volume; stages with
+    no logged metric after the measured ones), then name; each with its rank."""
+    adapters.sort(
+        key=lambda a: (not a["train"], a["priority"] is None, -(a["priority"] or 0.0), a["name"])
+    )
+    for rank, entry in enumerate(adapters, start=1):
+        entry["rank"] = rank
+    return adapters
+
+
 def plan_from(
     candidates: Candidates,
     stages: dict[str, StageMetrics],
@@ -177,86 +265,16 @@ def plan_from(
     boundary = holdout_boundary(times, settings.eval_share)
     domains = Counter(r.domain for r in candidates.rows)
     cap = effective_cap(settings.domain_cap, len(domains))
-    warnings = []
-    if domains and cap > settings.domain_cap:
-        warnings.append(
-            f"only {len(domains)} domain(s) ({', '.join(sorted(domains))}): the "
-            f"{settings.domain_cap:.0%} domain cap needs at least "
-            f"{round(1 / settings.domain_cap)}; capped at equal shares ({cap:.0%}) "
-            "instead. Add repositories from other domains."
-        )
     stage_view = {s: _weakness(m, settings.targets[s]) for s, m in stages.items()}
-    adapters: list[dict[str, Any]] = []
-    reasons: dict[str, str] = {}
+    adapters = []
     for adapter, techniques in ADAPTERS.items():
-        entries = []
-        for technique in techniques:
-            rows = [r for r in candidates.rows if r.group == (adapter, technique)]
-            train = sum(1 for r in rows if boundary is not None and r.authored_ts < boundary)
-            held = sum(1 for r in rows if boundary is not None and r.authored_ts >= boundary)
-            sources = Counter(r.source for r in rows)
-            skipped = candidates.skipped.get(f"{adapter}/{technique}", Counter())
-            if boundary is None:
-                why = "not enough data: fewer than two distinct commit dates to split by time"
-            elif train < settings.min_examples:
-                unit = "pairs" if technique == "dpo" else "rows"
-                why = (
-                    f"not enough data: {train} train {unit} before the holdout boundary, "
-                    f"need {settings.min_examples}"
-                )
-            elif held == 0:
-                why = "not enough data: no eval rows after the holdout boundary"
-            else:
-                why = None
-            if why and skipped:
-                top = ", ".join(f"{k} ×{v}" for k, v in skipped.most_common(2))
-                why += f" (tasks without rows: {top})"
-            entries.append(
-                {
-                    "technique": technique,
-                    "train": why is None,
-                    "data": TECHNIQUE_SOURCES[(adapter, technique)],
-                    "sources": dict(sources),
-                    "estimated_examples": {"train": train, "eval": held},
-                    "skipped": dict(skipped),
-                    "reason": why or "enough data",
-                }
-            )
-        stage = STAGE_OF[adapter]
-        view = stage_view.get(stage) if stage else None
-        trainable = [e for e in entries if e["train"]]
-        volume = max((e["estimated_examples"]["train"] for e in trainable), default=0)
-        weakness = view["weakness"] if view else None
-        # Volume: a weak stage with little data gains less from a round than one with
-        # plenty; full weight from 4x min_examples train rows.
-        priority = (
-            None
-            if weakness is None
-            else round(weakness * min(1.0, volume / (4 * settings.min_examples)), 4)
-        )
-        if not trainable:
-            reasons[adapter] = "; ".join(f"{e['technique']}: {e['reason']}" for e in entries)
-        adapters.append(
-            {
-                "name": adapter,
-                "stage": stage,
-                "train": bool(trainable),
-                "weakness": weakness,
-                "priority": priority,
-                "metric": view,
-                "techniques": entries,
-                "reason": "enough data" if trainable else reasons[adapter],
-            }
-        )
+        entries = [
+            _technique_entry(adapter, t, candidates, boundary, settings.min_examples)
+            for t in techniques
+        ]
+        adapters.append(_adapter_entry(adapter, entries, stage_view, settings.min_examples))
     if not any(a["train"] for a in adapters):
-        raise NotEnoughData(reasons)
-    # Rank: trainable first, then by priority (weakness weighed by data volume; stages
-    # with no logged metric after the measured ones), then name.
-    adapters.sort(
-        key=lambda a: (not a["train"], a["priority"] is None, -(a["priority"] or 0.0), a["name"])
-    )
-    for rank, entry in enumerate(adapters, start=1):
-        entry["rank"] = rank
+        raise NotEnoughData({a["name"]: a["reason"] for a in adapters})
     eval_tasks = (
         len({r.task_id for r in candidates.rows if r.authored_ts >= boundary}) if boundary else 0
     )
@@ -278,8 +296,8 @@ def plan_from(
         "domains": dict(domains),
         "stages": stage_view,
         "failures": {"invalid_plans": invalid_plans or {}},
-        "adapters": adapters,
-        "warnings": warnings,
+        "adapters": _ranked(adapters),
+        "warnings": _cap_warnings(domains, settings.domain_cap, cap),
     }
 
 
