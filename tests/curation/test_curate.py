@@ -21,8 +21,17 @@ from cra.fsutil import sha256_file
 from cra.harness.plan import parse_plan
 from cra.workspace import Workspace, init_workspace
 
-META_KEYS = {"adapter", "technique", "task_id", "repo", "commit", "authored_at", "source",
-             "scores", "domain"}  # fmt: skip
+META_KEYS = {
+    "adapter",
+    "technique",
+    "task_id",
+    "repo",
+    "commit",
+    "authored_at",
+    "source",
+    "scores",
+    "domain",
+}
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -58,12 +67,19 @@ def test_time_split_and_provenance(make_log) -> None:
         else:
             assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
     groups = Counter((r["meta"]["adapter"], r["meta"]["technique"]) for r in train)
-    assert set(groups) == {("scope", "sft"), ("precision", "sft"), ("planning", "sft"),
-                           ("planning", "dpo"), ("task-analysis", "sft")}  # fmt: skip
+    assert set(groups) == {
+        ("scope", "sft"),
+        ("precision", "sft"),
+        ("planning", "sft"),
+        ("planning", "dpo"),
+        ("task-analysis", "sft"),
+    }
     # Gold scope answers are the files the commit changed.
     with closing(ws.raw_db()) as conn:
-        gold = {r[0]: [f["path"] for f in json.loads(r[1])]
-                for r in conn.execute("SELECT task_id, gold_files FROM tasks")}  # fmt: skip
+        gold = {
+            r[0]: [f["path"] for f in json.loads(r[1])]
+            for r in conn.execute("SELECT task_id, gold_files FROM tasks")
+        }
         registered = conn.execute("SELECT * FROM training_datasets WHERE id = 'd1'").fetchone()
     for row in train:
         if row["meta"]["adapter"] == "scope":
@@ -73,8 +89,14 @@ def test_time_split_and_provenance(make_log) -> None:
     assert card["counts"]["train"]["rows"] == len(train)
     assert card["counts"]["eval"]["rows"] == len(held)
     assert sum(card["counts"]["train"]["by_source"].values()) == len(train)
-    assert set(card["counts"]["train"]["by_domain"]) <= {"web", "cli", "data", "parsing",
-                                                         "testing", "ml"}  # fmt: skip
+    assert set(card["counts"]["train"]["by_domain"]) <= {
+        "web",
+        "cli",
+        "data",
+        "parsing",
+        "testing",
+        "ml",
+    }
     hashes = json.loads(registered["sha256"])
     for name in ("train.jsonl", "eval.jsonl", "card.json", "README.md"):
         assert hashes[name] == sha256_file(result.path / name)
@@ -95,8 +117,11 @@ def test_exact_and_near_duplicates_are_removed_and_counted(make_log) -> None:
     assert filters["near-duplicate"]["dropped"] >= 3 * 4
     for original, copy in log.exact_duplicates + log.near_duplicates:
         for adapter in ("scope", "precision", "task-analysis"):
-            kept = [r for r in rows if r["meta"]["adapter"] == adapter
-                    and r["meta"]["task_id"] in (original, copy)]  # fmt: skip
+            kept = [
+                r
+                for r in rows
+                if r["meta"]["adapter"] == adapter and r["meta"]["task_id"] in (original, copy)
+            ]
             assert len(kept) == 1, (adapter, original, copy)
     # No two rows left share a prompt and answer.
     keys = Counter(
@@ -128,8 +153,13 @@ def test_replay_comes_from_the_previous_dataset_which_stays_untouched(
     with closing(ws.raw_db()) as conn:  # a later harness campaign: newer commits
         from datetime import UTC, datetime
 
-        build_synthetic_log(conn, tasks_per_repo=5, start=datetime(2025, 1, 1, tzinfo=UTC),
-                            teacher_model="teacher-large", seed=7)  # fmt: skip
+        build_synthetic_log(
+            conn,
+            tasks_per_repo=5,
+            start=datetime(2025, 1, 1, tzinfo=UTC),
+            teacher_model="teacher-large",
+            seed=7,
+        )
     _, second, train, held = plan_and_curate(ws, "d2", "p2.json")
     assert {p.name: sha256_file(p) for p in first.path.iterdir()} == before
     replay = [r for r in train if r["meta"]["source"] == "replay"]
@@ -142,11 +172,13 @@ def test_replay_comes_from_the_previous_dataset_which_stays_untouched(
         assert row["meta"]["replay_of"] == "d1"
         assert json.dumps({**row, "meta": None}, sort_keys=True) in originals
     # Fresh rows never repeat what d1 trained on.
-    trained = {(r["meta"]["adapter"], r["meta"]["technique"], r["meta"]["task_id"])
-               for r in first_train}  # fmt: skip
+    trained = {
+        (r["meta"]["adapter"], r["meta"]["technique"], r["meta"]["task_id"]) for r in first_train
+    }
     fresh = [r for r in train + held if r["meta"]["source"] != "replay"]
-    assert not trained & {(r["meta"]["adapter"], r["meta"]["technique"], r["meta"]["task_id"])
-                          for r in fresh}  # fmt: skip
+    assert not trained & {
+        (r["meta"]["adapter"], r["meta"]["technique"], r["meta"]["task_id"]) for r in fresh
+    }
     assert max(r["meta"]["authored_at"] for r in train) < min(
         r["meta"]["authored_at"] for r in held
     )
@@ -166,9 +198,11 @@ def test_dpo_pairs_respect_the_margin(make_log) -> None:
             scores = row["meta"]["scores"]
             assert scores["chosen"] - scores["rejected"] >= margin
             ids = (row["meta"]["chosen_plan_id"], row["meta"]["rejected_plan_id"])
-            got = dict(conn.execute(
-                "SELECT plan_id, alignment FROM plan_scores WHERE plan_id IN (?, ?)", ids
-            ).fetchall())  # fmt: skip
+            got = dict(
+                conn.execute(
+                    "SELECT plan_id, alignment FROM plan_scores WHERE plan_id IN (?, ?)", ids
+                ).fetchall()
+            )
             assert got[ids[0]] == scores["chosen"] and got[ids[1]] == scores["rejected"]
             assert row["chosen"][0]["content"] != row["rejected"][0]["content"]
             parse_plan(row["chosen"][0]["content"])  # the chosen answer is a valid plan
@@ -180,8 +214,13 @@ def test_not_enough_data_writes_no_plan(make_log) -> None:
     ws, _ = make_log(tasks_per_repo=1)
     with pytest.raises(NotEnoughData, match="not enough data") as info:
         build_plan(ws)
-    assert set(info.value.reasons) == {"scope", "precision", "task-analysis", "planning",
-                                       "execute-code"}  # fmt: skip
+    assert set(info.value.reasons) == {
+        "scope",
+        "precision",
+        "task-analysis",
+        "planning",
+        "execute-code",
+    }
     out = CliRunner().invoke(cli, ["-w", str(ws.root), "train-plan"])
     assert out.exit_code == 1
     assert "not enough data" in out.output
@@ -264,6 +303,7 @@ def test_cli_end_to_end_json(make_log) -> None:
     assert out.exit_code == 0, out.output
     card = json.loads(out.output)
     assert Path(card["path"]).is_dir() and card["id"].startswith("ds-")
-    out = runner.invoke(cli, ["-w", str(ws.root), "curate-data", "--plan", str(path),
-                              "--out", "bad/id"])  # fmt: skip
+    out = runner.invoke(
+        cli, ["-w", str(ws.root), "curate-data", "--plan", str(path), "--out", "bad/id"]
+    )
     assert out.exit_code == 2 and "invalid dataset ID" in out.output

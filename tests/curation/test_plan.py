@@ -34,10 +34,13 @@ def rows(adapter: str, count: int, step: int = 1) -> list[Row]:
 
 def test_weakness_gap_decline_and_volume_rank_the_adapters() -> None:
     settings = PlanSettings(
-        eval_share=0.2, replay_share=0.15, domain_cap=0.2, min_examples=10,
+        eval_share=0.2,
+        replay_share=0.15,
+        domain_cap=0.2,
+        min_examples=10,
         targets={"scope": 0.9, "precision": 0.8, "planning": 0.8, "execute": 0.6},
         options=CurateOptions(),
-    )  # fmt: skip
+    )
     stages = {
         "scope": metrics("scope", [(10, 0.8), (10, 0.8)]),  # gap 0.1, flat
         "precision": metrics("precision", [(10, 0.9), (10, 0.5)]),  # gap 0.1, falling 0.4

@@ -52,12 +52,17 @@ def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
         assert patch.startswith("diff --git")
         # The gold patch applies to the parent and touches the gold files only.
         work = tmp_path / task.sha[:8]
-        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(work), task.parent_sha],
-                       cwd=clone, check=True)  # fmt: skip
-        subprocess.run(["git", "apply", "--check", "-"], input=patch, text=True, cwd=work,
-                       check=True)  # fmt: skip
-        changed = {line.split(" b/")[-1] for line in patch.splitlines()
-                   if line.startswith("diff --git")}  # fmt: skip
+        subprocess.run(
+            ["git", "worktree", "add", "-q", "--detach", str(work), task.parent_sha],
+            cwd=clone,
+            check=True,
+        )
+        subprocess.run(
+            ["git", "apply", "--check", "-"], input=patch, text=True, cwd=work, check=True
+        )
+        changed = {
+            line.split(" b/")[-1] for line in patch.splitlines() if line.startswith("diff --git")
+        }
         assert changed <= {f["path"] for f in task.gold_files}
         assert "Files to change" in row.record["prompt"][-1]["content"]
     planning = [r for r in got.rows if r.adapter == "planning"]
@@ -68,8 +73,11 @@ def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
         assert [s.file for s in plan.steps] == [f["path"] for f in task.gold_files]
         assert row.record["meta"]["scores"]["alignment"] == 1.0
         assert row.record["meta"]["source"] == "gold"
-    scope = {r.task_id: json.loads(r.record["completion"][0]["content"])
-             for r in got.rows if r.adapter == "scope"}  # fmt: skip
+    scope = {
+        r.task_id: json.loads(r.record["completion"][0]["content"])
+        for r in got.rows
+        if r.adapter == "scope"
+    }
     assert all(scope[t.task_id] == [f["path"] for f in t.gold_files] for t in tasks)
 
 
@@ -79,13 +87,22 @@ def test_gold_plan_orders_steps_dependency_first() -> None:
     from cra.harness.plan import validate_plan
 
     task = TaskRecord(
-        "r@1", "r", "d", "1" * 40, "0" * 40, "2024-01-01T00:00:00+00:00", 0,
-        "Use the new parser in the CLI", "Use the new parser in the CLI",
+        "r@1",
+        "r",
+        "d",
+        "1" * 40,
+        "0" * 40,
+        "2024-01-01T00:00:00+00:00",
+        0,
+        "Use the new parser in the CLI",
+        "Use the new parser in the CLI",
         ({"path": "src/cli.py", "old_path": None}, {"path": "src/parse.py", "old_path": None}),
-        ({"path": "src/cli.py", "qualname": "main", "change": "modified"},
-         {"path": "src/parse.py", "qualname": "parse", "change": "added"}),
+        (
+            {"path": "src/cli.py", "qualname": "main", "change": "modified"},
+            {"path": "src/parse.py", "qualname": "parse", "change": "added"},
+        ),
         ("tests/test_cli.py",),
-    )  # fmt: skip
+    )
     plan = validate_plan(gold_plan(task, {"src/cli.py": {"src/parse.py"}}))
     assert [(s.id, s.file, s.depends_on) for s in plan.steps] == [
         (1, "src/parse.py", ()),

@@ -31,14 +31,22 @@ def test_sft_and_dpo_train_on_the_files(make_log, tiny_model_dir: Path, tmp_path
         picked = data["train"].filter(
             lambda r: r["meta"]["adapter"] == adapter and r["meta"]["technique"] == technique
         )
-        columns = ["prompt", "completion"] if technique == "sft" else ["prompt", "chosen",
-                                                                       "rejected"]  # fmt: skip
+        columns = (
+            ["prompt", "completion"] if technique == "sft" else ["prompt", "chosen", "rejected"]
+        )
         return picked.select_columns(columns)
 
     sft = rows("scope", "sft")
     assert sft.num_rows > 0
-    common = dict(max_steps=2, per_device_train_batch_size=2, report_to=[], use_cpu=True,
-                  save_strategy="no", logging_steps=1, max_length=4096)  # fmt: skip
+    common = dict(
+        max_steps=2,
+        per_device_train_batch_size=2,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        logging_steps=1,
+        max_length=4096,
+    )
     model = transformers.AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     trainer = trl.SFTTrainer(
         model=model,
