@@ -12,7 +12,7 @@ from click.core import ParameterSource
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import reconcile, writing
-from cra.commands.options import json_option
+from cra.commands.options import json_option, unsafe_option
 from cra.commands.output import echo_safe
 from cra.text import printable
 
@@ -108,6 +108,10 @@ def _progress(message: str) -> None:
     help="Replace an existing package of that name (with --corpus: re-pack, not skip).",
 )
 @json_option("With --corpus: print the table as JSON.")
+@unsafe_option(
+    "Build dependencies' sdists with no sandbox when none is available (unsafe: their "
+    "setup.py runs on this machine)."
+)
 @pass_context
 def pack_command(
     ctx: Context,
@@ -128,6 +132,7 @@ def pack_command(
     install_mode: str,
     replace: bool,
     as_json: bool,
+    unsafe: bool,
 ) -> None:
     """Pack SOURCE (a local git repository or a URL) as repos/NAME/ with every wheel it
     needs, one environment per era of its history; or, with --corpus FILE, every
@@ -181,6 +186,7 @@ def pack_command(
         single_env=single_env,
         install_mode=install_mode,
         replace=replace,
+        unsafe_no_sandbox=unsafe,
     )
     with writing(ctx, "cra repo pack") as workspace:
         result = pack(workspace, source, options, echo=echo_safe)

@@ -40,7 +40,7 @@ from cra.tools import ToolError, pip_argv, run_tool, tool_env, uv_binary
 from cra.workspace import Workspace
 
 BUILDER_VERSION = 3
-BUILD_SCRIPT_DIR = Path(__file__).resolve().parent / "project_build"
+BUILD_SCRIPT_DIR = Path(__file__).resolve().parents[1] / "project_build"
 """Holds the script a sandboxed build step runs; the sandbox shows it read-only."""
 BUILD_SCRIPT = BUILD_SCRIPT_DIR / "cra_build_project.py"
 MARKER = "cra-env.json"

@@ -22,6 +22,7 @@ from cra.repos.fetch import WheelFetcher
 from cra.repos.layout import RepoPackage, require_package
 from cra.repos.manifest import Environment, Manifest, Wheel, load_manifest, write_manifest
 from cra.repos.resolve import Resolver, stamp, tools_date
+from cra.repos.sdist import BuildSandbox, SdistBuilder
 from cra.repos.signing import sign_package, workspace_key
 from cra.repos.verify import stamp_verified
 from cra.workspace import Workspace
@@ -60,6 +61,14 @@ def adjust_era(
         for pin in env.requirements
     ]
     uv_cache = workspace.harness_dir / "uv-cache"
+    builder = SdistBuilder(
+        workspace.harness_dir / "adjust" / name / "built",
+        python=manifest.python,
+        find_links=None,
+        use_index=True,
+        uv_cache=uv_cache,
+        sandbox=BuildSandbox.from_settings(workspace.config.settings.validate, allow_unsafe=False),
+    )
     resolver = Resolver(
         python=manifest.python,
         workdir=workspace.harness_dir / "adjust" / name,
@@ -67,6 +76,7 @@ def adjust_era(
         use_index=True,
         uv_cache=uv_cache,
         own_tools=(),
+        builder=builder,
     )
     fetcher = WheelFetcher(
         package.packages_dir,
@@ -74,6 +84,7 @@ def adjust_era(
         find_links=None,
         use_index=True,
         uv_cache=uv_cache,
+        builder=builder,
     )
     later = {dist: stamp(at) for dist in sorted(wanted)}
     before = {p.name for p in package.packages_dir.iterdir()}

@@ -30,6 +30,7 @@ from cra.repos.resolve import (
     stamp,
     tools_date,
 )
+from cra.sandbox import SandboxUnavailable
 
 Echo = Callable[[str], None]
 
@@ -138,6 +139,8 @@ class EraPacker:
         while len(tried) < MAX_ATTEMPTS:
             try:
                 pins, files = self.try_bounds(era, reqs, bounds)
+            except SandboxUnavailable:
+                raise  # no later bound helps: an sdist cannot be built anywhere safe
             except CraError as exc:
                 error = explain(exc, reqs)
                 tried.append(f"{bounds.describe()}: failed: {error}")

@@ -36,6 +36,7 @@ from cra.repos.layout import RepoPackage, check_name, package_path, register_rep
 from cra.repos.manifest import Environment, Manifest, Wheel, write_manifest
 from cra.repos.requirements import GitTree, RequirementSet, detect_layout, read_requirements
 from cra.repos.resolve import Resolver, requirement_names
+from cra.repos.sdist import BuildSandbox, SdistBuilder
 from cra.repos.signing import sign_package, workspace_key
 from cra.repos.testneeds import config_needs, era_config_trees
 from cra.repos.wheels import platform_tag
@@ -63,6 +64,7 @@ class PackOptions:
     single_env: bool = False
     install_mode: str = "auto"
     replace: bool = False
+    unsafe_no_sandbox: bool = False
 
 
 @dataclass
@@ -259,12 +261,24 @@ def pack(
                 "found no test command: no pytest configuration and no test files",
                 hint='give one with --test-cmd, e.g. --test-cmd "python -m pytest tests"',
             )
+        builder = SdistBuilder(
+            tmp / "built",
+            python=python,
+            find_links=find_links,
+            use_index=use_index,
+            uv_cache=uv_cache,
+            sandbox=BuildSandbox.from_settings(
+                workspace.config.settings.validate, allow_unsafe=options.unsafe_no_sandbox
+            ),
+            say=say,
+        )
         fetcher = WheelFetcher(
             staged.packages_dir,
             python=python,
             find_links=find_links,
             use_index=use_index,
             uv_cache=uv_cache,
+            builder=builder,
         )
         resolver = Resolver(
             python=python,
@@ -273,6 +287,7 @@ def pack(
             use_index=use_index,
             uv_cache=uv_cache,
             own_tools=harness_reqs,
+            builder=builder,
         )
         packer = EraPacker(
             resolver, fetcher, eras, datetime.now(UTC), not options.single_env, find_links, say

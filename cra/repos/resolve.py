@@ -15,6 +15,11 @@ Two kinds of requirement meet in every environment:
 An era that still cannot be resolved, or whose pins cannot be fetched as wheels, is
 retried with the next later bound (its neighbour's end, then the next, and finally no
 bound); each attempt is recorded. Only when every attempt fails is the era unusable.
+
+uv resolves with `--no-build`: it never runs an sdist's `setup.py` or backend on the host
+to learn its metadata. A package it finds only as an sdist is built into a wheel in the
+sandbox first (`cra.repos.sdist`: the newest sdist within the package's bound and the
+requirements' specifiers), and the resolution is run again with that wheel in reach.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from cra.errors import CraError
 from cra.repos.requirements import RequirementSet
+from cra.repos.sdist import SdistBuilder
 from cra.repos.wheels import parse_pin
 from cra.tools import ToolError, run_tool, tool_env, uv_binary
 
@@ -93,6 +100,7 @@ class Resolver:
         use_index: bool,
         uv_cache: Path,
         own_tools: tuple[str, ...],
+        builder: SdistBuilder | None = None,
     ) -> None:
         uv = uv_binary()
         if uv is None:
@@ -104,6 +112,7 @@ class Resolver:
         self.use_index = use_index
         self.uv_cache = uv_cache
         self.own_tools = own_tools
+        self.builder = builder
         self._tool_pins: dict[str, dict[str, str]] = {}
 
     def tools_bound(self, era_bound: datetime | None) -> datetime | None:
@@ -202,12 +211,65 @@ class Resolver:
         overrides: list[str] | None = None,
     ) -> list[str]:
         """`uv pip compile` of `requirements`; `name==version` lines, or ResolveError.
-        `overrides` replace whatever the requirements say of those packages."""
+        `overrides` replace whatever the requirements say of those packages. A package
+        found only as an sdist is built in the sandbox, then the resolution runs again."""
+        tried: set[str] = set()
+        while True:
+            try:
+                return self._compile(
+                    requirements, constraints, where, bound, per_package, overrides
+                )
+            except ResolveError as exc:
+                wanted = needs_build(str(exc))
+                if self.builder is None or not wanted:
+                    raise
+                new = self._build_sdists(
+                    wanted, [*requirements, *constraints], bound, per_package, tried
+                )
+                if not new:
+                    raise
+
+    def _build_sdists(
+        self,
+        names: set[str],
+        requirements: list[str],
+        bound: datetime | None,
+        per_package: dict[str, str],
+        tried: set[str],
+    ) -> list[str]:
+        """Build, in the sandbox, the newest sdist of each of `names` not yet tried that its
+        bound and the requirements allow; the pins built."""
+        if self.builder is None:
+            return []
+        built = []
+        for name in sorted(names):
+            own = per_package.get(name)
+            moment = None if own == "false" else (parse_stamp(own) if own else bound)
+            sdist = self.builder.choose(name, moment, specifier_of(name, requirements))
+            if sdist is None or sdist.pin in tried:
+                continue
+            tried.add(sdist.pin)
+            self.builder.build(sdist)
+            built.append(sdist.pin)
+        return built
+
+    def _compile(
+        self,
+        requirements: list[str],
+        constraints: list[str],
+        where: Path,
+        bound: datetime | None,
+        per_package: dict[str, str],
+        overrides: list[str] | None,
+    ) -> list[str]:
+        """One `uv pip compile --no-build` run."""
         where.mkdir(parents=True, exist_ok=True)
         infile = where / "requirements.in"
         infile.write_text("\n".join(requirements) + "\n", encoding="utf-8")
         argv = [str(self.uv), "pip", "compile", str(infile), "--python-version", self.python]
-        argv += ["--no-header", "--no-annotate", "--quiet"]
+        argv += ["--no-header", "--no-annotate", "--quiet", "--no-build"]
+        if self.builder is not None:
+            argv += ["--find-links", str(self.builder.out_dir)]
         if overrides:
             ofile = where / "overrides.txt"
             ofile.write_text("\n".join(overrides) + "\n", encoding="utf-8")
@@ -236,6 +298,36 @@ class Resolver:
                     hint="a direct URL or path requirement cannot be packed; drop it",
                 )
         return pins
+
+
+NEEDS_BUILD = (
+    re.compile(r"Wheels are required for `([^`]+)` because building from source is disabled"),
+    re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:[=<>!~]=?[^\s,]+)? has no usable wheels"),
+    re.compile(r"all versions of ([A-Za-z0-9][A-Za-z0-9._-]*) have no usable wheels"),
+)
+
+
+def needs_build(message: str) -> set[str]:
+    """The packages a `--no-build` resolution found only as sdists (canonical names)."""
+    return {canonicalize_name(m) for rx in NEEDS_BUILD for m in rx.findall(message)}
+
+
+def specifier_of(name: str, requirements: list[str]) -> SpecifierSet:
+    """What `requirements` allow of package `name` (every specifier naming it, joined)."""
+    spec = SpecifierSet()
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) == name:
+            spec &= req.specifier
+    return spec
+
+
+def parse_stamp(text: str) -> datetime:
+    """A timestamp written by :func:`stamp`, back as a datetime."""
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def requirement_names(reqs: RequirementSet) -> list[str]:

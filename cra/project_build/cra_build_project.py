@@ -1,12 +1,13 @@
-"""Build the project in one commit's tree: run inside the sandbox by the environment's
+"""Build a project's wheel from its tree: run inside the sandbox by an environment's
 interpreter, never on the host. It imports nothing of cra (cra is not visible there).
 
 usage: python cra_build_project.py TREE SITE MODE [PYTHONPATH_ENTRY ...]
 
 The project's PEP 517 backend, installed in the environment as a wheel, builds a wheel
-of TREE with no isolation and no network; the wheel is unpacked into SITE. In editable
-mode, each file the build made that the tree lacks (a compiled extension, a generated
-version file) is copied next to the tree's own sources, so the tree's code imports it.
+of TREE with no isolation and no network. In `wheel` mode (a dependency's sdist, at pack
+time) the wheel is left in SITE; otherwise it is unpacked into SITE. In editable mode,
+each file the build made that the tree lacks (a compiled extension, a generated version
+file) is copied next to the tree's own sources, so the tree's code imports it.
 """
 
 import importlib
@@ -75,6 +76,10 @@ def main(argv):
     entries = argv[4:]
     os.chdir(tree)
     sys.path.insert(0, tree)
+    if mode == "wheel":
+        name = load_backend(tree).build_wheel(site)
+        print(f"cra-build-project: built {name}")
+        return 0
     out = tempfile.mkdtemp(prefix="cra-wheel-")
     name = load_backend(tree).build_wheel(out)
     with zipfile.ZipFile(os.path.join(out, name)) as wheel:
