@@ -300,9 +300,9 @@ def _covers(
     for paths, ro in ((writable, False), (readonly, True)):
         for p in paths:
             real = os.path.realpath(p)
-            top = unreachable_parent(Path(real))
-            if top is not None:
-                groups.setdefault(str(top), []).append((real, ro))
+            private = unreachable_parent(Path(real))
+            if private is not None:
+                groups.setdefault(str(private), []).append((real, ro))
     plan = []
     for top, wanted in sorted(groups.items()):
         shown: list[tuple[str, bool]] = []
@@ -352,15 +352,14 @@ def unshare_argv(
     lines += [f"exec {fd}<{q(top)}" for fd, (top, _) in enumerate(plan, start=3)]
     tmp_fd = 3 + len(plan)
     if tmp_mb is not None:
-        lines += [f"exec {tmp_fd}<{SANDBOX_TMP}",
-                  f"mount -t tmpfs -o size={tmp_mb}m,mode=1777 cra-tmp {SANDBOX_TMP} "
-                  f"|| fail {SANDBOX_TMP}"]  # fmt: skip
+        mount_tmp = f"mount -t tmpfs -o size={tmp_mb}m,mode=1777 cra-tmp {SANDBOX_TMP}"
+        lines += [f"exec {tmp_fd}<{SANDBOX_TMP}", f"{mount_tmp} || fail {SANDBOX_TMP}"]
         tops = [top for top, _ in plan]
         for real, ro in _shown_under(SANDBOX_TMP, writable, readonly, tops):
             lines.append(_bind_step(f"/proc/self/fd/{tmp_fd}{real[len(SANDBOX_TMP) :]}", real, ro))
     for fd, (top, shown) in enumerate(plan, start=3):
-        lines += [f"mkdir -p {q(top)} || fail {q(top)}",
-                  f"mount -t tmpfs -o mode=0755 cra-private {q(top)} || fail {q(top)}"]  # fmt: skip
+        mount_top = f"mount -t tmpfs -o mode=0755 cra-private {q(top)}"
+        lines += [f"mkdir -p {q(top)} || fail {q(top)}", f"{mount_top} || fail {q(top)}"]
         for real, ro in shown:
             lines.append(_bind_step(f"/proc/self/fd/{fd}{real[len(top) :]}", real, ro))
     lines += [f"exec {fd}<&-" for fd in range(3, tmp_fd + (tmp_mb is not None))]
@@ -413,8 +412,8 @@ def probe(isolation: str, uid: int | None) -> str | None:
     if key in _PROBED:
         return _PROBED[key]
     if tool is None:
-        why = binary.problem if binary is not None else "not installed"
-        _PROBED[key] = f"{isolation}: {why}"
+        missing = binary.problem if binary is not None else "not installed"
+        _PROBED[key] = f"{isolation}: {missing}"
         return _PROBED[key]
     why: str | None = None
     # The unshare probe reaches a folder under a private one, as a run must (an
@@ -559,8 +558,10 @@ def run_sandboxed(
     try:
         if slot.uid != uid:
             prepare_owned(writable, slot.uid)
-        return _run(argv, isolation, cwd, writable, readonly, env, limits, logs, slot.uid,
-                    enforce, tuple(pass_fds))  # fmt: skip
+        fds = tuple(pass_fds)
+        return _run(
+            argv, isolation, cwd, writable, readonly, env, limits, logs, slot.uid, enforce, fds
+        )
     finally:
         if slot.uid != uid:
             prepare_owned(writable, uid)  # the caller's files stay the configured uid's
@@ -577,11 +578,13 @@ def _command(
     tmp_mb: int,
 ) -> list[str]:
     if isolation == "bwrap":
-        return bwrap_argv(argv, cwd=cwd, writable=writable, readonly=readonly, uid=uid,
-                          tmp_mb=tmp_mb)  # fmt: skip
+        return bwrap_argv(
+            argv, cwd=cwd, writable=writable, readonly=readonly, uid=uid, tmp_mb=tmp_mb
+        )
     if isolation == "unshare":
-        return unshare_argv(argv, uid=uid, cwd=cwd, writable=writable, readonly=readonly,
-                            tmp_mb=tmp_mb)  # fmt: skip
+        return unshare_argv(
+            argv, uid=uid, cwd=cwd, writable=writable, readonly=readonly, tmp_mb=tmp_mb
+        )
     return list(argv)
 
 
@@ -777,8 +780,8 @@ def _proc_table() -> list[_Proc]:
             owner = os.stat(entry.path).st_uid
         except (OSError, IndexError):
             continue
-        table.append(_Proc(int(entry.name), int(fields[1]), int(fields[2]), int(fields[3]),
-                           owner, fields[0] == b"Z"))  # fmt: skip
+        ppid, group, session = int(fields[1]), int(fields[2]), int(fields[3])
+        table.append(_Proc(int(entry.name), ppid, group, session, owner, fields[0] == b"Z"))
     return table
 
 
