@@ -86,7 +86,7 @@ def adjust_era(
         uv_cache=uv_cache,
         builder=builder,
     )
-    later = {dist: stamp(at) for dist in sorted(wanted)}
+    later: dict[str, str] = {dist: stamp(at) for dist in sorted(wanted)}
     before = {p.name for p in package.packages_dir.iterdir()}
     try:
         pins = resolver.compile(requirements, [], resolver.workdir / env.id, None, later)

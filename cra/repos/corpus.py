@@ -22,7 +22,7 @@ from typing import Any
 
 from cra.errors import CraError, UsageError
 from cra.repos.layout import check_name, package_path
-from cra.repos.pack import SUPPORTED_PYTHONS, PackOptions, pack
+from cra.repos.pack import SUPPORTED_PYTHONS, PackOptions, PackResult, pack
 from cra.workspace import Workspace
 
 Echo = Callable[[str], None]
@@ -277,13 +277,19 @@ def load_corpus(path: Path) -> Corpus:
     return Corpus(path, entries)
 
 
-def _counts(commits: int, manifest: Any) -> dict[str, int]:
-    return {
-        "commits": commits,
-        "environments": len(manifest.environments),
-        "unusable_environments": sum(1 for e in manifest.environments if not e.usable),
-        "wheels": len(manifest.wheels),
-    }
+def _packed(name: str, source: str, result: PackResult) -> PackOutcome:
+    """The outcome of an entry that packed, with its counters."""
+    manifest = result.manifest
+    return PackOutcome(
+        name,
+        source,
+        "ok",
+        commits=result.commits,
+        environments=len(manifest.environments),
+        unusable_environments=sum(1 for e in manifest.environments if not e.usable),
+        wheels=len(manifest.wheels),
+        seconds=result.seconds,
+    )
 
 
 def pack_corpus(
@@ -325,15 +331,7 @@ def pack_corpus(
             say(f"{head}: ok, {result.commits} commits, {len(m.wheels)} wheels")
             for warning in result.warnings:
                 say(f"  warning: {one_line(warning)}")
-            outcomes.append(
-                PackOutcome(
-                    name,
-                    entry.source,
-                    "ok",
-                    seconds=result.seconds,
-                    **_counts(result.commits, m),
-                )
-            )
+            outcomes.append(_packed(name, entry.source, result))
             continue
         say(f"{head}: failed: {error}")
         outcomes.append(

@@ -188,8 +188,11 @@ def _tar_manifest_sha(archive: tarfile.TarFile, members: list[tarfile.TarInfo]) 
             stream = archive.extractfile(member)
             if stream is None:
                 return None
+            digest = hashlib.sha256()
             with stream:
-                return hashlib.file_digest(stream, "sha256").hexdigest()
+                for chunk in iter(lambda: stream.read(1 << 20), b""):
+                    digest.update(chunk)
+            return digest.hexdigest()
     return None
 
 

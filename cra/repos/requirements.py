@@ -343,10 +343,10 @@ def read_requirements(
         if extra in done:
             continue
         done.add(extra)
-        lines = list(optional.get(extra, []))
+        wanted_lines = list(optional.get(extra, []))
         if extra in cfg_extras:
-            lines += [x for x in cfg_extras[extra].splitlines() if x.strip()]
-        for line in lines:
+            wanted_lines += [x for x in cfg_extras[extra].splitlines() if x.strip()]
+        for line in wanted_lines:
             nested = _self_extras(line, name)
             if nested is not None:
                 wanted.extend(nested)

@@ -18,6 +18,7 @@ import re
 import shlex
 import sys
 import tomllib
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -214,7 +215,7 @@ def _from_conftest(tree: GitTree, path: str, local: set[str]) -> list[Need]:
     return needs
 
 
-def config_needs(tree: GitTree, known: set[str]) -> list[Need]:
+def config_needs(tree: GitTree, known: AbstractSet[str]) -> list[Need]:
     """Distributions the commit's test configuration needs that are not in `known`
     (canonical names of the requirements already read), each with its reason."""
     needs: list[Need] = []
