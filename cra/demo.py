@@ -8,6 +8,8 @@ Each step says what it did; re-running reuses what exists.
 from __future__ import annotations
 
 import re
+import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
@@ -63,10 +65,11 @@ def _pack_sample(workspace: Workspace, source: Path, echo: Echo) -> None:
     if (workspace.repos_dir / SAMPLE_NAME / "manifest.json").exists():
         echo(f"  repos/{SAMPLE_NAME} already packed")
         return
-    wheels: Path | None = workspace.root / "sources" / "wheelhouse"
+    wheelhouse = workspace.root / "sources" / "wheelhouse"
+    wheels: Path | None = wheelhouse
     try:
-        build_wheelhouse(wheels)
-        echo(f"  wheelhouse of pytest and friends at {wheels} (rebuilt from installed copies)")
+        build_wheelhouse(wheelhouse)
+        echo(f"  wheelhouse of pytest and friends at {wheelhouse} (rebuilt from installed copies)")
     except CraError as exc:
         echo(f"  no local wheelhouse ({exc}); resolving from the package index")
         wheels = None
@@ -92,14 +95,16 @@ def _build_sample_env(workspace: Workspace, echo: Echo) -> None:
 
 
 def _mine(workspace: Workspace, echo: Echo) -> None:
-    from cra.harness.mine import mine_repo
+    from cra.harness.mine import STAGES, mine_repo
 
-    data = mine_repo(workspace, SAMPLE_NAME).as_dict()
-    echo(f"  {data['commits_in']} commits in, {data['qualified']} qualifying "
-         f"({data['yield_pct']}%)")  # fmt: skip
-    for stage, n in data["dropped"].items():  # type: ignore[union-attr]
-        reasons = ", ".join(f"{r} ×{c}" for r, c in data["reasons"][stage].items())  # type: ignore[index]
-        echo(f"  dropped at {stage:<10} {n:>4}  {reasons}")
+    result = mine_repo(workspace, SAMPLE_NAME)
+    data = result.as_dict()
+    qualifying = f"{data['qualified']} qualifying ({data['yield_pct']}%)"
+    echo(f"  {data['commits_in']} commits in, {qualifying}")
+    for stage in STAGES:
+        top = result.reasons.get(stage, Counter()).most_common(5)
+        reasons = ", ".join(f"{r} ×{c}" for r, c in top)
+        echo(f"  dropped at {stage:<10} {result.dropped.get(stage, 0):>4}  {reasons}")
 
 
 def _plan(workspace: Workspace, echo: Echo) -> None:
@@ -181,10 +186,12 @@ def _set_config(workspace: Workspace, section: str, values: dict[str, str]) -> W
     from cra.config import render_value
     from cra.workspace import open_workspace
 
+    values_now = workspace.config.values
     changed = {
-        key: literal for key, literal in values.items()
-        if render_value(workspace.config.values[f"{section}.{key}"]) != literal
-    }  # fmt: skip
+        key: literal
+        for key, literal in values.items()
+        if render_value(values_now[f"{section}.{key}"]) != literal
+    }
     if not changed:
         return workspace
     config = workspace.root / "cra.toml"
@@ -239,13 +246,14 @@ def _adapters(workspace: Workspace, echo: Echo) -> None:
             ),
         )
         m = result.metrics
-        echo(f"  cra train: {result.version.ref} candidate, {steps} steps, loss "
-             f"{m['first_loss']:.2f} -> {m['last_loss']:.2f}, {m['tokens_per_s']:.0f} tokens/s "
-             f"({result.backend}, 4-bit NF4 base)")  # fmt: skip
+        loss = f"loss {m['first_loss']:.2f} -> {m['last_loss']:.2f}"
+        speed = f"{m['tokens_per_s']:.0f} tokens/s ({result.backend}, 4-bit NF4 base)"
+        echo(f"  cra train: {result.version.ref} candidate, {steps} steps, {loss}, {speed}")
         ref = result.version.ref
         metrics = evaluate(workspace, ref, max_new_tokens=16)
-        echo(f"  cra adapter eval {ref}: file recall {metrics['metrics']['file_recall']:.2f} "
-             f"(base model {metrics['base_metrics']['file_recall']:.2f})")  # fmt: skip
+        recall = metrics["metrics"]["file_recall"]
+        base_recall = metrics["base_metrics"]["file_recall"]
+        echo(f"  cra adapter eval {ref}: file recall {recall:.2f} (base model {base_recall:.2f})")
         return ref
 
     first = train(24, 5e-3)
@@ -255,8 +263,8 @@ def _adapters(workspace: Workspace, echo: Echo) -> None:
     move = promote(workspace, second)
     echo(f"  cra adapter promote {second}: active, v{move.from_version} retired")
     move = rollback(workspace, DEMO_ADAPTER, reason="demo")
-    echo(f"  cra adapter rollback {DEMO_ADAPTER}: v{move.to_version} active again, "
-         f"v{move.from_version} kept on disk")  # fmt: skip
+    kept = f"v{move.from_version} kept on disk"
+    echo(f"  cra adapter rollback {DEMO_ADAPTER}: v{move.to_version} active again, {kept}")
     weak = train(1, 1e-5)
     try:
         promote(workspace, weak)
@@ -269,9 +277,6 @@ DEMO_PROMPT = "Fix ZeroDivisionError in mean when the list is empty"
 
 def _serve(workspace: Workspace, echo: Echo) -> None:
     """Serve the tiny model with its active adapters and send one request per stage."""
-    from cra.config import STAGES
-    from cra.llm.client import LLMClient
-    from cra.llm.routing import make_router
     from cra.serving.process import free_port
     from cra.serving.server import start_server, stop_server, vllm_python
     from cra.serving.state import running_state
@@ -293,23 +298,35 @@ def _serve(workspace: Workspace, echo: Echo) -> None:
         state, server = started.state, started.server
     echo(f"  cra serve: listening on {state.base_url}, loaded {', '.join(sorted(state.loaded))}")
     try:
-        with closing(workspace.raw_db()) as raw, LLMClient(
-            endpoint=state.base_url, model=state.served_model, conn=raw,
-            router=make_router(workspace),
-        ) as client:  # fmt: skip
-            for stage in STAGES:
-                done = client.complete(
-                    stage=stage, messages=[{"role": "user", "content": DEMO_PROMPT}],
-                    max_tokens=8, temperature=0.0,
-                )  # fmt: skip
-                served = f"adapter {done.model}" if done.adapter else "the base model"
-                echo(f"  {stage:<14} -> {served}, {done.completion_tokens} tokens, "
-                     f"logged as llm_calls #{done.call_id}")  # fmt: skip
+        with closing(workspace.raw_db()) as raw:
+            _ask_each_stage(workspace, state.base_url, state.served_model, raw, echo)
     finally:
         if server is not None:
-            server.stop()  # type: ignore[attr-defined]
+            server.stop()
             stop_server(workspace)
             echo("  cra serve stop: stopped")
+
+
+def _ask_each_stage(
+    workspace: Workspace, base_url: str, served_model: str, raw: sqlite3.Connection, echo: Echo
+) -> None:
+    """One request per stage through the router; say which model answered each."""
+    from cra.config import STAGES
+    from cra.llm.client import LLMClient
+    from cra.llm.routing import make_router
+
+    router = make_router(workspace)
+    with LLMClient(endpoint=base_url, model=served_model, conn=raw, router=router) as client:
+        for stage in STAGES:
+            done = client.complete(
+                stage=stage,
+                messages=[{"role": "user", "content": DEMO_PROMPT}],
+                max_tokens=8,
+                temperature=0.0,
+            )
+            served = f"adapter {done.model}" if done.adapter else "the base model"
+            logged = f"logged as llm_calls #{done.call_id}"
+            echo(f"  {stage:<14} -> {served}, {done.completion_tokens} tokens, {logged}")
 
 
 def run_demo(path: Path, *, echo: Echo) -> Workspace:
@@ -335,8 +352,10 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     _validate(workspace, echo)
     echo("[8] training plan and dataset from the logs (cra train-plan, cra curate-data)")
     _curate(workspace, echo)
-    echo("[9] train adapters on the tiny model, evaluate, promote, roll back (cra train, "
-         "cra adapter)")  # fmt: skip
+    echo(
+        "[9] train adapters on the tiny model, evaluate, promote, roll back "
+        "(cra train, cra adapter)"
+    )
     _adapters(workspace, echo)
     echo("[10] serve the tiny model with its active adapter; one request per stage (cra serve)")
     _serve(workspace, echo)
