@@ -2,6 +2,9 @@
 
 Resolution order: an explicit `--workspace`, then `$CRA_HOME`, then the nearest parent
 of the current directory holding `cra.toml`, then the current directory.
+
+The workspace sits one floor above `cra.db`: it knows where the databases live and opens
+them with the workspace's settings; `cra.db` never imports the workspace.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cra.config import CONFIG_NAME, Config, default_config_text, load_config
+from cra.db import open_curated, open_raw
 from cra.errors import WorkspaceError
 
 FOLDERS: tuple[str, ...] = ("repos", "db", "harness", "planning", "training", "adapters")
@@ -102,8 +106,6 @@ class Workspace:
         Once the workspace has packages, an existing but empty `raw.db` is an error
         (DatabaseError), never silently a new database; so is one that is not SQLite.
         """
-        from cra.db import open_raw
-
         return open_raw(
             self.raw_db_path,
             busy_timeout_ms=self.config.settings.db.busy_timeout_ms,
@@ -112,9 +114,9 @@ class Workspace:
 
     def curated_db(self) -> sqlite3.Connection:
         """Open `curated.db`, creating or upgrading its schema."""
-        from cra.db import open_curated
-
-        return open_curated(self.curated_db_path, busy_timeout_ms=self.config.settings.db.busy_timeout_ms)
+        return open_curated(
+            self.curated_db_path, busy_timeout_ms=self.config.settings.db.busy_timeout_ms
+        )
 
 
 def open_workspace(explicit: Path | None = None) -> Workspace:
