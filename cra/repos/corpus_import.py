@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from cra.errors import CraError, UsageError
 from cra.fsutil import sha256_file
@@ -160,8 +161,7 @@ def _tar_source(path: Path) -> ExportSource | None:
                 ignored.append(member.name)
             continue
         groups.setdefault(parts[0], []).append(member)
-    with_manifest = [n for n, ms in groups.items() if any(_top(m.name)[1:] == ("manifest.json",)
-                                                          for m in ms)]  # fmt: skip
+    with_manifest = [n for n, ms in groups.items() if any(_is_manifest(m) for m in ms)]
     if index_member is None and len(with_manifest) < 2:
         return None
     for name in sorted(set(groups) - set(index) - set(with_manifest)):
@@ -182,17 +182,27 @@ def open_export(path: Path) -> ExportSource | None:
     return None
 
 
+def _is_manifest(member: tarfile.TarInfo) -> bool:
+    """Whether `member` is a package's top-level `manifest.json` (NAME/manifest.json)."""
+    return _top(member.name)[1:] == ("manifest.json",)
+
+
+def _sha256_of(stream: IO[bytes]) -> str:
+    """The sha256 of what `stream` holds, read in chunks."""
+    digest = hashlib.sha256()
+    while chunk := stream.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _tar_manifest_sha(archive: tarfile.TarFile, members: list[tarfile.TarInfo]) -> str | None:
     for member in members:
-        if _top(member.name)[1:] == ("manifest.json",) and member.isfile():
+        if _is_manifest(member) and member.isfile():
             stream = archive.extractfile(member)
             if stream is None:
                 return None
-            digest = hashlib.sha256()
             with stream:
-                for chunk in iter(lambda: stream.read(1 << 20), b""):
-                    digest.update(chunk)
-            return digest.hexdigest()
+                return _sha256_of(stream)
     return None
 
 

@@ -137,10 +137,8 @@ def clone_ref(source: str, dest: Path, ref: str | None) -> tuple[str, str]:
     git("init", "-q", "--template=", str(dest), cwd=dest.parent)
     try:
         advertised = git("ls-remote", "--symref", source, "HEAD", cwd=dest)
-        git(
-            "fetch", "-q", "--no-tags", "--no-write-fetch-head", source,
-            "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", cwd=dest,
-        )  # fmt: skip
+        refspecs = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
+        git("fetch", "-q", "--no-tags", "--no-write-fetch-head", source, *refspecs, cwd=dest)
     except GitError as exc:
         raise UsageError(f"cannot clone {source}: {exc}", hint="check the path or URL") from None
     default = _advertised_head(advertised) or "main"

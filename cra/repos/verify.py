@@ -214,10 +214,8 @@ def _config_problems(repo_dir: Path) -> list[str]:
         return ["repo/.git/config is missing"]
     try:
         # --git-dir names no repository: git reads this one file and nothing else.
-        listing = git_bytes(
-            f"--git-dir={os.devnull}", "config", "--file", str(config), "--no-includes",
-            "--null", "--list", cwd=repo_dir,
-        )  # fmt: skip
+        read_config = ("config", "--file", str(config), "--no-includes", "--null", "--list")
+        listing = git_bytes(f"--git-dir={os.devnull}", *read_config, cwd=repo_dir)
     except GitError as exc:
         return [f"repo/.git/config is unreadable: {exc}"]
     problems: list[str] = []
