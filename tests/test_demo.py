@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cra.cli import cli
-from tests.conftest import vllm_python
+from tests.helpers import vllm_python
 
 
 def test_demo_runs_twice(tmp_path: Path) -> None:

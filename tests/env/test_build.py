@@ -11,36 +11,12 @@ import pytest
 from click.testing import CliRunner
 
 from cra.cli import cli
-from cra.env.build import MARKER, BuiltEnv, MissingRequirement, build_env
+from cra.env.build import MARKER, MissingRequirement, build_env
 from cra.errors import ChecksumMismatch
-from cra.git import git_bytes
 from cra.repos.manifest import load_manifest, write_manifest
 from cra.workspace import Workspace
+from tests.env.helpers import checkout, run_tests
 from tests.helpers import wheel_of
-
-
-def checkout(packed: Path, dest: Path) -> Path:
-    """The head tree of a package's clone, exported to `dest`."""
-    import io
-    import tarfile
-
-    dest.mkdir()
-    data = git_bytes("archive", "--format=tar", "HEAD", cwd=packed / "repo")
-    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-        archive.extractall(dest, filter="data")
-    return dest
-
-
-def run_tests(env: BuiltEnv, tree: Path) -> subprocess.CompletedProcess[str]:
-    """The project's test command in `env`, on the checkout `tree`."""
-    return subprocess.run(
-        env.test_argv("-q", "-p", "no:cacheprovider"),
-        cwd=tree,
-        env=env.run_env(tree),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def test_build_then_reuse_and_run_the_tests(

@@ -16,7 +16,7 @@ import cra
 from cra.env.build import build_env
 from cra.fixtures.history import ProjectRepo
 from cra.workspace import init_workspace
-from tests.env.test_build import checkout, run_tests
+from tests.env.helpers import checkout, run_tests
 from tests.helpers import trust_key
 from tests.repos.helpers import export_tar
 
