@@ -107,8 +107,9 @@ class BuiltEnv:
         `PYTHONPATH` by `run_env`), or None when the mode needs no build (pythonpath)."""
         if not self.needs_build:
             return None
-        argv = (str(self.python), "-I", str(BUILD_SCRIPT), str(Path(checkout).absolute()),
-                str(Path(site).absolute()), self.mode, *self.pythonpath)  # fmt: skip
+        script = (str(self.python), "-I", str(BUILD_SCRIPT))
+        where = (str(Path(checkout).absolute()), str(Path(site).absolute()))
+        argv = (*script, *where, self.mode, *self.pythonpath)
         return BuildStep(argv, Path(site), (BUILD_SCRIPT_DIR,))
 
     def run_env(

@@ -51,17 +51,27 @@ def hostile_repo(path: Path, marker: Path) -> tuple[Path, str]:
     commit's own tree is built)."""
     path.mkdir(parents=True)
     git(path, "init", "-q", "-b", "main")
-    commit(path, "Start the project", {
-        "setup.py": SETUP_PY.format(marker=str(marker)),
-        "hostile/__init__.py": "",
-        "hostile/LEVEL.txt": "1\n",
-        "hostile/core.py": "def double(x):\n    return x * 2\n",
-        "tests/test_core.py": TESTS.format(level=1),
-        "pytest.ini": "[pytest]\ntestpaths = tests\n",
-    }, 1)  # fmt: skip
-    fix = commit(path, "Raise the level of the generated module to two", {
-        "hostile/LEVEL.txt": "2\n",
-        "hostile/core.py": "def double(x):\n    # two, the level\n    return x + x\n",
-        "tests/test_core.py": TESTS.format(level=2),
-    }, 2)  # fmt: skip
+    commit(
+        path,
+        "Start the project",
+        {
+            "setup.py": SETUP_PY.format(marker=str(marker)),
+            "hostile/__init__.py": "",
+            "hostile/LEVEL.txt": "1\n",
+            "hostile/core.py": "def double(x):\n    return x * 2\n",
+            "tests/test_core.py": TESTS.format(level=1),
+            "pytest.ini": "[pytest]\ntestpaths = tests\n",
+        },
+        1,
+    )
+    fix = commit(
+        path,
+        "Raise the level of the generated module to two",
+        {
+            "hostile/LEVEL.txt": "2\n",
+            "hostile/core.py": "def double(x):\n    # two, the level\n    return x + x\n",
+            "tests/test_core.py": TESTS.format(level=2),
+        },
+        2,
+    )
     return path, fix

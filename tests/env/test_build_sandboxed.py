@@ -69,13 +69,18 @@ def test_env_build_never_runs_setup_py_on_the_host(workspace: Workspace, hostile
     assert not list(site.glob("hostile*")) and not list(site.glob("__editable__*"))
     # The probe is live: run on the host, this setup.py leaves its mark.
     repo = workspace.repos_dir / "hostile" / "repo"
-    setup_py = subprocess.run(["git", "-C", str(repo), "show", "HEAD:setup.py"], check=True,
-                              capture_output=True, text=True).stdout  # fmt: skip
+    setup_py = subprocess.run(
+        ["git", "-C", str(repo), "show", "HEAD:setup.py"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     (marker.parent / "setup.py").write_text(setup_py)
     (marker.parent / "hostile").mkdir()
     (marker.parent / "hostile" / "LEVEL.txt").write_text("1\n")
-    subprocess.run([sys.executable, "setup.py", "--name"], cwd=marker.parent, check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "setup.py", "--name"], cwd=marker.parent, check=True, capture_output=True
+    )
     assert marker.read_text().startswith("setup.py ran")
 
 
@@ -136,19 +141,31 @@ def test_build_step_makes_the_commit_tree_importable_with_metadata(
     prepare_owned([tree, site], uid)
     interpreter = Path(built.python).resolve().parents[1]
     ran = run_sandboxed(
-        step.argv, isolation=isolation, cwd=tree, writable=[tree, site],
+        step.argv,
+        isolation=isolation,
+        cwd=tree,
+        writable=[tree, site],
         readonly=[built.path, interpreter, *step.readonly],
-        env={**built.run_env(tree, base={"PATH": "/usr/bin:/bin", "HOME": str(tree),
-                                         "TMPDIR": str(site)}, site=site)},
+        env={
+            **built.run_env(
+                tree,
+                base={"PATH": "/usr/bin:/bin", "HOME": str(tree), "TMPDIR": str(site)},
+                site=site,
+            )
+        },
         limits=Limits(wall_s=120, memory_mb=4096, max_processes=256, cpu_s=120),
-        logs=tmp_path / "logs", uid=uid,
-    )  # fmt: skip
+        logs=tmp_path / "logs",
+        uid=uid,
+    )
     assert ran.returncode == 0, ran.stderr_tail
     assert not marker.exists()
     assert (tree / "hostile" / "_generated.py").read_text() == "LEVEL = 2\n"
     code = "import importlib.metadata as m, hostile; print(m.version('hostile'), hostile.__file__)"
     out = subprocess.run(
-        [str(built.python), "-c", code], capture_output=True, text=True,
-        env=built.run_env(tree, site=site), check=True,
-    ).stdout.split()  # fmt: skip
+        [str(built.python), "-c", code],
+        capture_output=True,
+        text=True,
+        env=built.run_env(tree, site=site),
+        check=True,
+    ).stdout.split()
     assert out == ["1.0", str(tree / "hostile" / "__init__.py")]

@@ -50,8 +50,12 @@ def cra_offline(workspace: Path, *args: str, timeout: float = 600) -> subprocess
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
     return subprocess.run(
         ["unshare", "-n", sys.executable, "-m", "cra", "-w", str(workspace), *args],
-        env=env, capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def flip_byte(path: Path) -> None:

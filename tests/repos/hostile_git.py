@@ -72,10 +72,20 @@ def plant_via_commondir(gitdir: Path, markers: Path) -> None:
 def add_index(worktree: Path) -> None:
     """Give a clone an index of its HEAD (what makes git consult `core.fsmonitor`)."""
     subprocess.run(
-        ["git", "-c", "core.fsmonitor=false", "-c", f"core.hooksPath={os.devnull}", "read-tree",
-         "HEAD"],
-        cwd=worktree, env={**os.environ, **ENV}, check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "git",
+            "-c",
+            "core.fsmonitor=false",
+            "-c",
+            f"core.hooksPath={os.devnull}",
+            "read-tree",
+            "HEAD",
+        ],
+        cwd=worktree,
+        env={**os.environ, **ENV},
+        check=True,
+        capture_output=True,
+    )
 
 
 def markers_written(markers: Path) -> list[str]:

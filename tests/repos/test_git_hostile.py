@@ -168,8 +168,11 @@ def test_import_refuses_a_hostile_git_folder_and_writes_nothing(
 def test_a_fresh_package_is_a_plain_repository_with_core_settings_only(packed: Path) -> None:
     config = git("config", "--file", str(packed / "repo" / ".git" / "config"), "--list", cwd=packed)
     assert {line.split("=")[0] for line in config.splitlines()} <= {
-        "core.repositoryformatversion", "core.filemode", "core.bare", "core.logallrefupdates"
-    }  # fmt: skip
+        "core.repositoryformatversion",
+        "core.filemode",
+        "core.bare",
+        "core.logallrefupdates",
+    }
     assert verify_package(packed).ok
 
 
@@ -186,12 +189,21 @@ def hostile_repo(tmp_path: Path) -> tuple[Path, Path]:
     source = make_repo(
         tmp_path / "source",
         [
-            ("2024-01-01T12:00:00+00:00", {".gitattributes": ATTRIBUTES, "VERSION": "$Format:%H$\n",
-                                           "secret.txt": "kept\n", "app/core.py": "A = 1\n"}),
-            ("2024-01-02T12:00:00+00:00", {"app/core.py": "A = 2\n",
-                                           "tests/test_core.py": "def test_a():\n    pass\n"}),
+            (
+                "2024-01-01T12:00:00+00:00",
+                {
+                    ".gitattributes": ATTRIBUTES,
+                    "VERSION": "$Format:%H$\n",
+                    "secret.txt": "kept\n",
+                    "app/core.py": "A = 1\n",
+                },
+            ),
+            (
+                "2024-01-02T12:00:00+00:00",
+                {"app/core.py": "A = 2\n", "tests/test_core.py": "def test_a():\n    pass\n"},
+            ),
         ],
-    )  # fmt: skip
+    )
     clone = tmp_path / "clone"
     plain_git(tmp_path, "clone", "-q", str(source), str(clone))
     add_index(clone)
@@ -221,8 +233,9 @@ def test_every_git_read_of_mine_validate_gold_and_pack_runs_nothing(
     assert changed_test_paths(clone, parent, head) == (["tests/test_core.py"], [])
     assert "+A = 2" in gold_patch(clone, parent, head)
     assert [c.new_path for c in diff_changes(clone, parent, head)] == [
-        "app/core.py", "tests/test_core.py"
-    ]  # fmt: skip
+        "app/core.py",
+        "tests/test_core.py",
+    ]
     assert GitTree(clone, head).read("app/core.py") == "A = 2\n"
     assert len(split_eras(clone, head, months=6)) == 1
     git("fsck", "--no-dangling", cwd=clone)
@@ -245,8 +258,9 @@ def test_a_tree_is_exported_as_stored_whatever_its_attributes_say(
     only = tmp_path / "only"
     export_tree(clone, "HEAD", only, ["tests/test_core.py"])
     assert sorted(p.relative_to(only).as_posix() for p in only.rglob("*")) == [
-        "tests", "tests/test_core.py"
-    ]  # fmt: skip
+        "tests",
+        "tests/test_core.py",
+    ]
     assert markers_written(markers) == []
 
 

@@ -53,8 +53,14 @@ def test_pack_from_a_local_wheelhouse(
     # version the wheelhouse holds (whatever the registry served when it was installed).
     pins = wheel_pins(wheelhouse)
     assert [p.split("==")[0] for p in pins] == [
-        "iniconfig", "packaging", "pluggy", "pygments", "pytest", "pytest-timeout", "setuptools"
-    ]  # fmt: skip
+        "iniconfig",
+        "packaging",
+        "pluggy",
+        "pygments",
+        "pytest",
+        "pytest-timeout",
+        "setuptools",
+    ]
     assert list(env.requirements) == pins
     assert sorted(p.name for p in package.packages_dir.iterdir()) == sorted(env.wheels)
     assert result.wheels_copied == len(pins) == 7
