@@ -257,6 +257,35 @@ def validate_manifest(data: Any, path: Path | str = "manifest.json") -> Manifest
     if not PYTHON_RE.match(python):
         raise c.fail("python", f"must look like 3.X, got {python!r}")
     platform = c.get(data, "platform", str, "")
+    mode, pythonpath, env = _importable(c, data)
+    test = c.get(data, "test", dict, "")
+    c.get(test, "command", str, "test.")
+    for key in ("timeout_s", "per_test_timeout_s"):
+        value = c.get(test, key, (int, float), "test.")
+        if value <= 0:
+            raise c.fail(f"test.{key}", f"must be greater than 0, got {value!r}")
+    domain = c.get(data, "domain", str, "")
+    wheels, seen = _wheels(c, data)
+    envs = _environments(c, data, seen)
+    notes = c.strings(data, "notes", "") if "notes" in data else ()
+    return Manifest(
+        name=name,
+        source={k: source[k] for k in ("url", "ref", "head", "branch")},
+        python=python,
+        platform=platform,
+        importable={"mode": mode, "pythonpath": list(pythonpath), "env": dict(env)},
+        test=dict(test),
+        domain=domain,
+        environments=tuple(envs),
+        wheels=tuple(wheels),
+        created_at=created_at,
+        format_version=version,
+        notes=notes,
+    )
+
+
+def _importable(c: _Checker, data: dict[str, Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """`importable`: its mode, its `PYTHONPATH` entries (inside the checkout), its env."""
     importable = c.get(data, "importable", dict, "")
     mode = c.get(importable, "mode", str, "importable.")
     if mode not in MODES:
@@ -269,13 +298,11 @@ def validate_manifest(data: Any, path: Path | str = "manifest.json") -> Manifest
     for key, value in env.items():
         if not isinstance(value, str):
             raise c.fail(f"importable.env.{key}", "must be a string")
-    test = c.get(data, "test", dict, "")
-    c.get(test, "command", str, "test.")
-    for key in ("timeout_s", "per_test_timeout_s"):
-        value = c.get(test, key, (int, float), "test.")
-        if value <= 0:
-            raise c.fail(f"test.{key}", f"must be greater than 0, got {value!r}")
-    domain = c.get(data, "domain", str, "")
+    return mode, pythonpath, env
+
+
+def _wheels(c: _Checker, data: dict[str, Any]) -> tuple[list[Wheel], set[str]]:
+    """The wheel list, each named once with its size and sha256, and the names listed."""
     wheels: list[Wheel] = []
     seen: set[str] = set()
     for i, entry in enumerate(c.get(data, "wheels", list, "")):
@@ -295,6 +322,11 @@ def validate_manifest(data: Any, path: Path | str = "manifest.json") -> Manifest
         if not SHA_RE.match(sha):
             raise c.fail(f"{where}sha256", f"not a sha256: {sha!r}")
         wheels.append(Wheel(file, size, sha))
+    return wheels, seen
+
+
+def _environments(c: _Checker, data: dict[str, Any], seen: set[str]) -> list[Environment]:
+    """The environments (at least one), each with a unique id and wheels from the list."""
     envs: list[Environment] = []
     raw_envs = c.get(data, "environments", list, "")
     if not raw_envs:
@@ -328,21 +360,7 @@ def validate_manifest(data: Any, path: Path | str = "manifest.json") -> Manifest
                 collect=_collect(c, entry, where),
             )
         )
-    notes = c.strings(data, "notes", "") if "notes" in data else ()
-    return Manifest(
-        name=name,
-        source={k: source[k] for k in ("url", "ref", "head", "branch")},
-        python=python,
-        platform=platform,
-        importable={"mode": mode, "pythonpath": list(pythonpath), "env": dict(env)},
-        test=dict(test),
-        domain=domain,
-        environments=tuple(envs),
-        wheels=tuple(wheels),
-        created_at=created_at,
-        format_version=version,
-        notes=notes,
-    )
+    return envs
 
 
 def load_manifest(path: Path) -> Manifest:
