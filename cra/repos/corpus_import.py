@@ -236,6 +236,40 @@ def _mismatch(name: str, expected: str, actual: str | None) -> str:
     )
 
 
+def _present(workspace: Workspace, name: str, actual: str | None) -> ImportOutcome | None:
+    """The `present` outcome when the workspace already has a package `name`, else None;
+    it is never overwritten."""
+    local = package_path(workspace, name) if NAME_RE.match(name) else None
+    if local is None or not local.root.exists():
+        return None
+    same = local.manifest_path.is_file() and sha256_file(local.manifest_path) == actual
+    note = (
+        "the same package is already here"
+        if same
+        else "a different package of that name is already here; not overwritten"
+    )
+    return ImportOutcome(name, "present", note=note)
+
+
+def _listing_error(
+    export: ExportSource,
+    name: str,
+    is_tar: bool,
+    members: list[tarfile.TarInfo],
+    actual: str | None,
+) -> tuple[str | None, str | None]:
+    """Why the export's copy of `name` cannot be imported (error, hint), or (None, None)."""
+    listed = export.index.get(name)
+    if not is_tar and (export.path / name).is_symlink():
+        return f"{name} is a symlink, not a package folder", None
+    if (not is_tar and not (export.path / name).exists()) or (is_tar and not members):
+        return f"{name}: listed in {INDEX_NAME} but not in the export", None
+    if listed is not None and actual != listed.manifest_sha256:
+        hint = "the export was changed since it was written; export it again"
+        return _mismatch(name, listed.manifest_sha256, actual), hint
+    return None, None
+
+
 def import_export(
     workspace: Workspace, export: ExportSource, *, trust: Trust, echo: Echo | None = None
 ) -> ImportReport:
@@ -252,7 +286,6 @@ def import_export(
     try:
         for position, name in enumerate(export.packages, start=1):
             head = f"[{position}/{total}] {name}"
-            listed = export.index.get(name)
             if archive is not None:
                 members = export.members.get(name, [])
                 actual = _tar_manifest_sha(archive, members) if members else None
@@ -260,28 +293,12 @@ def import_export(
                 members = []
                 manifest = export.path / name / "manifest.json"
                 actual = sha256_file(manifest) if manifest.is_file() else None
-            local = package_path(workspace, name) if NAME_RE.match(name) else None
-            if local is not None and local.root.exists():
-                same = local.manifest_path.is_file() and sha256_file(local.manifest_path) == actual
-                note = (
-                    "the same package is already here"
-                    if same
-                    else "a different package of that name is already here; not overwritten"
-                )
-                say(f"{head}: present ({note})")
-                outcomes.append(ImportOutcome(name, "present", note=note))
+            present = _present(workspace, name, actual)
+            if present is not None:
+                say(f"{head}: present ({present.note})")
+                outcomes.append(present)
                 continue
-            error: str | None = None
-            hint: str | None = None
-            if archive is None and (export.path / name).is_symlink():
-                error = f"{name} is a symlink, not a package folder"
-            elif (archive is None and not (export.path / name).exists()) or (
-                archive is not None and not members
-            ):
-                error = f"{name}: listed in {INDEX_NAME} but not in the export"
-            elif listed is not None and actual != listed.manifest_sha256:
-                error = _mismatch(name, listed.manifest_sha256, actual)
-                hint = "the export was changed since it was written; export it again"
+            error, hint = _listing_error(export, name, archive is not None, members, actual)
             if error is None:
                 say(f"{head}: verifying and importing")
                 try:
