@@ -306,6 +306,46 @@ def _install(
         raise
 
 
+def _refuse_project_dir(project_dir: Path | None) -> None:
+    """No checkout is built on the host: a `project_dir` is a usage error."""
+    if project_dir is not None:
+        raise UsageError(
+            f"--project-dir {project_dir}: the project is never built on the host",
+            hint="each commit's tree is built inside the sandbox before its tests; "
+            "build the environment without --project-dir",
+        )
+
+
+def _usable_environment(manifest: Manifest, env_id: str | None, name: str) -> Environment:
+    """The environment `env_id` (the newest usable one when None); raise if it is unusable."""
+    env = manifest.environment(env_id)
+    if not env.usable:
+        raise CraError(
+            f"era {env.id} of {name} has no environment: {env.unusable}",
+            hint="re-pack it on a connected machine (cra repo pack --replace)",
+        )
+    return env
+
+
+def _marker(
+    built: BuiltEnv, manifest: Manifest, env: Environment, pins: list[str]
+) -> dict[str, object]:
+    """What the environment's marker file records: its key, inputs and build time."""
+    return {
+        "key": built.key,
+        "package": built.package,
+        "environment": env.id,
+        "installer": built.installer,
+        "python": built.python_version,
+        "mode": built.mode,
+        "requirements": pins,
+        "wheels": {f: manifest.wheel(f).sha256 for f in env.wheels},
+        "manifest_head": manifest.head,
+        "built_at": now_iso(),
+        "seconds": round(built.seconds, 3),
+    }
+
+
 def build_env(
     workspace: Workspace,
     name: str,
@@ -319,22 +359,12 @@ def build_env(
 
     Only wheels are installed; the project itself is built per commit in the sandbox
     (`BuiltEnv.build_step`), so `project_dir` is refused: no checkout is built here."""
-    if project_dir is not None:
-        raise UsageError(
-            f"--project-dir {project_dir}: the project is never built on the host",
-            hint="each commit's tree is built inside the sandbox before its tests; "
-            "build the environment without --project-dir",
-        )
+    _refuse_project_dir(project_dir)
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
     package = require_package(workspace, name)
     manifest = load_manifest(package.manifest_path)
-    env = manifest.environment(env_id)
-    if not env.usable:
-        raise CraError(
-            f"era {env.id} of {name} has no environment: {env.unusable}",
-            hint="re-pack it on a connected machine (cra repo pack --replace)",
-        )
+    env = _usable_environment(manifest, env_id, name)
     chosen, uv = _choose_installer(installer or workspace.config.settings.env.installer)
     interpreter = find_interpreter(manifest.python)
     python_version = _interpreter_version(interpreter)
@@ -382,20 +412,7 @@ def build_env(
             workspace.harness_dir / "uv-cache",
             name,
         )
-        built = result(False)
-        marker = {
-            "key": key,
-            "package": name,
-            "environment": env.id,
-            "installer": chosen,
-            "python": python_version,
-            "mode": mode,
-            "requirements": pins,
-            "wheels": {f: manifest.wheel(f).sha256 for f in env.wheels},
-            "manifest_head": manifest.head,
-            "built_at": now_iso(),
-            "seconds": round(built.seconds, 3),
-        }
+        marker = _marker(result(False), manifest, env, pins)
         atomic_write_text(venv / MARKER, json.dumps(marker, indent=2) + "\n")
         try:
             venv.rename(target)
