@@ -39,6 +39,7 @@ from cra.repos.resolve import Resolver, requirement_names
 from cra.repos.sdist import BuildSandbox, SdistBuilder
 from cra.repos.signing import sign_package, workspace_key
 from cra.repos.testneeds import config_needs, era_config_trees
+from cra.repos.verify import stamp_verified
 from cra.repos.wheels import platform_tag
 from cra.workspace import Workspace
 
@@ -358,8 +359,6 @@ def pack(
             domain=options.domain,
             manifest_sha256=sha256_file(package.manifest_path),
         )
-    from cra.repos.verify import stamp_verified
-
     stamp_verified(workspace, package)
     return PackResult(
         package=package,
