@@ -47,6 +47,7 @@ demo: $(STAMP) $(VLLM_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m cra.db.schema_doc --check
 
 test: lint $(VLLM_STAMP)

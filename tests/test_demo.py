@@ -18,7 +18,7 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "built sample repository" in first.output
     assert "20 commits" not in first.output  # the demo's sample has extra history
     assert (target / "sources" / "tally" / ".git").is_dir()
-    assert "raw.db schema v2: 1 repos, 0 commits, 0 tasks" in first.output
+    assert "raw.db schema v3: 1 repos, 0 commits, 0 tasks" in first.output
     assert "packed repos/tally: 80 commits" in first.output
     assert "no network" in first.output
     assert "qualifying" in first.output

@@ -7,6 +7,7 @@ from contextlib import closing
 
 import click
 
+from cra.adapters.registry import Version
 from cra.commands import Context, pass_context
 from cra.commands.options import json_option
 
@@ -21,7 +22,7 @@ def _num(value: object, spec: str) -> str:
     return format(value, spec) if isinstance(value, int | float) else str(value)
 
 
-def _metrics_line(version) -> str:  # type: ignore[no-untyped-def]
+def _metrics_line(version: Version) -> str:
     parts = []
     for key, result in sorted(version.eval_metrics.items()):
         shown = ", ".join(f"{m} {result['metrics'].get(m, 0):.3f}" for m in result["primary"])

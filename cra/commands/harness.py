@@ -6,12 +6,17 @@ import json
 from contextlib import closing
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
 from cra.commands.options import json_option, parse_date
+from cra.db.plans import PlannerAlignment, planner_alignments
 from cra.errors import UsageError
+from cra.harness.mine import RepoFunnel, funnel
 from cra.harness.reconcile import GONE_REASON
+from cra.harness.yields import RepoYield, verified_yield
 
 
 @click.group()
@@ -62,67 +67,71 @@ def mine(
 def status(ctx: Context, repo: str | None, as_json: bool) -> None:
     """The funnel of every mined repository, plan alignment per planner, and the
     verified yield of validation."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from cra.db.plans import planner_alignments
-    from cra.harness.mine import funnel
-    from cra.harness.yields import verified_yield
-
     workspace = ctx.workspace()
     with closing(workspace.raw_db()) as conn:
-        rows = [f.as_dict() for f in funnel(conn, repo)]
+        funnels = funnel(conn, repo)
         plans = planner_alignments(conn, repo)
-        validation = [v.as_dict() for v in verified_yield(conn, repo)]
-    alignment = [p.as_dict() for p in plans]
+        yields = verified_yield(conn, repo)
     if as_json:
-        click.echo(
-            json.dumps({"funnel": rows, "alignment": alignment, "validation": validation}, indent=2)
-        )
+        data = {
+            "funnel": [f.as_dict() for f in funnels],
+            "alignment": [p.as_dict() for p in plans],
+            "validation": [v.as_dict() for v in yields],
+        }
+        click.echo(json.dumps(data, indent=2))
         return
-    if not rows:
+    if not funnels:
         click.echo("no repository mined yet: run `cra harness mine --repo NAME`")
         return
+    console = Console()
+    console.print(_funnel_table(funnels))
+    for f in funnels:
+        _echo_reasons(console, f)
+    if plans:
+        console.print(_alignment_table(plans))
+    if yields:
+        console.print(_yield_table(yields))
+
+
+def _funnel_table(funnels: list[RepoFunnel]) -> Table:
     table = Table(title="commit funnel")
     for column in ("repo", "in", "structural", "message", "size", "tests", "qualifying", "yield"):
         table.add_column(column, justify="left" if column == "repo" else "right")
-    for row in rows:
-        d = row["dropped"]
-        table.add_row(
-            str(row["repo"]), str(row["commits_in"]),
-            *(str(d[s]) for s in ("structural", "message", "size", "tests")),  # type: ignore[index]
-            str(row["qualified"]), f"{row['yield_pct']}%",
-        )  # fmt: skip
-    console = Console()
-    console.print(table)
-    for row in rows:
-        for stage, reasons in row["reasons"].items():  # type: ignore[union-attr]
-            if reasons:
-                top = ", ".join(f"{r} ×{n}" for r, n in reasons.items())
-                console.print(f"  {row['repo']} {stage}: {top}", markup=False)
-        if row.get("gone"):
-            console.print(
-                f"  {row['repo']} {GONE_REASON}: {row['gone']} recorded commits are no longer "
-                "in the package's history (re-packed); they are never planned or validated",
-                markup=False,
-            )
-    if alignment:
-        plan_table = Table(title="plan alignment")
-        for column in ("repo", "planner", "plans", "invalid", "mean alignment"):
-            plan_table.add_column(column)
-        for a in alignment:
-            plan_table.add_row(
-                a["repo"], a["planner"], str(a["plans"]), str(a["invalid"]),
-                f"{a['mean_alignment']:.3f}",
-            )  # fmt: skip
-        console.print(plan_table)
-    if validation:
-        v_table = Table(title="validation (latest verdict per task)")
-        for column in ("repo", "validated", "verified", "yield", "verdicts"):
-            v_table.add_column(column)
-        for v in validation:
-            verdicts = ", ".join(f"{k} ×{n}" for k, n in v["verdicts"].items())  # type: ignore[attr-defined]
-            share = "n/a" if v["yield_pct"] is None else f"{v['yield_pct']}%"
-            v_table.add_row(str(v["repo"]), str(v["validated"]), str(v["verified"]), share,
-                            verdicts)  # fmt: skip
-        console.print(v_table)
+    for f in funnels:
+        dropped = (str(f.dropped[s]) for s in ("structural", "message", "size", "tests"))
+        table.add_row(f.repo, str(f.commits_in), *dropped, str(f.qualified), f"{f.yield_pct}%")
+    return table
+
+
+def _echo_reasons(console: Console, f: RepoFunnel) -> None:
+    for stage, reasons in f.reasons.items():
+        if reasons:
+            top = ", ".join(f"{r} ×{n}" for r, n in reasons.items())
+            console.print(f"  {f.repo} {stage}: {top}", markup=False)
+    if f.gone:
+        console.print(
+            f"  {f.repo} {GONE_REASON}: {f.gone} recorded commits are no longer "
+            "in the package's history (re-packed); they are never planned or validated",
+            markup=False,
+        )
+
+
+def _alignment_table(plans: list[PlannerAlignment]) -> Table:
+    table = Table(title="plan alignment")
+    for column in ("repo", "planner", "plans", "invalid", "mean alignment"):
+        table.add_column(column)
+    for a in plans:
+        mean = f"{a.mean_alignment:.3f}" if a.mean_alignment is not None else "n/a"
+        table.add_row(a.repo, a.planner, str(a.plans), str(a.invalid), mean)
+    return table
+
+
+def _yield_table(yields: list[RepoYield]) -> Table:
+    table = Table(title="validation (latest verdict per task)")
+    for column in ("repo", "validated", "verified", "yield", "verdicts"):
+        table.add_column(column)
+    for v in yields:
+        verdicts = ", ".join(f"{k} ×{n}" for k, n in v.verdicts.items())
+        share = "n/a" if v.yield_pct is None else f"{v.yield_pct}%"
+        table.add_row(v.repo, str(v.validated), str(v.verified), share, verdicts)
+    return table

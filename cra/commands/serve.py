@@ -40,7 +40,9 @@ def serve(
         return
     from cra.serving.server import start_server, stop_server
 
-    ctx: Context = click_ctx.find_object(Context)
+    ctx = click_ctx.find_object(Context)
+    if ctx is None:  # the group always runs under `cra`, which makes the context
+        raise click.UsageError("run it as `cra serve`")
     workspace = ctx.workspace()
     started = start_server(workspace, host=host, port=port, python=python, echo=click.echo)
     state, server = started.state, started.server
@@ -54,8 +56,8 @@ def serve(
         return
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        server.process.wait()  # type: ignore[attr-defined]
-        click.echo(f"vLLM exited with code {server.process.returncode}")  # type: ignore[attr-defined]
+        server.process.wait()
+        click.echo(f"vLLM exited with code {server.process.returncode}")
     except KeyboardInterrupt:
         click.echo("stopping")
     finally:

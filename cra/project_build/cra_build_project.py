@@ -10,6 +10,8 @@ each file the build made that the tree lacks (a compiled extension, a generated 
 file) is copied next to the tree's own sources, so the tree's code imports it.
 """
 
+from __future__ import annotations  # annotations stay text on the oldest interpreters
+
 import importlib
 import os
 import re
@@ -17,8 +19,19 @@ import shutil
 import sys
 import tempfile
 import zipfile
+from types import ModuleType
 
 LEGACY = "setuptools.build_meta:__legacy__"
+
+
+def _toml_reader() -> ModuleType | None:
+    """tomllib, or tomli on an interpreter older than 3.11 that has it, else None."""
+    for name in ("tomllib", "tomli"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    return None
 
 
 def build_system(tree):
@@ -26,13 +39,7 @@ def build_system(tree):
     path = os.path.join(tree, "pyproject.toml")
     if not os.path.isfile(path):
         return {}
-    try:
-        import tomllib as toml
-    except ImportError:
-        try:
-            import tomli as toml
-        except ImportError:
-            toml = None
+    toml = _toml_reader()
     with open(path, "rb") as fh:
         raw = fh.read()
     if toml is not None:

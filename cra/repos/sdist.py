@@ -172,7 +172,9 @@ def build_requires(tree: Path) -> list[str]:
             raise FetchError(f"the sdist's pyproject.toml cannot be read: {exc}") from None
         if "requires" in table:
             requires = [str(r) for r in table["requires"]]
-    bounded = {canonicalize_name(re.split(r"[\s<>=!~;\[(]", r, maxsplit=1)[0]): r for r in requires}
+    bounded: dict[str, str] = {
+        canonicalize_name(re.split(r"[\s<>=!~;\[(]", r, maxsplit=1)[0]): r for r in requires
+    }
     if "wheel" not in bounded and re.search(r"<|==|~=", bounded.get("setuptools", "")):
         requires.append("wheel")
     return requires

@@ -50,7 +50,9 @@ def active_versions(conn: sqlite3.Connection, root: Path) -> list[AdapterVersion
 def vllm_python(workspace: Workspace, given: str | Path | None = None) -> Path:
     """The interpreter that runs vLLM: `--python`, `[serve] python`, `$CRA_VLLM_PYTHON`,
     else `.venv-vllm/` beside cra's source tree (where `make vllm` installs it)."""
-    configured = given or workspace.config.settings.serve.python or os.environ.get("CRA_VLLM_PYTHON")
+    configured = (
+        given or workspace.config.settings.serve.python or os.environ.get("CRA_VLLM_PYTHON")
+    )
     if configured:
         return Path(configured).expanduser()
     return Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
