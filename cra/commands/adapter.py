@@ -81,27 +81,40 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
     if as_json:
         data = {
             "versions": [
-                {**v.as_dict(), "lineage": {"dataset": v.dataset_id,
-                 "plan": plans[v.version],
-                 "harness_runs": runs[v.version]}}
+                {
+                    **v.as_dict(),
+                    "lineage": {
+                        "dataset": v.dataset_id,
+                        "plan": plans[v.version],
+                        "harness_runs": runs[v.version],
+                    },
+                }
                 for v in versions
             ],
             "events": [e.as_dict() for e in history],
-        }  # fmt: skip
+        }
         click.echo(json.dumps(data, indent=2))
         return
     for v in versions:
         plan = plans[v.version]
         click.echo(f"{v.ref}  {v.status}  created {v.created_at}")
         click.echo(f"  path {v.path}")
-        click.echo(f"  base {v.base_model} (hash {v.base_model_hash[:12]}, "
-                   f"tokenizer {v.tokenizer_hash[:12]})")  # fmt: skip
-        click.echo(f"  lineage: dataset {v.dataset_id} -> plan {plan} -> harness runs "
-                   f"{runs[v.version] or 'none yet'}")  # fmt: skip
+        click.echo(
+            f"  base {v.base_model} (hash {v.base_model_hash[:12]}, "
+            f"tokenizer {v.tokenizer_hash[:12]})"
+        )
+        click.echo(
+            f"  lineage: dataset {v.dataset_id} -> plan {plan} -> harness runs "
+            f"{runs[v.version] or 'none yet'}"
+        )
         tm = v.train_metrics
-        click.echo(f"  trained: {v.method}, {tm.get('steps')} steps, loss "
-                   f"{_num(tm.get('first_loss'), '.3f')} -> {_num(tm.get('last_loss'), '.3f')}, "
-                   f"{_num(tm.get('tokens_per_s'), ',.0f')} tokens/s")  # fmt: skip
+        first_loss = _num(tm.get("first_loss"), ".3f")
+        last_loss = _num(tm.get("last_loss"), ".3f")
+        speed = _num(tm.get("tokens_per_s"), ",.0f")
+        click.echo(
+            f"  trained: {v.method}, {tm.get('steps')} steps, "
+            f"loss {first_loss} -> {last_loss}, {speed} tokens/s"
+        )
         click.echo(f"  eval: {_metrics_line(v)}")
     click.echo("history:")
     for e in history:
@@ -113,17 +126,29 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
 
 @adapter.command("eval")
 @click.argument("ref")
-@click.option("--dataset", "dataset_id", default=None,
-              help="Holdout of this dataset (default: the one it was trained on).")  # fmt: skip
+@click.option(
+    "--dataset",
+    "dataset_id",
+    default=None,
+    help="Holdout of this dataset (default: the one it was trained on).",
+)
 @click.option("--limit", type=int, default=None, help="Evaluate the first N examples only.")
-@click.option("--max-new-tokens", type=int, default=None,
-              help="Tokens per example (default: [adapters] max_new_tokens).")  # fmt: skip
+@click.option(
+    "--max-new-tokens",
+    type=int,
+    default=None,
+    help="Tokens per example (default: [adapters] max_new_tokens).",
+)
 @json_option()
 @pass_context
 def eval_(
-    ctx: Context, ref: str, dataset_id: str | None, limit: int | None,
-    max_new_tokens: int | None, as_json: bool,
-) -> None:  # fmt: skip
+    ctx: Context,
+    ref: str,
+    dataset_id: str | None,
+    limit: int | None,
+    max_new_tokens: int | None,
+    as_json: bool,
+) -> None:
     """Evaluate NAME@vN on a dataset's eval split (the chronological holdout)."""
     from rich.progress import Progress
 
@@ -136,11 +161,19 @@ def eval_(
         raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
     with Progress(transient=True, disable=as_json) as bar:
         task = bar.add_task(f"evaluating {ref}", total=None)
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        workspace = ctx.workspace()
         result = evaluate(
-            ctx.workspace(), ref, dataset_id=dataset_id, limit=limit,
+            workspace,
+            ref,
+            dataset_id=dataset_id,
+            limit=limit,
             max_new_tokens=max_new_tokens,
-            progress=lambda d, t: bar.update(task, completed=d, total=t),
-        )  # fmt: skip
+            progress=progress,
+        )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -165,8 +198,10 @@ def promote_(ctx: Context, ref: str, force: bool, reason: str | None) -> None:
     before = f"v{move.from_version}" if move.from_version else "no active version"
     click.echo(f"{move.name}@v{move.to_version} is active (was {before}): {move.reason}")
     for metric, m in move.details.get("metrics", {}).items():
-        click.echo(f"  {metric}: {m['candidate']:.3f} vs {m['baseline']:.3f} "
-                   f"(floor {m['noise_floor']:.3f})")  # fmt: skip
+        click.echo(
+            f"  {metric}: {m['candidate']:.3f} vs {m['baseline']:.3f} "
+            f"(floor {m['noise_floor']:.3f})"
+        )
 
 
 @adapter.command("rollback")

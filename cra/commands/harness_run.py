@@ -156,9 +156,16 @@ def _run(
     validation = None
     if validate:
         validation = run_validation(
-            ctx, repo, limit=limit, since=since, runs=None, unsafe=unsafe, force=False,
-            as_json=as_json, jobs=jobs,
-        )  # fmt: skip
+            ctx,
+            repo,
+            limit=limit,
+            since=since,
+            runs=None,
+            unsafe=unsafe,
+            force=False,
+            as_json=as_json,
+            jobs=jobs,
+        )
         data["validation"] = validation
     if as_json:
         click.echo(json.dumps(data, indent=2))

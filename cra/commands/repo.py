@@ -18,6 +18,7 @@ from cra.text import printable
 
 if TYPE_CHECKING:
     from cra.repos.corpus_import import ExportSource
+    from cra.repos.pack import PackResult
     from cra.repos.signing import Trust
     from cra.workspace import Workspace
 
@@ -29,9 +30,20 @@ def repo() -> None:
 
 # The options of one repository's pack; with --corpus they come from the file instead.
 PER_REPO = (
-    "name", "ref", "python", "test_cmd", "extras", "groups", "requirements", "find_links",
-    "use_index", "domain", "era_months", "single_env", "install_mode",
-)  # fmt: skip
+    "name",
+    "ref",
+    "python",
+    "test_cmd",
+    "extras",
+    "groups",
+    "requirements",
+    "find_links",
+    "use_index",
+    "domain",
+    "era_months",
+    "single_env",
+    "install_mode",
+)
 
 
 def _cell(value: object) -> str:
@@ -137,40 +149,13 @@ def pack_command(
     """Pack SOURCE (a local git repository or a URL) as repos/NAME/ with every wheel it
     needs, one environment per era of its history; or, with --corpus FILE, every
     repository the file lists, going on past one that fails."""
-    from cra.errors import UsageError
     from cra.repos.pack import PackOptions, pack
 
     if corpus is not None:
-        if source is not None:
-            raise UsageError(
-                "give SOURCE or --corpus, not both",
-                hint="a corpus file names each repository's source itself",
-            )
-        here = click.get_current_context()
-        extra = [
-            p.opts[0]
-            for p in here.command.params
-            if p.name in PER_REPO
-            and here.get_parameter_source(p.name) is not ParameterSource.DEFAULT
-        ]
-        if extra:
-            flags = ", ".join(extra)
-            raise UsageError(
-                f"{flags} cannot be combined with --corpus",
-                hint="set it in the corpus file: in an entry, or in its [defaults] table",
-            )
+        _refuse_corpus_conflicts(source)
         _pack_corpus(ctx, corpus, replace=replace, as_json=as_json)
         return
-    if source is None:
-        raise UsageError(
-            "give SOURCE (a git repository or URL) or --corpus FILE",
-            hint="cra repo pack SOURCE --name NAME, or cra repo pack --corpus corpus.toml",
-        )
-    if name is None:
-        raise UsageError("--name is required with SOURCE", hint="name the package: --name NAME")
-    if as_json:
-        raise UsageError("--json goes with --corpus", hint="drop --json to pack one repository")
-
+    source, name = _one_repository(source, name, as_json=as_json)
     options = PackOptions(
         name=name,
         ref=ref,
@@ -191,6 +176,53 @@ def pack_command(
     with writing(ctx, "cra repo pack") as workspace:
         result = pack(workspace, source, options, echo=echo_safe)
         reconcile(workspace, name)
+    _echo_packed(result)
+
+
+def _refuse_corpus_conflicts(source: str | None) -> None:
+    """With --corpus: refuse SOURCE and every per-repository option given on the command
+    line (the corpus file sets those)."""
+    from cra.errors import UsageError
+
+    if source is not None:
+        raise UsageError(
+            "give SOURCE or --corpus, not both",
+            hint="a corpus file names each repository's source itself",
+        )
+    here = click.get_current_context()
+    extra = [
+        p.opts[0]
+        for p in here.command.params
+        if p.name in PER_REPO and here.get_parameter_source(p.name) is not ParameterSource.DEFAULT
+    ]
+    if extra:
+        flags = ", ".join(extra)
+        raise UsageError(
+            f"{flags} cannot be combined with --corpus",
+            hint="set it in the corpus file: in an entry, or in its [defaults] table",
+        )
+
+
+def _one_repository(source: str | None, name: str | None, *, as_json: bool) -> tuple[str, str]:
+    """Without --corpus: SOURCE and --name are required and --json is refused; return
+    (source, name)."""
+    from cra.errors import UsageError
+
+    if source is None:
+        raise UsageError(
+            "give SOURCE (a git repository or URL) or --corpus FILE",
+            hint="cra repo pack SOURCE --name NAME, or cra repo pack --corpus corpus.toml",
+        )
+    if name is None:
+        raise UsageError("--name is required with SOURCE", hint="name the package: --name NAME")
+    if as_json:
+        raise UsageError("--json goes with --corpus", hint="drop --json to pack one repository")
+    return source, name
+
+
+def _echo_packed(result: PackResult) -> None:
+    """The summary of one pack: counts, each environment, how the project imports, its
+    test command, then the warnings on stderr."""
     m = result.manifest
     click.echo(
         f"packed {m.name}: {result.commits} commits, head {m.head[:12]}, "

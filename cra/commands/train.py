@@ -14,22 +14,39 @@ from cra.commands.options import json_option
 @click.command("train")
 @click.option("--dataset", "dataset_id", required=True, help="Dataset id (training_datasets).")
 @click.option("--adapter", required=True, help="Adapter name: picks meta.adapter rows.")
-@click.option("--base", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Base model directory (default: [model] base).")  # fmt: skip
+@click.option(
+    "--base",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Base model directory (default: [model] base).",
+)
 @click.option("--method", type=click.Choice(["sft", "dpo"]), default="sft", show_default=True)
 @click.option("--epochs", type=float, default=None, help="Epochs (default: [train] epochs).")
 @click.option("--max-steps", type=int, default=None, help="Stop after N optimizer steps.")
 @click.option("--learning-rate", type=float, default=None, help="Override the learning rate.")
 @click.option("--batch-size", type=int, default=None, help="Rows per batch ([train] batch_size).")
-@click.option("--backend", type=click.Choice(["auto", "peft", "unsloth"]), default="auto",
-              show_default=True, help="auto: unsloth with CUDA, else peft.")  # fmt: skip
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "peft", "unsloth"]),
+    default="auto",
+    show_default=True,
+    help="auto: unsloth with CUDA, else peft.",
+)
 @json_option("Print the new version as JSON.")
 @pass_context
 def train(
-    ctx: Context, dataset_id: str, adapter: str, base: Path | None, method: str,
-    epochs: float | None, max_steps: int | None, learning_rate: float | None,
-    batch_size: int | None, backend: str, as_json: bool,
-) -> None:  # fmt: skip
+    ctx: Context,
+    dataset_id: str,
+    adapter: str,
+    base: Path | None,
+    method: str,
+    epochs: float | None,
+    max_steps: int | None,
+    learning_rate: float | None,
+    batch_size: int | None,
+    backend: str,
+    as_json: bool,
+) -> None:
     """Train adapter ADAPTER with QLoRA on the rows of DATASET meant for it.
 
     4-bit NF4 base, LoRA on q, k, v, o, gate, up and down projections (rank and alpha from
@@ -42,9 +59,16 @@ def train(
     from cra.training.train import TrainOptions, train_adapter
 
     options = TrainOptions(
-        dataset_id=dataset_id, adapter=adapter, method=method, base=base, epochs=epochs,
-        max_steps=max_steps, learning_rate=learning_rate, batch_size=batch_size, backend=backend,
-    )  # fmt: skip
+        dataset_id=dataset_id,
+        adapter=adapter,
+        method=method,
+        base=base,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+        backend=backend,
+    )
     workspace = ctx.workspace()
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, transient=True, disable=as_json) as bar:

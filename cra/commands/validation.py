@@ -26,12 +26,22 @@ def run_validation(
 
     from cra.harness.validate import ValidateOptions, validate_repo
 
+    since_date = parse_date(since, "--since")
     options = ValidateOptions(
-        limit=limit, since=parse_date(since, "--since"), runs=runs, allow_unsafe=unsafe,
-        force=force, jobs=jobs, sample=sample,
-    )  # fmt: skip
-    columns = (TextColumn("validating"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[last]}"))  # fmt: skip
+        limit=limit,
+        since=since_date,
+        runs=runs,
+        allow_unsafe=unsafe,
+        force=force,
+        jobs=jobs,
+        sample=sample,
+    )
+    columns = (
+        TextColumn("validating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}"),
+    )
     with Progress(*columns, transient=True, disable=as_json) as bar:
         task = bar.add_task("validate", total=None, last="")
 
