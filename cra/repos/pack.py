@@ -30,11 +30,13 @@ from packaging.utils import canonicalize_name
 from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso, sha256_file
 from cra.git import GitError, git
+from cra.repos.clone import check_source, clone_ref, is_url
 from cra.repos.eras import EraPacker, merge_environments, split_eras
 from cra.repos.fetch import WheelFetcher
+from cra.repos.importable import detect_layout
 from cra.repos.layout import RepoPackage, check_name, package_path, register_repo
 from cra.repos.manifest import Environment, Manifest, Wheel, write_manifest
-from cra.repos.requirements import GitTree, RequirementSet, detect_layout, read_requirements
+from cra.repos.requirements import GitTree, RequirementSet, read_requirements
 from cra.repos.resolve import Resolver, requirement_names
 from cra.repos.sdist import BuildSandbox, SdistBuilder
 from cra.repos.signing import sign_package, workspace_key
@@ -94,108 +96,6 @@ def check_python(python: str | None) -> str:
     return python
 
 
-def _is_url(source: str) -> bool:
-    return "://" in source or bool(re.match(r"^[\w.-]+@[\w.-]+:", source))
-
-
-def check_source(source: str) -> str:
-    """Return `source` as something git can clone; raise UsageError for a bad one."""
-    if _is_url(source):
-        return source
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise UsageError(
-            f"source {source} does not exist", hint="give a local git repository or a URL"
-        )
-    try:
-        top = git("rev-parse", "--absolute-git-dir", cwd=path if path.is_dir() else path.parent)
-    except GitError:
-        raise UsageError(
-            f"{source} is not a git repository", hint="give the path of a git clone, or a URL"
-        ) from None
-    if not top.strip():
-        raise UsageError(f"{source} is not a git repository")
-    try:
-        git("rev-parse", "--verify", "--quiet", "HEAD^{commit}", cwd=path)
-    except GitError:
-        branches = git("for-each-ref", "--format=%(refname)", "refs/heads", cwd=path).split()
-        if not branches:
-            raise UsageError(
-                f"{source} is an empty repository (no commits)",
-                hint="commit something first, or pack another repository",
-            ) from None
-    return str(path.absolute())
-
-
-def clone_ref(source: str, dest: Path, ref: str | None) -> tuple[str, str]:
-    """Write REF's history from `source` into a fresh repository at `dest` that cra
-    creates itself (no checkout); return (head sha, branch name).
-
-    Only objects and refs travel: nothing of the source's `.git` (config, hooks,
-    attributes, info, worktrees) is copied, and no remote, tag or hook is left pointing
-    outside."""
-    dest.mkdir()
-    git("init", "-q", "--template=", str(dest), cwd=dest.parent)
-    try:
-        advertised = git("ls-remote", "--symref", source, "HEAD", cwd=dest)
-        refspecs = ("+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*")
-        git("fetch", "-q", "--no-tags", "--no-write-fetch-head", source, *refspecs, cwd=dest)
-    except GitError as exc:
-        raise UsageError(f"cannot clone {source}: {exc}", hint="check the path or URL") from None
-    default = _advertised_head(advertised) or "main"
-    want = ref or default
-    sha = None
-    is_branch = False
-    for candidate in (f"refs/remotes/origin/{want}", f"refs/tags/{want}", want):
-        try:
-            sha = git("rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}", cwd=dest)
-            sha = sha.strip()
-            is_branch = candidate.startswith("refs/remotes/")
-            break
-        except GitError:
-            continue
-    if not sha:
-        if ref is None:
-            raise UsageError(f"{source} is an empty repository (no commits)")
-        refs = git(
-            "for-each-ref", "--format=%(refname:short)", "refs/remotes", "refs/tags", cwd=dest
-        ).split()
-        shown = ", ".join(
-            r.removeprefix("origin/") for r in refs if r not in ("origin", "origin/HEAD")
-        )[:200]
-        raise UsageError(f"unknown ref {ref!r} in {source}", hint=f"known refs: {shown}")
-    # Keep a branch's name; a tag or a commit gets a branch called main.
-    branch = want if is_branch and _valid_branch(want, dest) else "main"
-    git("update-ref", f"refs/heads/{branch}", sha, cwd=dest)
-    git("symbolic-ref", "HEAD", f"refs/heads/{branch}", cwd=dest)
-    listed = git("for-each-ref", "--format=%(refname)", "refs/heads", "refs/remotes", cwd=dest)
-    for other in listed.split():
-        if other != f"refs/heads/{branch}":
-            git("update-ref", "--no-deref", "-d", other, cwd=dest)
-    for tag in git("tag", "--no-merged", sha, cwd=dest).split():
-        git("tag", "-d", tag, cwd=dest)
-    git("reflog", "expire", "--expire=now", "--all", cwd=dest)
-    git("gc", "-q", "--prune=now", cwd=dest)
-    return sha, branch
-
-
-def _advertised_head(ls_remote: str) -> str | None:
-    """The branch a `git ls-remote --symref SOURCE HEAD` listing says HEAD points at."""
-    for line in ls_remote.splitlines():
-        target, _, name = line.partition("\t")
-        if name == "HEAD" and target.startswith("ref: refs/heads/"):
-            return target.removeprefix("ref: refs/heads/")
-    return None
-
-
-def _valid_branch(name: str, cwd: Path) -> bool:
-    try:
-        git("check-ref-format", "--branch", name, cwd=cwd)
-    except GitError:
-        return False
-    return True
-
-
 def _requires_python_ok(reqs: RequirementSet, python: str) -> None:
     if not reqs.requires_python:
         return
@@ -212,12 +112,68 @@ def _requires_python_ok(reqs: RequirementSet, python: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """The request, checked before anything is written: where and how to pack."""
+
+    python: str
+    package: RepoPackage
+    find_links: Path | None
+    use_index: bool
+    months: int
+    clone_from: str
+
+
+@dataclass(frozen=True)
+class _Staged:
+    """What staging wrote under the temporary directory, before the rename."""
+
+    manifest: Manifest
+    head: str
+    commits: int
+    fetcher: WheelFetcher
+    warnings: list[str]
+
+
 def pack(
     workspace: Workspace, source: str, options: PackOptions, *, echo: Echo | None = None
 ) -> PackResult:
     """Pack `source` as `repos/NAME/` of `workspace`; nothing is left behind on failure."""
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
+    checked = _check_request(workspace, source, options)
+    package = checked.package
+    workspace.repos_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".pack-{options.name}-", dir=workspace.repos_dir))
+    try:
+        staged = _stage(workspace, source, options, checked, tmp, say)
+        _install(tmp, RepoPackage(tmp / options.name), package)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    with closing(workspace.raw_db()) as conn:
+        register_repo(
+            conn,
+            options.name,
+            source_url=staged.manifest.source["url"],
+            head_sha=staged.head,
+            domain=options.domain,
+            manifest_sha256=sha256_file(package.manifest_path),
+        )
+    stamp_verified(workspace, package)
+    return PackResult(
+        package=package,
+        manifest=staged.manifest,
+        commits=staged.commits,
+        wheels_copied=staged.fetcher.copied,
+        wheels_downloaded=staged.fetcher.downloaded,
+        wheels_built=staged.fetcher.built,
+        seconds=time.perf_counter() - started,
+        warnings=staged.warnings,
+    )
+
+
+def _check_request(workspace: Workspace, source: str, options: PackOptions) -> _Checked:
+    """Check the name, Python, target, wheelhouse and source; raise UsageError on a bad one."""
     check_name(options.name)
     python = check_python(options.python)
     package = package_path(workspace, options.name)
@@ -234,142 +190,158 @@ def pack(
     use_index = options.use_index if options.use_index is not None else find_links is None
     months = options.era_months or workspace.config.settings.repos.era_months
     clone_from = check_source(source)
-    workspace.repos_dir.mkdir(parents=True, exist_ok=True)
-    uv_cache = workspace.harness_dir / "uv-cache"
-    tmp = Path(tempfile.mkdtemp(prefix=f".pack-{options.name}-", dir=workspace.repos_dir))
-    try:
-        staged = RepoPackage(tmp / options.name)
-        staged.root.mkdir()
-        say(f"cloning {source}")
-        head, branch = clone_ref(clone_from, staged.repo_dir, options.ref)
-        eras = split_eras(staged.repo_dir, head, months=months, single=options.single_env)
-        commits = sum(e.commits for e in eras)
-        head_tree = GitTree(staged.repo_dir, head)
-        harness_reqs = tuple(workspace.config.settings.repos.harness_requirements)
-        head_reqs = _read(head_tree, options, harness_reqs, strict=True)
-        _requires_python_ok(head_reqs, python)
-        layout = detect_layout(
-            head_tree,
-            head_reqs,
-            mode=options.install_mode,
-            version=_version_guess(staged.repo_dir, head),
-        )
-        test_cmd = options.test_cmd or layout.test_command
-        if not test_cmd:
-            raise UsageError(
-                "found no test command: no pytest configuration and no test files",
-                hint='give one with --test-cmd, e.g. --test-cmd "python -m pytest tests"',
-            )
-        builder = SdistBuilder(
-            tmp / "built",
-            python=python,
-            find_links=find_links,
-            use_index=use_index,
-            uv_cache=uv_cache,
-            sandbox=BuildSandbox.from_settings(
-                workspace.config.settings.validate, allow_unsafe=options.unsafe_no_sandbox
-            ),
-            say=say,
-        )
-        fetcher = WheelFetcher(
-            staged.packages_dir,
-            python=python,
-            find_links=find_links,
-            use_index=use_index,
-            uv_cache=uv_cache,
-            builder=builder,
-        )
-        resolver = Resolver(
-            python=python,
-            workdir=tmp / "resolve",
-            find_links=find_links,
-            use_index=use_index,
-            uv_cache=uv_cache,
-            own_tools=harness_reqs,
-            builder=builder,
-        )
-        packer = EraPacker(
-            resolver, fetcher, eras, datetime.now(UTC), not options.single_env, find_links, say
-        )
-        warnings: list[str] = []
-        envs: list[Environment] = []
-        for i, era in enumerate(eras):
-            tree = head_tree if era.last_sha == head else GitTree(staged.repo_dir, era.last_sha)
-            reqs = head_reqs if tree is head_tree else _read(tree, options, harness_reqs)
-            _add_needs(reqs, era_config_trees(staged.repo_dir, era))
-            if layout.mode == "editable":
-                _add_editable_needs(reqs)
-            envs.append(packer.environment(i, reqs))
-        envs = merge_environments(envs)
-        _check_usable(envs)
-        if any(e.date_bound.startswith("not applied") for e in envs) and len(eras) > 1:
-            warnings.append(
-                "eras were resolved from --find-links only: uv cannot bound local files by "
-                "upload date, so each era gets the newest local versions its requirements allow"
-            )
-        warnings += [f"era {e.id} is unusable: {e.unusable}" for e in envs if not e.usable]
-        used = sorted({f for e in envs for f in e.wheels})
-        for stray in {p.name for p in staged.packages_dir.iterdir()} - set(used):
-            (staged.packages_dir / stray).unlink()
-        wheels = tuple(
-            Wheel(f, (staged.packages_dir / f).stat().st_size, sha256_file(staged.packages_dir / f))
-            for f in used
-        )
-        manifest = Manifest(
-            name=options.name,
-            source={
-                "url": source if _is_url(source) else clone_from,
-                "ref": options.ref or branch,
-                "head": head,
-                "branch": branch,
-            },
-            python=python,
-            platform=platform_tag(),
-            importable={
-                "mode": layout.mode,
-                "pythonpath": list(layout.pythonpath),
-                "env": dict(layout.env),
-            },
-            test={
-                "command": test_cmd,
-                "timeout_s": workspace.config.settings.repos.test_timeout_s,
-                "per_test_timeout_s": workspace.config.settings.repos.per_test_timeout_s,
-            },
-            domain=options.domain,
-            environments=tuple(envs),
-            wheels=wheels,
-            created_at=now_iso(),
-            notes=(*layout.reasons, *warnings),
-        )
-        write_manifest(staged.manifest_path, manifest)
-        sign_package(staged.root, workspace_key(workspace.root))
-        shutil.rmtree(tmp / "resolve", ignore_errors=True)
-        if package.root.exists():
-            trash = tmp / "replaced"
-            package.root.rename(trash)
-        staged.root.rename(package.root)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    with closing(workspace.raw_db()) as conn:
-        register_repo(
-            conn,
-            options.name,
-            source_url=manifest.source["url"],
-            head_sha=head,
-            domain=options.domain,
-            manifest_sha256=sha256_file(package.manifest_path),
-        )
-    stamp_verified(workspace, package)
-    return PackResult(
-        package=package,
-        manifest=manifest,
-        commits=commits,
-        wheels_copied=fetcher.copied,
-        wheels_downloaded=fetcher.downloaded,
-        wheels_built=fetcher.built,
-        seconds=time.perf_counter() - started,
-        warnings=warnings,
+    return _Checked(python, package, find_links, use_index, months, clone_from)
+
+
+def _stage(
+    workspace: Workspace,
+    source: str,
+    options: PackOptions,
+    checked: _Checked,
+    tmp: Path,
+    say: Echo,
+) -> _Staged:
+    """Clone, read, pin and fetch under `tmp`; write and sign the staged manifest."""
+    staged = RepoPackage(tmp / options.name)
+    staged.root.mkdir()
+    say(f"cloning {source}")
+    head, branch = clone_ref(checked.clone_from, staged.repo_dir, options.ref)
+    eras = split_eras(staged.repo_dir, head, months=checked.months, single=options.single_env)
+    commits = sum(e.commits for e in eras)
+    head_tree = GitTree(staged.repo_dir, head)
+    harness_reqs = tuple(workspace.config.settings.repos.harness_requirements)
+    head_reqs = _read(head_tree, options, harness_reqs, strict=True)
+    _requires_python_ok(head_reqs, checked.python)
+    layout = detect_layout(
+        head_tree,
+        head_reqs,
+        mode=options.install_mode,
+        version=_version_guess(staged.repo_dir, head),
     )
+    test_cmd = options.test_cmd or layout.test_command
+    if not test_cmd:
+        raise UsageError(
+            "found no test command: no pytest configuration and no test files",
+            hint='give one with --test-cmd, e.g. --test-cmd "python -m pytest tests"',
+        )
+    resolver, fetcher = _tools(workspace, options, checked, tmp, staged, harness_reqs, say)
+    packer = EraPacker(
+        resolver, fetcher, eras, datetime.now(UTC), not options.single_env, checked.find_links, say
+    )
+    envs: list[Environment] = []
+    for i, era in enumerate(eras):
+        tree = head_tree if era.last_sha == head else GitTree(staged.repo_dir, era.last_sha)
+        reqs = head_reqs if tree is head_tree else _read(tree, options, harness_reqs)
+        _add_needs(reqs, era_config_trees(staged.repo_dir, era))
+        if layout.mode == "editable":
+            _add_editable_needs(reqs)
+        envs.append(packer.environment(i, reqs))
+    envs = merge_environments(envs)
+    _check_usable(envs)
+    warnings = _era_warnings(envs, len(eras))
+    manifest = Manifest(
+        name=options.name,
+        source={
+            "url": source if is_url(source) else checked.clone_from,
+            "ref": options.ref or branch,
+            "head": head,
+            "branch": branch,
+        },
+        python=checked.python,
+        platform=platform_tag(),
+        importable={
+            "mode": layout.mode,
+            "pythonpath": list(layout.pythonpath),
+            "env": dict(layout.env),
+        },
+        test={
+            "command": test_cmd,
+            "timeout_s": workspace.config.settings.repos.test_timeout_s,
+            "per_test_timeout_s": workspace.config.settings.repos.per_test_timeout_s,
+        },
+        domain=options.domain,
+        environments=tuple(envs),
+        wheels=_keep_used_wheels(staged, envs),
+        created_at=now_iso(),
+        notes=(*layout.reasons, *warnings),
+    )
+    write_manifest(staged.manifest_path, manifest)
+    sign_package(staged.root, workspace_key(workspace.root))
+    return _Staged(manifest, head, commits, fetcher, warnings)
+
+
+def _tools(
+    workspace: Workspace,
+    options: PackOptions,
+    checked: _Checked,
+    tmp: Path,
+    staged: RepoPackage,
+    harness_reqs: tuple[str, ...],
+    say: Echo,
+) -> tuple[Resolver, WheelFetcher]:
+    """The sdist builder, wheel fetcher and resolver pack shares across eras."""
+    uv_cache = workspace.harness_dir / "uv-cache"
+    builder = SdistBuilder(
+        tmp / "built",
+        python=checked.python,
+        find_links=checked.find_links,
+        use_index=checked.use_index,
+        uv_cache=uv_cache,
+        sandbox=BuildSandbox.from_settings(
+            workspace.config.settings.validate, allow_unsafe=options.unsafe_no_sandbox
+        ),
+        say=say,
+    )
+    fetcher = WheelFetcher(
+        staged.packages_dir,
+        python=checked.python,
+        find_links=checked.find_links,
+        use_index=checked.use_index,
+        uv_cache=uv_cache,
+        builder=builder,
+    )
+    resolver = Resolver(
+        python=checked.python,
+        workdir=tmp / "resolve",
+        find_links=checked.find_links,
+        use_index=checked.use_index,
+        uv_cache=uv_cache,
+        own_tools=harness_reqs,
+        builder=builder,
+    )
+    return resolver, fetcher
+
+
+def _era_warnings(envs: list[Environment], era_count: int) -> list[str]:
+    """The warnings about local-only date bounds and unusable eras."""
+    warnings: list[str] = []
+    if any(e.date_bound.startswith("not applied") for e in envs) and era_count > 1:
+        warnings.append(
+            "eras were resolved from --find-links only: uv cannot bound local files by "
+            "upload date, so each era gets the newest local versions its requirements allow"
+        )
+    warnings += [f"era {e.id} is unusable: {e.unusable}" for e in envs if not e.usable]
+    return warnings
+
+
+def _keep_used_wheels(staged: RepoPackage, envs: list[Environment]) -> tuple[Wheel, ...]:
+    """Delete fetched wheels no environment uses; the rest, sized and hashed."""
+    used = sorted({f for e in envs for f in e.wheels})
+    for stray in {p.name for p in staged.packages_dir.iterdir()} - set(used):
+        (staged.packages_dir / stray).unlink()
+    return tuple(
+        Wheel(f, (staged.packages_dir / f).stat().st_size, sha256_file(staged.packages_dir / f))
+        for f in used
+    )
+
+
+def _install(tmp: Path, staged: RepoPackage, package: RepoPackage) -> None:
+    """Move the staged package into place, moving a replaced one aside into `tmp`."""
+    shutil.rmtree(tmp / "resolve", ignore_errors=True)
+    if package.root.exists():
+        trash = tmp / "replaced"
+        package.root.rename(trash)
+    staged.root.rename(package.root)
 
 
 def _read(

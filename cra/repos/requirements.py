@@ -29,20 +29,10 @@ from cra.repos.setuppy import read_setup_py
 
 DEFAULT_EXTRAS = ("test", "tests", "testing")
 DEFAULT_GROUPS = ("test", "tests", "testing", "dev")
-VCS_BACKENDS = (
-    "setuptools-scm",
-    "setuptools_scm",
-    "hatch-vcs",
-    "versioningit",
-    "poetry-dynamic-versioning",
-    "dunamai",
-    "pdm-backend",
-)
 FALLBACK_BUILD_REQUIRES = ("setuptools>=40.8.0",)
 """PEP 517's fallback for a project without `[build-system]`; cra adds it, not the project."""
 FALLBACK_SOURCE = "cra (PEP 517 fallback: the project has no [build-system])"
 HARNESS_SOURCE = "cra ([repos] harness_requirements)"
-COMPILED_BACKENDS = ("maturin", "scikit-build-core", "meson-python", "setuptools-rust", "cython")
 
 
 class GitTree:
@@ -282,15 +272,8 @@ def read_requirements(
     `extras`/`groups` are added to the default test extras and groups; with `strict`, an
     extra or group that the project does not define is a UsageError.
     """
-    extras, groups = list(extras), list(groups)
     pyproject = _load_toml(tree.read("pyproject.toml"), "pyproject.toml")
-    setup_cfg = configparser.ConfigParser(interpolation=None, strict=False)
-    cfg_text = tree.read("setup.cfg")
-    if cfg_text is not None:
-        try:
-            setup_cfg.read_string(cfg_text)
-        except configparser.Error:
-            setup_cfg = configparser.ConfigParser()
+    setup_cfg = _read_setup_cfg(tree)
     project = pyproject.get("project", {})
     name = project.get("name") or (
         setup_cfg.get("metadata", "name") if setup_cfg.has_option("metadata", "name") else None
@@ -298,7 +281,35 @@ def read_requirements(
     reqs = RequirementSet(project_name=name, pyproject=pyproject)
     reqs.provides = _provides(tree, name)
     reqs.requires_python = project.get("requires-python")
+    _add_build_requires(tree, pyproject, reqs)
+    cfg_extras = _add_install_requires(tree, project, setup_cfg, reqs)
+    _add_extras(tree, project, cfg_extras, list(extras), name, reqs, strict=strict)
+    _add_groups(tree, pyproject, list(groups), reqs, strict=strict)
+    seen: set[str] = set()
+    for path in _requirements_files(tree):
+        _read_requirements_file(tree, path, reqs, seen)
+    _tox_deps(tree, reqs, seen)
+    for line in extra_requirements:
+        reqs.add(line, "--requirement")
+    for line in tool_requirements:
+        reqs.add(line, HARNESS_SOURCE)
+    return reqs
 
+
+def _read_setup_cfg(tree: GitTree) -> configparser.ConfigParser:
+    """The commit's setup.cfg, parsed; empty when absent or unreadable."""
+    setup_cfg = configparser.ConfigParser(interpolation=None, strict=False)
+    cfg_text = tree.read("setup.cfg")
+    if cfg_text is not None:
+        try:
+            setup_cfg.read_string(cfg_text)
+        except configparser.Error:
+            setup_cfg = configparser.ConfigParser()
+    return setup_cfg
+
+
+def _add_build_requires(tree: GitTree, pyproject: dict[str, Any], reqs: RequirementSet) -> None:
+    """The build backend and its requirements: declared, else setuptools' fallback."""
     build = pyproject.get("build-system", {})
     if build:
         reqs.build_requires = [str(r) for r in build.get("requires", [])]
@@ -310,9 +321,17 @@ def read_requirements(
     for line in reqs.build_requires:
         reqs.add(line, build_source)
 
+
+def _add_install_requires(
+    tree: GitTree,
+    project: dict[str, Any],
+    setup_cfg: configparser.ConfigParser,
+    reqs: RequirementSet,
+) -> dict[str, str]:
+    """Add the install requirements of pyproject, setup.cfg and setup.py; return the
+    extras setup.cfg and setup.py define (setup.cfg's win), as newline-joined lines."""
     for line in project.get("dependencies", []):
         reqs.add(line, "pyproject.toml [project] dependencies")
-    optional = project.get("optional-dependencies", {})
     cfg_extras = (
         dict(setup_cfg.items("options.extras_require"))
         if setup_cfg.has_section("options.extras_require")
@@ -328,6 +347,21 @@ def read_requirements(
     for extra, lines in declared.extras.items():
         if extra not in cfg_extras:
             cfg_extras[extra] = "\n".join(lines)
+    return cfg_extras
+
+
+def _add_extras(
+    tree: GitTree,
+    project: dict[str, Any],
+    cfg_extras: dict[str, str],
+    extras: list[str],
+    name: str | None,
+    reqs: RequirementSet,
+    *,
+    strict: bool,
+) -> None:
+    """Add the default test extras, tox's and `extras`, following self-references."""
+    optional = project.get("optional-dependencies", {})
     wanted = list(dict.fromkeys([*DEFAULT_EXTRAS, *tox_extras(tree), *extras]))
     if strict:
         missing = [e for e in extras if e not in optional and e not in cfg_extras]
@@ -353,6 +387,16 @@ def read_requirements(
                 continue
             reqs.add(line, f"extra [{extra}]")
 
+
+def _add_groups(
+    tree: GitTree,
+    pyproject: dict[str, Any],
+    groups: list[str],
+    reqs: RequirementSet,
+    *,
+    strict: bool,
+) -> None:
+    """Add the default test dependency groups, tox's and `groups` that the project defines."""
     defined = pyproject.get("dependency-groups", {})
     if strict:
         missing = [g for g in groups if g not in defined]
@@ -365,114 +409,3 @@ def read_requirements(
         if group in defined:
             for line in _groups(pyproject, group):
                 reqs.add(line, f"dependency group [{group}]")
-
-    seen: set[str] = set()
-    for path in _requirements_files(tree):
-        _read_requirements_file(tree, path, reqs, seen)
-    _tox_deps(tree, reqs, seen)
-    for line in extra_requirements:
-        reqs.add(line, "--requirement")
-    for line in tool_requirements:
-        reqs.add(line, HARNESS_SOURCE)
-    return reqs
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How a project becomes importable for its tests, and how they are run."""
-
-    mode: str
-    pythonpath: tuple[str, ...]
-    env: dict[str, str]
-    test_command: str | None
-    reasons: tuple[str, ...]
-
-
-def _pytest_configured(tree: GitTree, pyproject: dict[str, Any]) -> bool:
-    tool = pyproject.get("tool", {})
-    if "pytest" in tool:
-        return True
-    if tree.exists("pytest.ini") or tree.exists("conftest.py"):
-        return True
-    for path, section in (("tox.ini", "[pytest]"), ("setup.cfg", "[tool:pytest]")):
-        text = tree.read(path)
-        if text and section in text:
-            return True
-    return False
-
-
-def _has_tests(tree: GitTree) -> bool:
-    pattern = re.compile(r"(^|/)(test_[^/]*|[^/]*_test)\.py$")
-    return any(
-        pattern.search(p) and (p.split("/")[0] in ("tests", "test", "testing") or "/" not in p)
-        for p in tree.paths
-    ) or any(pattern.search(p) for p in tree.paths)
-
-
-def detect_layout(
-    tree: GitTree, reqs: RequirementSet, *, mode: str = "auto", version: str = "0.0.0"
-) -> Layout:
-    """Decide how the project at `tree` is made importable and which command runs its tests.
-
-    `mode` "auto" prefers PYTHONPATH entries (no build per commit) when the layout allows,
-    and falls back to an editable install for compiled extensions or a version file that
-    only a build writes.
-    """
-    reasons: list[str] = []
-    pyproject = reqs.pyproject
-    tool = pyproject.get("tool", {})
-    backend_reqs = " ".join(reqs.build_requires).lower().replace("_", "-")
-    env: dict[str, str] = {}
-    vcs = any(b.replace("_", "-") in backend_reqs for b in VCS_BACKENDS[:5]) or (
-        "setuptools_scm" in tool or tool.get("hatch", {}).get("version", {}).get("source") == "vcs"
-    )
-    if vcs:
-        env["SETUPTOOLS_SCM_PRETEND_VERSION"] = version
-        reasons.append("version comes from git: SETUPTOOLS_SCM_PRETEND_VERSION set")
-    scm = tool.get("setuptools_scm", {})
-    version_file = bool(scm.get("write_to") or scm.get("version_file")) or bool(
-        tool.get("hatch", {}).get("build", {}).get("hooks", {}).get("vcs")
-    )
-    compiled = any(b in backend_reqs for b in COMPILED_BACKENDS)
-    setup_py = tree.read("setup.py") or ""
-    if "ext_modules" in setup_py or "Extension(" in setup_py:
-        compiled = True
-    pythonpath: list[str] = []
-    src_packages = [p for p in tree.paths if re.match(r"^src/[^/]+(/__init__\.py|\.py)$", p)]
-    if src_packages:
-        pythonpath.append("src")
-    elif any(
-        re.match(r"^[^/]+/__init__\.py$", p) and p.split("/")[0] not in ("tests", "test", "docs")
-        for p in tree.paths
-    ):
-        pythonpath.append(".")
-    for entry in tool.get("pytest", {}).get("ini_options", {}).get("pythonpath", []):
-        entry = str(entry).strip("/") or "."
-        if entry not in pythonpath and not entry.startswith("..") and not entry.startswith("/"):
-            pythonpath.append(entry)
-    if mode == "auto":
-        if compiled:
-            mode = "editable"
-            reasons.append("compiled extensions need a build: editable install")
-        elif version_file:
-            mode = "editable"
-            reasons.append("the version file is written by a build: editable install")
-        elif pythonpath:
-            mode = "pythonpath"
-            reasons.append(f"importable from PYTHONPATH {', '.join(pythonpath)}")
-        else:
-            mode = "editable"
-            reasons.append("no package directory found: editable install")
-    elif mode not in ("pythonpath", "editable", "installed"):
-        raise UsageError(
-            f"unknown install mode {mode!r}", hint="use auto, pythonpath, editable or installed"
-        )
-    if mode == "pythonpath" and not pythonpath:
-        raise UsageError(
-            "no package directory to put on PYTHONPATH",
-            hint="use --install-mode editable",
-        )
-    command = (
-        "python -m pytest" if _pytest_configured(tree, pyproject) or _has_tests(tree) else None
-    )
-    return Layout(mode, tuple(pythonpath), env, command, tuple(reasons))

@@ -1,4 +1,4 @@
-"""Requirements and layout are read from a project's files as they were at one commit."""
+"""Requirements are read from a project's files as they were at one commit."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cra.errors import UsageError
-from cra.repos.requirements import GitTree, detect_layout, read_requirements
+from cra.repos.requirements import GitTree, read_requirements
 from tests.repos.helpers import git, make_repo
 
 PYPROJECT = """
@@ -90,38 +90,3 @@ def test_asked_extras_and_groups_must_exist(tmp_path: Path) -> None:
     assert "cov, docs, test" in (info.value.hint or "")
     with pytest.raises(UsageError, match="no dependency group 'nope'"):
         read_requirements(tree, groups=["nope"], strict=True)
-
-
-def test_layout_prefers_pythonpath_for_src_layouts(tmp_path: Path) -> None:
-    tree = _tree(
-        tmp_path,
-        {
-            "pyproject.toml": '[project]\nname = "p"\n',
-            "src/p/__init__.py": "",
-            "tests/test_p.py": "def test(): pass\n",
-        },
-    )
-    layout = detect_layout(tree, read_requirements(tree))
-    assert (layout.mode, layout.pythonpath, layout.test_command) == (
-        "pythonpath",
-        ("src",),
-        "python -m pytest",
-    )
-
-
-def test_layout_of_a_flat_project_puts_its_root_on_the_path(tmp_path: Path) -> None:
-    tree = _tree(tmp_path, {"flat/__init__.py": "", "test_flat.py": "def test(): pass\n"})
-    layout = detect_layout(tree, read_requirements(tree))
-    assert (layout.mode, layout.pythonpath) == ("pythonpath", (".",))
-
-
-def test_vcs_version_file_needs_an_editable_install(tmp_path: Path) -> None:
-    tree = _tree(tmp_path, {"pyproject.toml": PYPROJECT, "src/demo_pkg/__init__.py": ""})
-    layout = detect_layout(tree, read_requirements(tree), version="2.5")
-    assert layout.mode == "editable"
-    assert layout.env == {"SETUPTOOLS_SCM_PRETEND_VERSION": "2.5"}
-
-
-def test_no_tests_and_no_pytest_config_gives_no_command(tmp_path: Path) -> None:
-    tree = _tree(tmp_path, {"pkg/__init__.py": "", "README.md": "hi\n"})
-    assert detect_layout(tree, read_requirements(tree)).test_command is None
