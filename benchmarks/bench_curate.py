@@ -56,9 +56,12 @@ def main() -> None:
         def write() -> object:
             with closing(workspace.raw_db()) as conn:
                 return build_synthetic_log(
-                    conn, tasks_per_repo=per_repo, exact_duplicates=per_repo // 10,
-                    near_duplicates=per_repo // 10, teacher_model="teacher",
-                )  # fmt: skip
+                    conn,
+                    tasks_per_repo=per_repo,
+                    exact_duplicates=per_repo // 10,
+                    near_duplicates=per_repo // 10,
+                    teacher_model="teacher",
+                )
 
         build_s, log = timed(write)
         print(
@@ -81,11 +84,15 @@ def main() -> None:
         dropped = {f["filter"].split(" (")[0]: f["dropped"] for f in card["filters"]}
         print(f"read tasks+plans (floor): {floor_s:7.2f} s")
         print(f"cra train-plan          : {plan_s:7.2f} s")
-        print(f"cra curate-data         : {curate_s:7.2f} s  (target <= 30 s; "
-              f"{CPU['curate']:.2f} s of CPU)")  # fmt: skip
+        print(
+            f"cra curate-data         : {curate_s:7.2f} s  (target <= 30 s; "
+            f"{CPU['curate']:.2f} s of CPU)"
+        )
         print(f"candidate rows          : {rows}  ({rows / curate_s:,.0f} rows/s)")
-        print(f"rows written            : {written}  (train {card['counts']['train']['rows']}, "
-              f"eval {card['counts']['eval']['rows']})")  # fmt: skip
+        print(
+            f"rows written            : {written}  (train {card['counts']['train']['rows']}, "
+            f"eval {card['counts']['eval']['rows']})"
+        )
         print(f"dropped                 : {dropped}")
         print(f"curate-data / floor     : {curate_s / floor_s:7.1f}x")
         near_dup_baseline(
@@ -115,22 +122,28 @@ def datasketch_keep(rows, threshold: float, num_perm: int, words: int) -> set[in
 
 
 def near_dup_baseline(workspace, plan, *, ws_threshold: float) -> None:
-    groups = [(a["name"], t["technique"]) for a in plan["adapters"] if a["train"]
-              for t in a["techniques"] if t["train"]]  # fmt: skip
+    groups = [
+        (a["name"], t["technique"])
+        for a in plan["adapters"]
+        if a["train"]
+        for t in a["techniques"]
+        if t["train"]
+    ]
     with closing(workspace.raw_db()) as conn:
         rows = build_candidates(LogAnalysis(conn), groups, curate_options(workspace)).rows
-    config = workspace.config
-    cra_s, (_, kept_rows, _) = timed(lambda: deduplicate(
-        [], rows, threshold=ws_threshold, num_perm=config.settings.curate.minhash_perm,
-        shingle_words=config.settings.curate.shingle_words,
-    ))  # fmt: skip
-    ds_s, kept = timed(lambda: datasketch_keep(rows, ws_threshold, 128,
-                                               config.settings.curate.shingle_words))  # fmt: skip
+    curate = workspace.config.settings.curate
+    perm, words = curate.minhash_perm, curate.shingle_words
+    cra_s, (_, kept_rows, _) = timed(
+        lambda: deduplicate([], rows, threshold=ws_threshold, num_perm=perm, shingle_words=words)
+    )
+    ds_s, kept = timed(lambda: datasketch_keep(rows, ws_threshold, 128, words))
     ours = {id(r) for r in kept_rows}
     differ = sum((id(r) in ours) != (n in kept) for n, r in enumerate(rows))
     print(f"near-dup, cra           : {cra_s:7.2f} s  ({len(rows) - len(kept_rows)} dropped)")
-    print(f"near-dup, datasketch    : {ds_s:7.2f} s  ({len(rows) - len(kept)} dropped, "
-          f"128 permutations)")  # fmt: skip
+    print(
+        f"near-dup, datasketch    : {ds_s:7.2f} s  ({len(rows) - len(kept)} dropped, "
+        f"128 permutations)"
+    )
     print(f"datasketch / cra        : {ds_s / cra_s:7.1f}x  ({differ} decisions differ)")
 
 

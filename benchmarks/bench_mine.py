@@ -34,9 +34,10 @@ def main() -> None:
         where = workspace.repos_dir / "bench" / "repo"
         build_s, repo = timed(lambda: build_project_repo(where, extra_commits=total - 20))
         print(f"built {len(repo.commits)} commits in {build_s:.1f} s")
-        log_s, _ = timed(lambda: subprocess.run(
-            ["git", "log", "--numstat", "HEAD"], cwd=repo.path, capture_output=True, check=True
-        ))  # fmt: skip
+        git_log = ["git", "log", "--numstat", "HEAD"]
+        log_s, _ = timed(
+            lambda: subprocess.run(git_log, cwd=repo.path, capture_output=True, check=True)
+        )
         fast_s, fast = timed(lambda: fast_verdicts(repo.path, Limits()))
         slow_s, slow = timed(lambda: slow_verdicts(repo.path, Limits()))
         mine_s, mined = timed(lambda: mine_repo(workspace, "bench"))

@@ -31,9 +31,12 @@ def workload(url: str, models: list[str], clients: int) -> tuple[float, int]:
     def one(args: tuple[int, str]) -> int:
         i, model = args
         body = {
-            "model": model, "messages": [{"role": "user", "content": f"Plan task {i}"}],
-            "max_tokens": TOKENS, "temperature": 0.0, "ignore_eos": True,
-        }  # fmt: skip
+            "model": model,
+            "messages": [{"role": "user", "content": f"Plan task {i}"}],
+            "max_tokens": TOKENS,
+            "temperature": 0.0,
+            "ignore_eos": True,
+        }
         response = httpx.post(f"{url}/chat/completions", json=body, timeout=600)
         response.raise_for_status()
         return int(response.json()["usage"]["completion_tokens"])
@@ -57,12 +60,16 @@ def main() -> None:
             f"{name}={make_adapter(base, Path(tmp) / name, seed=i)}"
             for i, name in enumerate(ADAPTERS)
         ]
+        model_args = ["--dtype", "float32", "--max-model-len", "1024"]
+        lora_args = ["--enable-lora", "--max-lora-rank", "8", "--max-loras", str(len(ADAPTERS))]
+        lora_args += ["--lora-modules", *modules]
         server = start_vllm(
-            python=python, model=base, served_model="base", log_path=Path(tmp) / "vllm.log",
-            extra_args=["--dtype", "float32", "--max-model-len", "1024", "--enable-lora",
-                        "--max-lora-rank", "8", "--max-loras", str(len(ADAPTERS)),
-                        "--lora-modules", *modules],
-        )  # fmt: skip
+            python=python,
+            model=base,
+            served_model="base",
+            log_path=Path(tmp) / "vllm.log",
+            extra_args=[*model_args, *lora_args],
+        )
         try:
             n = clients * per_client
             workload(server.base_url, ["base"] * clients, clients)  # warm up

@@ -38,8 +38,10 @@ def main() -> None:
         print(f"model             : tiny Qwen2 (2 layers, hidden 128), CPU, {steps} steps x 8 rows")
         for label, m in results.items():
             loss = f"loss {m['first_loss']:.2f} -> {m['last_loss']:.2f}"
-            print(f"{label:<18}: {m['tokens_per_s']:8.0f} tokens/s ({m['tokens']} tokens in "
-                  f"{m['seconds']:.2f} s, {loss})")  # fmt: skip
+            print(
+                f"{label:<18}: {m['tokens_per_s']:8.0f} tokens/s ({m['tokens']} tokens in "
+                f"{m['seconds']:.2f} s, {loss})"
+            )
         ratio = results["QLoRA nf4"]["tokens_per_s"] / results["plain LoRA"]["tokens_per_s"]
         print(f"QLoRA / plain     : {ratio:8.2f}x (below 1: what 4-bit dequantisation costs)")
 

@@ -32,8 +32,10 @@ print("RESULT " + json.dumps(r.metrics))
 def _run(root: Path, backend: str, steps: int) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", _ONE, str(root), backend, str(steps)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     line = next(x for x in out.stdout.splitlines() if x.startswith("RESULT "))
     return json.loads(line.removeprefix("RESULT "))
 
@@ -59,8 +61,10 @@ def main() -> None:
         peft = _run(root, "peft", steps)
         unsloth = _run(root, "unsloth", steps)
     for label, m in (("peft", peft), ("unsloth", unsloth)):
-        print(f"{label:<8}: {m['tokens_per_s']:9.0f} tokens/s ({m['tokens']} tokens, "
-              f"{m['seconds']:.2f} s)")  # fmt: skip
+        print(
+            f"{label:<8}: {m['tokens_per_s']:9.0f} tokens/s ({m['tokens']} tokens, "
+            f"{m['seconds']:.2f} s)"
+        )
     print(f"unsloth / peft: {unsloth['tokens_per_s'] / peft['tokens_per_s']:.2f}x")
 
 

@@ -61,24 +61,28 @@ def main() -> None:
                     run_env = env.run_env(tree)
                     run_env["PYTHONPATH"] += f":{PLUGIN_DIR}"
                     run_env["CRA_REPORT_PATH"] = str(tmp / "report.jsonl")
-                    argv = [
-                        *env.test_argv(per_test_timeout=False), f"--timeout={per_test:g}",
-                        "-p", PLUGIN, "-p", "no:cacheprovider",
-                        "--continue-on-collection-errors", "-q", "-rN", *tests,
-                    ]  # fmt: skip
+                    pytest_argv = env.test_argv(per_test_timeout=False)
+                    plugins = ["-p", PLUGIN, "-p", "no:cacheprovider"]
+                    flags = ["--continue-on-collection-errors", "-q", "-rN"]
+                    timeout = f"--timeout={per_test:g}"
+                    argv = [*pytest_argv, timeout, *plugins, *flags, *tests]
                     subprocess.run(argv, cwd=tree, env=run_env, capture_output=True, check=False)
         tests_alone = (time.perf_counter() - start) / len(commits)
         summary = validate_repo(workspace, "tally", ValidateOptions(limit=limit))
         validation = summary.seconds / summary.tasks_done
         overhead = (validation - tests_alone) / validation
-        print(f"commits validated  : {summary.tasks_done} ({runs} runs before and after each), "
-              f"isolation {summary.isolation}")  # fmt: skip
+        print(
+            f"commits validated  : {summary.tasks_done} ({runs} runs before and after each), "
+            f"isolation {summary.isolation}"
+        )
         print(f"verified           : {summary.latest.get('verified', 0)} of {summary.tasks_done}")
         print(f"tests alone        : {tests_alone:6.3f} s per commit (baseline)")
         print(f"validation         : {validation:6.3f} s per commit")
         print(f"validation / tests : {validation / tests_alone:6.2f}x")
-        print(f"overhead share     : {overhead * 100:5.1f}% "
-              f"(target <= 20%: {'met' if overhead <= 0.2 else 'NOT met'})")  # fmt: skip
+        print(
+            f"overhead share     : {overhead * 100:5.1f}% "
+            f"(target <= 20%: {'met' if overhead <= 0.2 else 'NOT met'})"
+        )
 
 
 if __name__ == "__main__":
