@@ -13,7 +13,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -64,6 +64,14 @@ Route = tuple[str | None, str | None, int | None]
 Router = Callable[[str], Route]
 
 
+class _Settings(TypedDict):
+    """The constructor arguments a sibling client inherits as they are."""
+
+    api_key: str | None
+    timeout_s: float
+    transport: httpx.BaseTransport | None
+
+
 class LLMClient:
     """A chat-completions client for one endpoint that logs every call to `raw.db`."""
 
@@ -94,7 +102,11 @@ class LLMClient:
         self.router = router
         self.max_retries = max_retries
         self.backoff_s = backoff_s
-        self._settings = {"api_key": api_key, "timeout_s": timeout_s, "transport": transport}
+        self._settings: _Settings = {
+            "api_key": api_key,
+            "timeout_s": timeout_s,
+            "transport": transport,
+        }
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(timeout=timeout_s, headers=headers, transport=transport)
 
@@ -109,8 +121,14 @@ class LLMClient:
             backoff_s=self.backoff_s,
             run_id=self.run_id,
             router=self.router,
-            **self._settings,  # type: ignore[arg-type]
+            **self._settings,
         )
+
+    def _route(self, stage: str) -> Route:
+        """Where the router sends a call at `stage`; called only when there is a router."""
+        if self.router is None:  # pragma: no cover - callers check for a router first
+            raise RuntimeError("the client has no router")
+        return self.router(stage)
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -184,41 +202,28 @@ class LLMClient:
         `model` overrides the client's model for this request (the served name of an
         adapter version, say); `adapter`/`adapter_version` are recorded with the call.
         """
-        if not stage:
-            raise ValueError("stage must be a non-empty string")
-        if not messages:
-            raise ValueError("messages must not be empty")
+        _check_call(stage, messages)
         routed = model is None and adapter is None and self.router is not None
         if routed:
-            model, adapter, adapter_version = self.router(stage)  # type: ignore[misc]
+            model, adapter, adapter_version = self._route(stage)
         used_model = model or self.model
-        body: dict[str, Any] = {"model": used_model, "messages": messages, **params}
-        if temperature is not None:
-            body["temperature"] = temperature
-        if max_tokens is not None:
-            body["max_tokens"] = max_tokens
-        if response_format is not None:
-            body["response_format"] = response_format
+        body = _request_body(used_model, messages, temperature, max_tokens, response_format, params)
         started = time.perf_counter()
         data, error, attempts = self._send(body)
         if routed and adapter is not None and error is not None and error.startswith("HTTP 404"):
             # The version was swapped out between routing and sending: route again.
-            model, adapter, adapter_version = self.router(stage)  # type: ignore[misc]
+            model, adapter, adapter_version = self._route(stage)
             used_model = body["model"] = model or self.model
             data, error, more = self._send(body)
             attempts += more
         latency_ms = (time.perf_counter() - started) * 1000
         text = finish = prompt_tokens = completion_tokens = None
         if data is not None:
-            try:
-                choice = data["choices"][0]
-                text = choice["message"].get("content")
-                finish = choice.get("finish_reason")
-                usage = data.get("usage") or {}
-                prompt_tokens = usage.get("prompt_tokens")
-                completion_tokens = usage.get("completion_tokens")
-            except (KeyError, IndexError, TypeError, AttributeError):
+            parsed = _parse_response(data)
+            if parsed is None:
                 error = f"unexpected response shape: {json.dumps(data)[:300]}"
+            else:
+                text, finish, prompt_tokens, completion_tokens = parsed
         call_id = self._log(
             {
                 "task_id": task_id,
@@ -229,10 +234,7 @@ class LLMClient:
                 "adapter": adapter,
                 "adapter_version": adapter_version,
                 "temperature": temperature,
-                "params": json.dumps(
-                    {k: v for k, v in body.items() if k not in ("messages", "model")},
-                    sort_keys=True,
-                ),
+                "params": _params_json(body),
                 "messages": json.dumps(messages, ensure_ascii=False),
                 "response": text,
                 "finish_reason": finish,
@@ -260,3 +262,53 @@ class LLMClient:
             adapter=adapter,
             adapter_version=adapter_version,
         )
+
+
+def _request_body(
+    model: str,
+    messages: list[dict[str, Any]],
+    temperature: float | None,
+    max_tokens: int | None,
+    response_format: dict[str, Any] | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """The chat completion request: the options given, and none of those left unset."""
+    body: dict[str, Any] = {"model": model, "messages": messages, **params}
+    if temperature is not None:
+        body["temperature"] = temperature
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if response_format is not None:
+        body["response_format"] = response_format
+    return body
+
+
+def _parse_response(
+    data: Any,
+) -> tuple[str | None, str | None, int | None, int | None] | None:
+    """(text, finish reason, prompt tokens, completion tokens) of a chat completion
+    response; None when it does not have the expected shape."""
+    try:
+        choice = data["choices"][0]
+        text = choice["message"].get("content")
+        finish = choice.get("finish_reason")
+        usage = data.get("usage") or {}
+        return text, finish, usage.get("prompt_tokens"), usage.get("completion_tokens")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def _check_call(stage: str, messages: list[dict[str, Any]]) -> None:
+    """Raise ValueError for a call without a stage or without messages."""
+    if not stage:
+        raise ValueError("stage must be a non-empty string")
+    if not messages:
+        raise ValueError("messages must not be empty")
+
+
+def _params_json(body: dict[str, Any]) -> str:
+    """The request's options as logged: everything but the messages and the model."""
+    return json.dumps(
+        {k: v for k, v in body.items() if k not in ("messages", "model")},
+        sort_keys=True,
+    )

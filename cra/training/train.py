@@ -209,66 +209,19 @@ def train_adapter(
     )
     say(f"loading {base} ({hp['quantization']}) with the {backend} backend")
     model, tokenizer, lora = load(backend, base, spec)
-    # A row cut at max_length would lose its end-of-turn token: leave it out, counted.
-    fitting = [r for r in rows if sequence_length(tokenizer, r) <= hp["max_length"]]
-    too_long = len(rows) - len(fitting)
-    if too_long:
-        say(f"left out {too_long} rows longer than max_length {hp['max_length']} tokens")
-    if not fitting:
-        raise UsageError(
-            f"every row is longer than max_length {hp['max_length']} tokens",
-            hint="raise [train] max_length",
-        )
-    rows = fitting
+    rows, too_long = _fitting_rows(tokenizer, rows, hp["max_length"], say)
     checked = check_completion_masks(tokenizer, rows)
     say(f"{len(rows)} {options.method} rows; {checked} completion masks end with {END_OF_TURN}")
-    from datasets import Dataset as HFDataset
-
-    keys = ("prompt", "completion") if options.method == "sft" else ("prompt", "chosen", "rejected")
-    data = HFDataset.from_list([{k: r[k] for k in keys} for r in rows])
+    data = _hf_dataset(options.method, rows)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     staging = workspace.training_dir / "runs" / f".{options.adapter}-{stamp}"
-    losses: list[float] = []
-    logs: list[dict] = []
     try:
         trainer = _trainer(options.method, model, tokenizer, lora, data, hp, staging / "trainer")
-        if len(trainer.train_dataset) != len(rows):
-            raise MaskError(
-                f"the trainer dropped {len(rows) - len(trainer.train_dataset)} of {len(rows)} "
-                "rows as fully masked",
-                row=0,
-            )
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)  # the progress bar reports instead
-        trainer.add_callback(_callback(progress, losses, logs))
-        started = time.perf_counter()
-        output = trainer.train()
-        seconds = time.perf_counter() - started
-        adapter_dir = staging / "adapter"
-        trainer.model.save_pretrained(adapter_dir)
-        _check_saved(adapter_dir)
-        steps = int(trainer.state.global_step)
-        seen = [e["num_tokens"] for e in logs if "num_tokens" in e]
-        rows_seen = steps * hp["batch_size"] * hp["grad_accum"]
-        tokens = max(seen) if seen else _row_tokens(trainer.train_dataset) * rows_seen
-        metrics: dict[str, Any] = {
-            "backend": backend,
-            "rows": len(rows),
-            "rows_too_long": too_long,
-            "steps": steps,
-            "train_loss": float(output.training_loss),
-            "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None,
-            "losses": losses,
-            "seconds": round(seconds, 3),
-            "tokens": int(tokens),
-            "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
-            "last_log": next((e for e in reversed(logs) if "loss" in e), {}),
-        }
+        fitted = _fit(trainer, len(rows), staging / "adapter", progress)
+        metrics = _metrics(fitted, hp, backend, len(rows), too_long)
         registration = Registration(
             name=options.adapter,
-            staged=adapter_dir,
+            staged=fitted.adapter_dir,
             base_model=base,
             dataset_id=dataset.id,
             method=options.method,
@@ -286,3 +239,89 @@ def train_adapter(
         discard_staged(staging)
     say(f"registered {version.ref} as a candidate at {version.path}")
     return TrainResult(version, backend, metrics)
+
+
+def _fitting_rows(
+    tokenizer: Any, rows: list[dict], max_length: int, say: Callable[[str], None]
+) -> tuple[list[dict], int]:
+    """The rows that fit in `max_length` tokens, and how many were left out.
+
+    A row cut at max_length would lose its end-of-turn token: it is left out, counted."""
+    fitting = [r for r in rows if sequence_length(tokenizer, r) <= max_length]
+    too_long = len(rows) - len(fitting)
+    if too_long:
+        say(f"left out {too_long} rows longer than max_length {max_length} tokens")
+    if not fitting:
+        raise UsageError(
+            f"every row is longer than max_length {max_length} tokens",
+            hint="raise [train] max_length",
+        )
+    return fitting, too_long
+
+
+def _hf_dataset(method: str, rows: list[dict]) -> Any:
+    """The rows as a Hugging Face dataset of the columns `method` trains on."""
+    from datasets import Dataset as HFDataset
+
+    keys = ("prompt", "completion") if method == "sft" else ("prompt", "chosen", "rejected")
+    return HFDataset.from_list([{k: r[k] for k in keys} for r in rows])
+
+
+@dataclass(frozen=True)
+class _Fitted:
+    """A finished training run: the trainer, its output, and what its callback logged."""
+
+    trainer: Any
+    output: Any
+    seconds: float
+    adapter_dir: Path
+    losses: list[float]
+    logs: list[dict]
+
+
+def _fit(trainer: Any, row_count: int, adapter_dir: Path, progress: Progress | None) -> _Fitted:
+    """Train, reporting to `progress`, and save the adapter to `adapter_dir`; raise
+    MaskError when the trainer dropped rows as fully masked."""
+    if len(trainer.train_dataset) != row_count:
+        raise MaskError(
+            f"the trainer dropped {row_count - len(trainer.train_dataset)} of {row_count} "
+            "rows as fully masked",
+            row=0,
+        )
+    from transformers.trainer_callback import PrinterCallback
+
+    losses: list[float] = []
+    logs: list[dict] = []
+    trainer.remove_callback(PrinterCallback)  # the progress bar reports instead
+    trainer.add_callback(_callback(progress, losses, logs))
+    started = time.perf_counter()
+    output = trainer.train()
+    seconds = time.perf_counter() - started
+    trainer.model.save_pretrained(adapter_dir)
+    _check_saved(adapter_dir)
+    return _Fitted(trainer, output, seconds, adapter_dir, losses, logs)
+
+
+def _metrics(
+    fitted: _Fitted, hp: dict[str, Any], backend: str, row_count: int, too_long: int
+) -> dict[str, Any]:
+    """The run's train metrics as registered with the version."""
+    trainer, losses, logs, seconds = fitted.trainer, fitted.losses, fitted.logs, fitted.seconds
+    steps = int(trainer.state.global_step)
+    seen = [e["num_tokens"] for e in logs if "num_tokens" in e]
+    rows_seen = steps * hp["batch_size"] * hp["grad_accum"]
+    tokens = max(seen) if seen else _row_tokens(trainer.train_dataset) * rows_seen
+    return {
+        "backend": backend,
+        "rows": row_count,
+        "rows_too_long": too_long,
+        "steps": steps,
+        "train_loss": float(fitted.output.training_loss),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "losses": losses,
+        "seconds": round(seconds, 3),
+        "tokens": int(tokens),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None,
+        "last_log": next((e for e in reversed(logs) if "loss" in e), {}),
+    }
