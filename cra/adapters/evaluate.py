@@ -27,6 +27,8 @@ from cra.adapters.metrics import (
 from cra.adapters.registry import Version, get_version, parse_versioned, store_eval, verify_files
 from cra.artefacts import check_compatible
 from cra.datasets_store import get_dataset, read_rows, reference_text
+from cra.db.outcomes import latest_validation
+from cra.db.tasks import task_gold
 from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso
 from cra.harness.grading import grade_patch
@@ -45,27 +47,20 @@ def _reference(conn: sqlite3.Connection, root: Path, row: dict[str, Any]) -> Ref
     files: tuple[str, ...] = ()
     symbols: tuple[str, ...] = ()
     repo_dir = parent = None
-    task = conn.execute(
-        "SELECT t.gold_files, t.gold_symbols, c.parent_sha, r.name FROM tasks t "
-        "JOIN commits c ON c.id = t.commit_id JOIN repos r ON r.id = t.repo_id "
-        "WHERE t.task_id = ?",
-        (str(meta.get("task_id")),),
-    ).fetchone()
+    task = task_gold(conn, str(meta.get("task_id")))
     if task is not None:
-        files = tuple(f["path"] for f in json.loads(task[0]) if isinstance(f, dict))
+        files = tuple(f["path"] for f in json.loads(task.gold_files) if isinstance(f, dict))
         symbols = tuple(
-            f"{s['path']}::{s['qualname']}" for s in json.loads(task[1]) if isinstance(s, dict)
+            f"{s['path']}::{s['qualname']}"
+            for s in json.loads(task.gold_symbols)
+            if isinstance(s, dict)
         )
-        parent = task[2]
-        candidate = root / "repos" / task[3] / "repo"
+        parent = task.parent_sha
+        candidate = root / "repos" / task.repo / "repo"
         repo_dir = candidate if candidate.is_dir() else None
     task_id = str(meta.get("task_id")) if meta.get("task_id") else None
-    verdict = conn.execute(
-        "SELECT verdict FROM outcomes WHERE task_id = ? AND kind = 'validation' "
-        "ORDER BY id DESC LIMIT 1",
-        (task_id,),
-    ).fetchone()
-    verified = verdict is not None and verdict[0] == "verified"
+    verdict = None if task_id is None else latest_validation(conn, task_id)
+    verified = verdict is not None and verdict.verdict == "verified"
     return Reference(reference_text(row), files, symbols, repo_dir, parent, task_id, verified)
 
 

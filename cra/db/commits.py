@@ -82,6 +82,13 @@ def has_commits(conn: sqlite3.Connection, repo_id: int) -> bool:
     return conn.execute(sql, (repo_id,)).fetchone() is not None
 
 
+def commit_id(conn: sqlite3.Connection, repo_id: int, sha: str) -> int | None:
+    """The id of the repository's recorded commit `sha`, or None when it is not recorded."""
+    sql = "SELECT id FROM commits WHERE repo_id = ? AND sha = ?"
+    row = conn.execute(sql, (repo_id, sha)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def known_shas(conn: sqlite3.Connection, repo_id: int) -> set[str]:
     """The shas of the repository's recorded commits."""
     rows = conn.execute("SELECT sha FROM commits WHERE repo_id = ?", (repo_id,))

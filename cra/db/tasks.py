@@ -51,3 +51,24 @@ def task_commit(conn: sqlite3.Connection, task_id: str) -> TaskCommit | None:
         (task_id,),
     ).fetchone()
     return None if row is None else TaskCommit(row["name"], commit_of(row))
+
+
+@dataclass(frozen=True)
+class TaskGold:
+    """A task's gold (JSON texts as recorded), its commit's parent and its repository."""
+
+    gold_files: str
+    gold_symbols: str
+    parent_sha: str | None
+    repo: str
+
+
+def task_gold(conn: sqlite3.Connection, task_id: str) -> TaskGold | None:
+    """The task's gold, parent commit and repository, or None when there is no such task."""
+    row = conn.execute(
+        "SELECT t.gold_files, t.gold_symbols, c.parent_sha, r.name FROM tasks t "
+        "JOIN commits c ON c.id = t.commit_id JOIN repos r ON r.id = t.repo_id "
+        "WHERE t.task_id = ?",
+        (task_id,),
+    ).fetchone()
+    return None if row is None else TaskGold(row[0], row[1], row[2], row[3])
