@@ -158,16 +158,21 @@ def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     if python is None:
         pytest.skip("vLLM is not installed: run scripts/install-vllm.sh (make test does)")
     logs = tmp_path_factory.mktemp("vllm")
+    model_args = ["--max-model-len", "2048", "--dtype", "float32"]
+    lora_args = ["--enable-lora", "--max-lora-rank", "16", "--max-loras", "4"]
+    env = {
+        "HOME": str(logs),
+        "XDG_CACHE_HOME": str(logs / "cache"),
+        "VLLM_CACHE_ROOT": str(logs / "vllm-cache"),
+    }
     server = start_vllm(
         python=python,
         model=tiny_model_dir,
         served_model="tiny",
         log_path=logs / "server.log",
-        extra_args=["--max-model-len", "2048", "--dtype", "float32", "--enable-lora",
-                    "--max-lora-rank", "16", "--max-loras", "4"],
-        env={"HOME": str(logs), "XDG_CACHE_HOME": str(logs / "cache"),
-             "VLLM_CACHE_ROOT": str(logs / "vllm-cache")},
-    )  # fmt: skip
+        extra_args=[*model_args, *lora_args],
+        env=env,
+    )
     try:
         yield server
     finally:

@@ -111,8 +111,11 @@ def run_cra(workspace: Workspace, *args: str, timeout: float = 900) -> subproces
     """`cra -w WORKSPACE ARGS...` in its own process, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "cra", "-w", str(workspace.root), *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def served_config(base: Path, *, drain_s: float, max_loras: int = 0) -> str:

@@ -46,8 +46,13 @@ def _child_session(tmp_path: Path, module: str, *, guarded: bool) -> tuple[Path,
     env["HOME"] = str(home)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "tests"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     return home, proc.stdout + proc.stderr, proc.returncode
 
 

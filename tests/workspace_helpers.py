@@ -24,8 +24,10 @@ def hold_lock(lock_path: Path, command: str) -> subprocess.Popen[str]:
     """A real process holding the writer lock at `lock_path` until its stdin closes."""
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(lock_path), command],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
     return proc
 
@@ -43,8 +45,10 @@ def cra_popen(root: Path, *args: str) -> subprocess.Popen[str]:
     """`cra -w ROOT ARGS...` started in its own process (not waited for)."""
     return subprocess.Popen(
         [sys.executable, "-m", "cra", "-w", str(root), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _git(repo_dir: Path, *args: str, data: bytes | None = None) -> bytes:
@@ -59,9 +63,10 @@ def _rewritten(raw: bytes, parents: list[bytes]) -> bytes:
     lines = [ln for ln in head.split(b"\n") if not ln.startswith(b"parent ")]
     lines = [
         b"committer Rewriter <rewriter@example.com> 1893456000 +0000"
-        if ln.startswith(b"committer ") else ln
+        if ln.startswith(b"committer ")
+        else ln
         for ln in lines
-    ]  # fmt: skip
+    ]
     lines[1:1] = [b"parent " + p for p in parents]  # after the tree line
     return b"\n".join(lines) + b"\n\n" + message
 

@@ -35,11 +35,14 @@ def test_counts_and_tasks_in_time_order(logged) -> None:
     ]
 
 
+# Each stage and the plan score its metrics average.
+STAGE_FIELDS = (("scope", "file_recall"), ("precision", "symbol_recall"), ("planning", "alignment"))
+
+
 def test_stage_metrics_match_the_scores(logged) -> None:
     logs, _ = logged
     plans = logs.plans()
-    for stage, field in (("scope", "file_recall"), ("precision", "symbol_recall"),
-                         ("planning", "alignment")):  # fmt: skip
+    for stage, field in STAGE_FIELDS:
         metrics = logs.stage_metrics(stage)
         assert metrics.n == len(plans)
         assert metrics.mean == pytest.approx(sum(getattr(p, field) for p in plans) / len(plans))

@@ -76,8 +76,8 @@ def commit(repo: Path, message: str, files: dict[str, str], day: int) -> str:
             target.write_text(text)
     git(repo, "add", "-A")
     stamp = f"2024-03-{day:02d}T12:00:00+00:00"
-    git(repo, "commit", "-q", "-m", message,
-        env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})  # fmt: skip
+    dates = {"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
+    git(repo, "commit", "-q", "-m", message, env=dates)
     return git(repo, "rev-parse", "HEAD")
 
 
@@ -90,16 +90,16 @@ def qualify(workspace: Workspace, repo: Path, shas: list[str], name: str = "tall
                 parent = git(repo, "rev-parse", f"{sha}^")
                 when = git(repo, "show", "-s", "--format=%aI", sha)
                 ts = int(git(repo, "show", "-s", "--format=%at", sha))
-                names = git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r",
-                            parent, sha).split()  # fmt: skip
+                diff_tree = ("diff-tree", "--no-commit-id", "--name-only", "-r", parent, sha)
+                names = git(repo, *diff_tree).split()
+                source_files = json.dumps([n for n in names if not is_test_path(n)])
+                test_files = json.dumps([n for n in names if is_test_path(n)])
                 conn.execute(
                     "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
                     "subject, task_text, files_source, files_tests, verdict, stage, mined_at) "
                     "VALUES (?, ?, ?, ?, ?, 's', 's', ?, ?, 'qualified', 'qualified', 'now')",
-                    (repo_id, sha, parent, when, ts,
-                     json.dumps([n for n in names if not is_test_path(n)]),
-                     json.dumps([n for n in names if is_test_path(n)])),
-                )  # fmt: skip
+                    (repo_id, sha, parent, when, ts, source_files, test_files),
+                )
 
 
 def hostile_history(workspace: Workspace, packed: Path, attack: dict[str, str]) -> HostileHistory:

@@ -207,12 +207,13 @@ def test_links():
     assert not os.path.lexists("tests/data/up")
     assert os.path.islink("tests/data/inside")
 """
-    history = hostile_history(workspace, packed, {
+    attack = {
         "docs/authors.md": "-> /etc/passwd",
         "tests/data/up": "-> ../../../../../../../../etc",
         "tests/data/inside": "-> ../test_core.py",
         "tests/test_hostile.py": checks,
-    })  # fmt: skip
+    }
+    history = hostile_history(workspace, packed, attack)
     summary = validate_repo(workspace, "tally", ONCE)
     verdicts = _verdicts(workspace)
     assert summary.tasks_done == 2
@@ -269,8 +270,8 @@ def test_a_commit_git_cannot_read_is_a_verdict_and_the_next_one_is_validated(
 ) -> None:
     """A commit gone from the clone (history rewritten since mining): `harness_failed`
     with git's message, final after INFRA_ATTEMPTS; grading it is a grade, not a crash."""
-    history = hostile_history(workspace, packed, {"tests/test_hostile.py": "def test_x():\n"
-                                                  "    pass\n"})  # fmt: skip
+    passing = {"tests/test_hostile.py": "def test_x():\n    pass\n"}
+    history = hostile_history(workspace, packed, passing)
     gone = "0123456789abcdef0123456789abcdef01234567"
     qualify_missing(workspace, gone, history.attack)
     summary = validate_repo(workspace, "tally", ONCE)

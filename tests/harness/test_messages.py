@@ -68,23 +68,24 @@ def test_clean_task_text_strips_trailers_urls_shas_and_issue_refs() -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("subject", "kind", "text"),
-    [
-        ("feat: add a median function to stats", "feat", "add a median function to stats"),
-        ("fix(parser): handle empty input in tokens", "fix", "handle empty input in tokens"),
-        ("feat!: drop the legacy config loader", "feat", "drop the legacy config loader"),
-        ("Fix(api)!: reject negative timeouts early", "fix", "reject negative timeouts early"),
-        ("perf : cache the grammar per version", "perf", "cache the grammar per version"),
-        ("[core] fix: handle None in the loader", "fix", "handle None in the loader"),
-        ("aiohttp: use the shared session", None, "use the shared session"),
-        ("tests/foo: add a case for empty input", None, "add a case for empty input"),
-        ("blackd: fix: return 400 on a bad header", "fix", "return 400 on a bad header"),
-        ("Add feat: a later colon stays", None, "Add feat: a later colon stays"),
-        ("Diff parser: add error dedents", None, "Diff parser: add error dedents"),
-        ("See http://example.org for the fix", None, "See for the fix"),
-    ],
-)  # fmt: skip
+# (subject, its conventional type, the task text left once the prefixes go)
+SUBJECTS = [
+    ("feat: add a median function to stats", "feat", "add a median function to stats"),
+    ("fix(parser): handle empty input in tokens", "fix", "handle empty input in tokens"),
+    ("feat!: drop the legacy config loader", "feat", "drop the legacy config loader"),
+    ("Fix(api)!: reject negative timeouts early", "fix", "reject negative timeouts early"),
+    ("perf : cache the grammar per version", "perf", "cache the grammar per version"),
+    ("[core] fix: handle None in the loader", "fix", "handle None in the loader"),
+    ("aiohttp: use the shared session", None, "use the shared session"),
+    ("tests/foo: add a case for empty input", None, "add a case for empty input"),
+    ("blackd: fix: return 400 on a bad header", "fix", "return 400 on a bad header"),
+    ("Add feat: a later colon stays", None, "Add feat: a later colon stays"),
+    ("Diff parser: add error dedents", None, "Diff parser: add error dedents"),
+    ("See http://example.org for the fix", None, "See for the fix"),
+]
+
+
+@pytest.mark.parametrize(("subject", "kind", "text"), SUBJECTS)
 def test_parse_subject_takes_off_the_type_and_component_prefixes(
     subject: str, kind: str | None, text: str
 ) -> None:

@@ -204,8 +204,12 @@ def test_mining_records_each_commits_conventional_type(tmp_path) -> None:
     commit that would otherwise qualify is dropped at the message stage for its type."""
     shas, rows, _ = _mine_small_history(tmp_path)
     assert {name: rows[sha]["conventional_type"] for name, sha in shas.items()} == {
-        "root": None, "conftest_only": None, "helper_only": None, "module": "fix", "docs": "docs",
-    }  # fmt: skip
+        "root": None,
+        "conftest_only": None,
+        "helper_only": None,
+        "module": "fix",
+        "docs": "docs",
+    }
     docs = rows[shas["docs"]]
     assert (docs["stage"], docs["reason"]) == (
         "message",
@@ -218,10 +222,16 @@ def test_a_commit_that_only_deletes_test_files_is_dropped_at_the_tests_stage() -
     from cra.harness.mine import CommitFacts, FileChange, Limits, judge
 
     facts = CommitFacts(
-        "b" * 40, ("a" * 40,), 0, "2024-01-01T00:00:00+00:00", "Ada <ada@example.org>",
+        "b" * 40,
+        ("a" * 40,),
+        0,
+        "2024-01-01T00:00:00+00:00",
+        "Ada <ada@example.org>",
         "Remove the experimental percentile helper",
-        (FileChange("pkg/percentile.py", None, "M", 1, 3),
-         FileChange("tests/test_percentile.py", None, "D", 0, 5)),
-    )  # fmt: skip
+        (
+            FileChange("pkg/percentile.py", None, "M", 1, 3),
+            FileChange("tests/test_percentile.py", None, "D", 0, 5),
+        ),
+    )
     verdict = judge(facts, Limits(), patch_chars=lambda: 10)
     assert (verdict.stage, verdict.reason) == ("tests", "only deletes test files")

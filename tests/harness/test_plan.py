@@ -11,13 +11,25 @@ from cra.harness.plan import InvalidPlan, parse_plan
 GOOD = {
     "summary": "Fix it",
     "steps": [
-        {"id": 1, "file": "a.py", "symbols": ["f"], "action": "modify",
-         "description": "x", "depends_on": []},
-        {"id": 2, "file": "b.py", "symbols": [], "action": "add",
-         "description": "y", "depends_on": [1]},
+        {
+            "id": 1,
+            "file": "a.py",
+            "symbols": ["f"],
+            "action": "modify",
+            "description": "x",
+            "depends_on": [],
+        },
+        {
+            "id": 2,
+            "file": "b.py",
+            "symbols": [],
+            "action": "add",
+            "description": "y",
+            "depends_on": [1],
+        },
     ],
     "tests": [{"file": "tests/test_a.py", "description": "z"}],
-}  # fmt: skip
+}
 
 
 def test_valid_plan_round_trips() -> None:

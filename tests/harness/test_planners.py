@@ -33,8 +33,10 @@ def test_import_graph_resolves_absolute_relative_and_submodule_imports() -> None
     assert graph["src/app/util.py"] == set()
     deps = closure(graph)
     assert deps["tests/test_api.py"] == {
-        "src/app/api.py", "src/app/models.py", "src/app/util.py",
-    }  # fmt: skip
+        "src/app/api.py",
+        "src/app/models.py",
+        "src/app/util.py",
+    }
 
 
 def test_dependency_order_puts_dependencies_first() -> None:
@@ -51,12 +53,11 @@ def test_baseline_plan_is_deterministic_and_dependency_ordered() -> None:
         Hit("src/app/api.py", "Api.put", "method", 1.5),
         Hit("src/app/models.py", "Model", "class", 1.0),
     ]
-    plan = baseline_plan("Clamp values in the API", hits, deps, ["tests/test_api.py"],
-                         max_files=2, max_symbols=3)  # fmt: skip
+    task, tests = "Clamp values in the API", ["tests/test_api.py"]
+    plan = baseline_plan(task, hits, deps, tests, max_files=2, max_symbols=3)
     assert [s.file for s in plan.steps] == ["src/app/util.py", "src/app/api.py"]
     assert plan.steps[1].symbols == ("Api.get", "Api.put")
     assert plan.steps[1].depends_on == (1,)
     assert [t.file for t in plan.tests] == ["tests/test_api.py"]
-    again = baseline_plan("Clamp values in the API", hits, deps, ["tests/test_api.py"],
-                          max_files=2, max_symbols=3)  # fmt: skip
+    again = baseline_plan(task, hits, deps, tests, max_files=2, max_symbols=3)
     assert again.to_json() == plan.to_json()

@@ -57,14 +57,14 @@ def test_pack_replace_with_rewritten_history_validates_only_the_new_commits(
     _mine(workspace)
     old = _shas(workspace, gone=False)
     rewrite_history(project_repo.path)
-    proc = run_cra(workspace, "repo", "pack", str(project_repo.path), "--name", "tally",
-                   "--replace", "--find-links", str(wheelhouse), timeout=900)  # fmt: skip
+    pack_args = ("repo", "pack", str(project_repo.path), "--name", "tally", "--replace")
+    proc = run_cra(workspace, *pack_args, "--find-links", str(wheelhouse), timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert f"note: {len(old)} recorded commits of tally are gone from its history" in proc.stderr
     assert _shas(workspace, gone=True) == old
     _mine(workspace)
-    proc = run_cra(workspace, "harness", "validate", "--repo", "tally", "--limit", "2", "--json",
-                   timeout=900)  # fmt: skip
+    validate_args = ("harness", "validate", "--repo", "tally", "--limit", "2", "--json")
+    proc = run_cra(workspace, *validate_args, timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert "bad object" not in proc.stdout + proc.stderr
     with closing(workspace.raw_db()) as conn:

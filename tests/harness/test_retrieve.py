@@ -12,9 +12,8 @@ from tests.harness.gitutil import Repo
 
 
 def test_tokenize_splits_identifiers_and_drops_stopwords() -> None:
-    assert tokenize("Fix ZeroDivisionError in mean_of_lists") == [
-        "fix", "zero", "division", "error", "mean", "list",
-    ]  # fmt: skip
+    words = ["fix", "zero", "division", "error", "mean", "list"]
+    assert tokenize("Fix ZeroDivisionError in mean_of_lists") == words
 
 
 def test_the_relevant_definition_ranks_first(tmp_path: Path, workspace) -> None:
@@ -29,8 +28,8 @@ def test_the_relevant_definition_ranks_first(tmp_path: Path, workspace) -> None:
         "Add",
     )
     index = Indexer(workspace.curated_db(), repo.path).index(sha)
-    hits = retrieve(index, "Fix division by zero in mean of an empty list", k=5,
-                    exclude={"tests/test_stats.py"})  # fmt: skip
+    task = "Fix division by zero in mean of an empty list"
+    hits = retrieve(index, task, k=5, exclude={"tests/test_stats.py"})
     assert hits[0].file == "src/stats.py"
     assert hits[0].symbol == "mean"
     assert all(h.file != "tests/test_stats.py" for h in hits)

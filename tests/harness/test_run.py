@@ -22,30 +22,46 @@ def _package(workspace, project_repo) -> None:
     subprocess.run(["git", "clone", "-q", str(project_repo.path), str(target)], check=True)
 
 
+def _git(cwd, *args: str) -> str:
+    """The stdout of `git ARGS...` run in CWD (failing the test if git fails)."""
+    proc = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return proc.stdout
+
+
 def _record_qualified(workspace, project_repo) -> list:
     conn = workspace.raw_db()
     repo_id = register_repo(conn, "tally")
     qualified = [c for c in project_repo.commits if c.expected_stage == "qualified"]
     with transaction(conn):
         for c in qualified:
-            names = subprocess.run(
-                ["git", "diff-tree", "--no-commit-id", "--name-only", "-r", "-M", f"{c.sha}^",
-                 c.sha], cwd=project_repo.path, check=True, capture_output=True, text=True,
-            ).stdout.split()  # fmt: skip
+            diff_tree = [
+                "diff-tree",
+                "--no-commit-id",
+                "--name-only",
+                "-r",
+                "-M",
+                f"{c.sha}^",
+                c.sha,
+            ]
+            names = _git(project_repo.path, *diff_tree).split()
+            parent = _git(project_repo.path, "rev-parse", f"{c.sha}^").strip()
             py = [n for n in names if n.endswith(".py")]
             conn.execute(
                 "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
                 "subject, task_text, files_source, files_tests, verdict, stage, mined_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'qualified', 'qualified', 'now')",
                 (
-                    repo_id, c.sha, subprocess.run(
-                        ["git", "rev-parse", f"{c.sha}^"], cwd=project_repo.path,
-                        check=True, capture_output=True, text=True).stdout.strip(),
-                    c.authored_at.isoformat(), int(c.authored_at.timestamp()), c.subject,
-                    c.subject, json.dumps([n for n in py if not is_test_path(n)]),
+                    repo_id,
+                    c.sha,
+                    parent,
+                    c.authored_at.isoformat(),
+                    int(c.authored_at.timestamp()),
+                    c.subject,
+                    c.subject,
+                    json.dumps([n for n in py if not is_test_path(n)]),
                     json.dumps([n for n in py if is_test_path(n)]),
                 ),
-            )  # fmt: skip
+            )
     conn.close()
     return qualified
 
@@ -127,8 +143,10 @@ def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(
     qualified = _record_qualified(workspace, project_repo)
     proc = subprocess.Popen(
         [sys.executable, "-c", KILL_SCRIPT, str(workspace.root)],
-        stdout=subprocess.PIPE, text=True, cwd=os.getcwd(),
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.getcwd(),
+    )
     seen = 0
     for line in proc.stdout:
         seen = int(line)

@@ -30,11 +30,10 @@ def test_llm_planner_against_a_real_vllm_server(vllm_server, project_repo, tmp_p
         "timeout_s = 120.0\n"
     )
     workspace = _mined(tmp_path / "ws", project_repo, toml)
-    result = CliRunner().invoke(
-        cli,
-        ["-w", str(workspace.root), "harness", "run", "--repo", "tally", "--planner", "llm",
-         "--temperatures", "0.2,1.0", "--limit", "3", "--jobs", "2", "--no-validate", "--json"],
-    )  # fmt: skip
+    planner = ("--planner", "llm", "--temperatures", "0.2,1.0")
+    args = ["-w", str(workspace.root), "harness", "run", "--repo", "tally", *planner]
+    args += ["--limit", "3", "--jobs", "2", "--no-validate", "--json"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{") :])
     assert summary["tasks_done"] == 3

@@ -6,12 +6,30 @@ import pytest
 
 from cra.harness.testpaths import is_test_module, is_test_path
 
+# Test modules, test support and files under a test directory.
+TEST_PATHS = [
+    "tests/test_a.py",
+    "tests/util.py",
+    "pkg/test_io.py",
+    "pkg/io_test.py",
+    "conftest.py",
+    "src/pkg/testing/helpers.py",
+    "Tests/x.py",
+    "tests/data/input.json",
+]
 
-@pytest.mark.parametrize(
-    "path",
-    ["tests/test_a.py", "tests/util.py", "pkg/test_io.py", "pkg/io_test.py", "conftest.py",
-     "src/pkg/testing/helpers.py", "Tests/x.py", "tests/data/input.json"],
-)  # fmt: skip
+# Test paths that are not test modules: conftest, helpers, data under tests/.
+TEST_SUPPORT = [
+    "conftest.py",
+    "tests/conftest.py",
+    "tests/util.py",
+    "tests/__init__.py",
+    "tests/data/test_input.json",
+    "src/pkg/testing/helpers.py",
+]
+
+
+@pytest.mark.parametrize("path", TEST_PATHS)
 def test_tests(path: str) -> None:
     """Test modules, test support and anything under a test directory are test paths."""
     assert is_test_path(path)
@@ -35,11 +53,7 @@ def test_test_modules(path: str) -> None:
     assert is_test_path(path)
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["conftest.py", "tests/conftest.py", "tests/util.py", "tests/__init__.py",
-     "tests/data/test_input.json", "src/pkg/testing/helpers.py"],
-)  # fmt: skip
+@pytest.mark.parametrize("path", TEST_SUPPORT)
 def test_test_support_is_a_test_path_but_not_a_test_module(path: str) -> None:
     """conftest.py, helpers and data under tests/ belong to the tests but are not modules."""
     assert is_test_path(path)

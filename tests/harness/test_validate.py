@@ -71,16 +71,16 @@ def _qualify(workspace, repo_dir: Path, shas: list[str]) -> None:
                 parent = _git(repo_dir, "rev-parse", f"{sha}^")
                 when = _git(repo_dir, "show", "-s", "--format=%aI", sha)
                 ts = int(_git(repo_dir, "show", "-s", "--format=%at", sha))
-                names = _git(repo_dir, "diff-tree", "--no-commit-id", "--name-only", "-r",
-                             parent, sha).split()  # fmt: skip
+                diff_tree = ("diff-tree", "--no-commit-id", "--name-only", "-r", parent, sha)
+                names = _git(repo_dir, *diff_tree).split()
+                source_files = json.dumps([n for n in names if not is_test_path(n)])
+                test_files = json.dumps([n for n in names if is_test_path(n)])
                 conn.execute(
                     "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
                     "subject, task_text, files_source, files_tests, verdict, stage, mined_at) "
                     "VALUES (?, ?, ?, ?, ?, 's', 's', ?, ?, 'qualified', 'qualified', 'now')",
-                    (repo_id, sha, parent, when, ts,
-                     json.dumps([n for n in names if not is_test_path(n)]),
-                     json.dumps([n for n in names if is_test_path(n)])),
-                )  # fmt: skip
+                    (repo_id, sha, parent, when, ts, source_files, test_files),
+                )
 
 
 ODD_TEST_V1 = """import os
@@ -130,26 +130,32 @@ def odd_repo(workspace, packed) -> tuple[Path, dict[str, str]]:
     core = (
         'def split(text):\n    return text.split()\n\n\ndef shout(text):\n    return text + "!"\n'
     )
-    _commit(repo, "Start", {"src/app/__init__.py": "", "src/app/core.py": core,
-                            "tests/test_core.py": "from app.core import split\n\n\n"
-                            "def test_split():\n    assert split('a b') == ['a', 'b']\n",
-                            "pyproject.toml": "[tool.pytest.ini_options]\n"
-                            'pythonpath = ["src"]\n'}, 1)  # fmt: skip
+    first_test = (
+        "from app.core import split\n\n\ndef test_split():\n    assert split('a b') == ['a', 'b']\n"
+    )
+    start = {
+        "src/app/__init__.py": "",
+        "src/app/core.py": core,
+        "tests/test_core.py": first_test,
+        "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["src"]\n',
+    }
+    _commit(repo, "Start", start, 1)
     fixed = core.replace('return text + "!"', 'return text.upper() + "!"')
-    shas["bugfix"] = _commit(repo, "Fix shout to upper-case its text", {
-        "src/app/core.py": fixed, "tests/test_core.py": ODD_TEST_V1,
-    }, 2)  # fmt: skip
+    bugfix = {"src/app/core.py": fixed, "tests/test_core.py": ODD_TEST_V1}
+    shas["bugfix"] = _commit(repo, "Fix shout to upper-case its text", bugfix, 2)
     refactored = fixed.replace("return text.split()", "words = text.split()\n    return words")
-    shas["refactor"] = _commit(repo, "Refactor split", {
-        "src/app/core.py": refactored, "tests/test_core.py": ODD_TEST_V1 + "\n# unchanged\n",
-    }, 3)  # fmt: skip
-    shas["flaky"] = _commit(repo, "Add a helper with shaky tests", {
-        "src/app/extra.py": "X = 1\n", "tests/test_core.py": ODD_TEST_V1 + FLAKY,
-    }, 4)  # fmt: skip
-    shas["broken"] = _commit(repo, "Add checks that cannot import", {
+    refactor = {
+        "src/app/core.py": refactored,
+        "tests/test_core.py": ODD_TEST_V1 + "\n# unchanged\n",
+    }
+    shas["refactor"] = _commit(repo, "Refactor split", refactor, 3)
+    flaky = {"src/app/extra.py": "X = 1\n", "tests/test_core.py": ODD_TEST_V1 + FLAKY}
+    shas["flaky"] = _commit(repo, "Add a helper with shaky tests", flaky, 4)
+    broken = {
         "src/app/more.py": "Y = 2\n",
         "tests/test_more.py": "from app.missing import nothing\n\n\ndef test_y():\n    pass\n",
-    }, 5)  # fmt: skip
+    }
+    shas["broken"] = _commit(repo, "Add checks that cannot import", broken, 5)
     _qualify(workspace, repo, list(shas.values()))
     (workspace.root / "cra.toml").write_text(
         (workspace.root / "cra.toml")
@@ -222,8 +228,10 @@ def test_bugfix_of_the_factory_history_via_the_cli_and_gold_grading(
     manifest = load_manifest(packed / "manifest.json")
     (env,) = manifest.environments
     split = "2023-06-01"
-    eras = (dataclasses.replace(env, id="early", until=split),
-            dataclasses.replace(env, id="late", start=split))  # fmt: skip
+    eras = (
+        dataclasses.replace(env, id="early", until=split),
+        dataclasses.replace(env, id="late", start=split),
+    )
     write_manifest(packed / "manifest.json", dataclasses.replace(manifest, environments=eras))
     assert bugfix.authored_at.date().isoformat() < split
     runner = CliRunner()
@@ -309,9 +317,8 @@ def test_judge_counts_only_stable_outcomes_and_uncollectable_modules_as_failing(
     ]
     for r in before:
         r.collect_errors = {"new.py": "ImportError"}
-    after = [_run("after", i, {"t.py::a": "passed", "t.py::b": "passed", "t.py::c": "passed",
-                               "new.py::d[x y]": "passed", "t.py::e": "passed"})
-             for i in (1, 2)]  # fmt: skip
+    passing = ("t.py::a", "t.py::b", "t.py::c", "new.py::d[x y]", "t.py::e")
+    after = [_run("after", i, dict.fromkeys(passing, "passed")) for i in (1, 2)]
     v = judge(before, after)
     assert v.verdict == "verified"
     assert v.fail_to_pass == ["new.py::d[x y]", "t.py::b"]  # d's module failed to import
