@@ -1,4 +1,5 @@
-"""`llm_calls`: reads of the calls an adapter version served (the registry's live metrics).
+"""`llm_calls`: every call the LLM client made, and the reads of the calls an adapter
+version served (the registry's live metrics).
 
 A call used a version when `llm_calls` records its adapter and version (or its served
 name `NAME@vN` as the model). Analysis reads across the raw tables stay in
@@ -8,8 +9,11 @@ name `NAME@vN` as the model). Analysis reads across the raw tables stay in
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from cra.db.connection import transaction
 
 _USED = "((c.adapter = :name AND c.adapter_version = :version) OR c.model = :served)"
 
@@ -48,6 +52,17 @@ class CallWithGold:
     response: str | None
     gold_files: str | None
     gold_symbols: str | None
+
+
+def record_call(conn: sqlite3.Connection, row: Mapping[str, object]) -> int | None:
+    """Write one call, its columns as `row` names them, in its own transaction; its id."""
+    columns = ", ".join(row)
+    marks = ", ".join("?" * len(row))
+    with transaction(conn):
+        cursor = conn.execute(
+            f"INSERT INTO llm_calls ({columns}) VALUES ({marks})", tuple(row.values())
+        )
+    return cursor.lastrowid
 
 
 def _args(name: str, version: int, since: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 
 import httpx
 
-from cra.db import transaction
+from cra.db.llm_calls import record_call
 from cra.errors import CraError
 from cra.fsutil import now_iso
 
@@ -153,13 +153,7 @@ class LLMClient:
     def _log(self, row: dict[str, Any]) -> int | None:
         if self.conn is None:
             return None
-        columns = ", ".join(row)
-        marks = ", ".join("?" * len(row))
-        with transaction(self.conn):
-            cursor = self.conn.execute(
-                f"INSERT INTO llm_calls ({columns}) VALUES ({marks})", tuple(row.values())
-            )
-        return cursor.lastrowid
+        return record_call(self.conn, row)
 
     def _send(self, body: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None, int]:
         """POST with bounded retries: (response JSON or None, error or None, attempts)."""
