@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from contextlib import closing
+from typing import cast
 
 import click
 from rich.console import Console
@@ -55,9 +56,12 @@ def mine(
         f"{repo}: {data['commits_in']} commits ({result.new} new, {result.rescored} rescored), "
         f"{result.qualified} qualifying ({data['yield_pct']}%)"
     )
+    # MineResult.as_dict() maps each stage to its drop count and to its top reasons.
+    dropped = cast(dict[str, int], data["dropped"])
+    top_reasons = cast(dict[str, dict[str, int]], data["reasons"])
     for stage in ("structural", "message", "size", "tests"):
-        reasons = ", ".join(f"{r} ×{n}" for r, n in data["reasons"][stage].items())  # type: ignore[index]
-        click.echo(f"  dropped at {stage:<10} {data['dropped'][stage]:>6}  {reasons}")  # type: ignore[index]
+        reasons = ", ".join(f"{r} ×{n}" for r, n in top_reasons[stage].items())
+        click.echo(f"  dropped at {stage:<10} {dropped[stage]:>6}  {reasons}")
 
 
 @harness.command("status")

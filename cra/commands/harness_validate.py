@@ -121,13 +121,13 @@ def grade_command(
     if gold == (patch_path is not None):
         raise UsageError("give exactly one of --patch FILE and --gold")
     with writing(ctx, "cra harness grade") as workspace:
-        if gold:
+        if patch_path is None:  # --gold, as checked above
             patch, label = task_gold_patch(workspace, task_id), "gold"
         elif str(patch_path) == "-":
             patch, label = sys.stdin.read(), "patch"
         else:
             try:
-                patch = Path(patch_path).read_text(encoding="utf-8")  # type: ignore[arg-type]
+                patch = Path(patch_path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise UsageError(f"cannot read patch {patch_path}: {exc}") from None
             label = "patch"

@@ -3,6 +3,8 @@ tool output) and the summaries several commands share."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import click
 
 from cra.text import printable
@@ -15,7 +17,8 @@ def echo_safe(message: str, *, err: bool = False) -> None:
 
 def echo_summary(data: dict[str, object]) -> None:
     """Print a validation summary in one line."""
-    latest: dict[str, int] = data["latest_verdicts"]  # type: ignore[assignment]
+    # The summary's as_dict() maps each latest verdict to its count of tasks.
+    latest = cast(dict[str, int], data["latest_verdicts"])
     verdicts = ", ".join(f"{v} ×{n}" for v, n in latest.items())
     click.echo(
         f"validated {data['tasks_done']} tasks of {data['repo']} ({data['tasks_skipped']} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 from contextlib import closing
+from typing import cast
 
 import click
 
@@ -109,7 +110,7 @@ def status(ctx: Context, as_json: bool) -> None:
     health = "healthy" if data["healthy"] else "NOT healthy"
     click.echo(f"server {data['url']} pid {state.pid}: {health}")
     click.echo(f"base model {state.base_model}")
-    click.echo("served: " + ", ".join(data["loaded"]))  # type: ignore[arg-type]
+    click.echo("served: " + ", ".join(cast(list[str], data["loaded"])))  # served_models' ids
     for stage, (model, adapter, version) in routes.items():
         target = f"{adapter}@v{version}" if adapter else f"base model ({model})"
         click.echo(f"  {stage:<14} -> {target}")

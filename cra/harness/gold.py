@@ -106,8 +106,13 @@ def diff_changes(repo_dir: Path, parent: str, sha: str) -> list[FileChange]:
             old = None
         if section.get("deleted"):
             new = None
+        # The section holds paths as str or None and line numbers as lists of ints.
+        old_lines = cast(list[int], section["old_lines"])
+        new_lines = cast(list[int], section["new_lines"])
         changes.append(
-            FileChange(old, new, tuple(section["old_lines"]), tuple(section["new_lines"]))  # type: ignore[arg-type]
+            FileChange(
+                cast(str | None, old), cast(str | None, new), tuple(old_lines), tuple(new_lines)
+            )
         )
 
     for line in out.split(b"\n"):

@@ -32,6 +32,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol, cast
 
 from cra.config import Config
 from cra.db import transaction
@@ -499,7 +500,36 @@ def _by_count(item: tuple[str, int]) -> int:
     return -item[1]
 
 
-def _pydriller_facts(commit: object) -> tuple[CommitFacts, int]:
+class _PyDrillerFile(Protocol):
+    """The attributes of PyDriller's (untyped) ModifiedFile that the slow path reads."""
+
+    diff: str | None
+    added_lines: int
+    deleted_lines: int
+    change_type: object
+    new_path: str | None
+    old_path: str | None
+
+
+class _PyDrillerAuthor(Protocol):
+    """The attributes of PyDriller's (untyped) Developer that the slow path reads."""
+
+    name: str
+    email: str
+
+
+class _PyDrillerCommit(Protocol):
+    """The attributes of PyDriller's (untyped) Commit that the slow path reads."""
+
+    hash: str
+    parents: list[str]
+    msg: str
+    author: _PyDrillerAuthor
+    author_date: datetime
+    modified_files: list[_PyDrillerFile]
+
+
+def _pydriller_facts(commit: _PyDrillerCommit) -> tuple[CommitFacts, int]:
     """Facts and patch size of a PyDriller commit, from its full diffs."""
     from pydriller import ModificationType
 
@@ -512,7 +542,7 @@ def _pydriller_facts(commit: object) -> tuple[CommitFacts, int]:
     }
     files = []
     patch = 0
-    for mf in commit.modified_files:  # type: ignore[attr-defined]
+    for mf in commit.modified_files:
         diff = mf.diff or ""
         patch += len(diff)
         binary = diff.startswith("Binary files") or (
@@ -523,7 +553,8 @@ def _pydriller_facts(commit: object) -> tuple[CommitFacts, int]:
             and not (mf.new_path or mf.old_path or "").endswith(".py")
         )
         status = kinds.get(mf.change_type, "M")
-        path = mf.new_path if status != "D" else mf.old_path
+        # A deletion has an old path only, every other change a new path.
+        path = cast(str, mf.new_path if status != "D" else mf.old_path)
         files.append(
             FileChange(
                 path,
@@ -533,15 +564,15 @@ def _pydriller_facts(commit: object) -> tuple[CommitFacts, int]:
                 None if binary else mf.deleted_lines,
             )
         )
-    author = f"{commit.author.name} <{commit.author.email}>"  # type: ignore[attr-defined]
-    date = commit.author_date  # type: ignore[attr-defined]
+    author = f"{commit.author.name} <{commit.author.email}>"
+    date = commit.author_date
     facts = CommitFacts(
-        commit.hash,  # type: ignore[attr-defined]
-        tuple(commit.parents),  # type: ignore[attr-defined]
+        commit.hash,
+        tuple(commit.parents),
         int(date.timestamp()),
         date.isoformat(),
         author,
-        commit.msg,  # type: ignore[attr-defined]
+        commit.msg,
         tuple(files),
     )
     return facts, patch

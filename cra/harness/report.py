@@ -135,21 +135,29 @@ def _record_of(n: int, line: bytes) -> dict[str, object]:
     return record
 
 
+def _number(record: dict[str, object], name: str) -> int | float:
+    """A numeric field of a record :func:`_record_of` checked already (narrowed for typing)."""
+    value = record[name]
+    if not isinstance(value, NUMBER):  # pragma: no cover - _record_of refused it
+        raise BadReport(f"report field {name} is not a number")
+    return value
+
+
 def _read_report(fd: int, result: PytestRun) -> bool:
     """Fill `result` from the report's records; return whether the session finished."""
     finished = False
     for record in read_report(fd):
         kind = record["kind"]
         if kind == "collected":
-            result.collected = int(record["count"])  # type: ignore[call-overload]
+            result.collected = int(_number(record, "count"))
         elif kind == "collect_error":
             message = str(record["message"])[-REPORT_MESSAGE_CHARS:]
             result.collect_errors[str(record["nodeid"])] = message
         elif kind == "test":
-            duration = float(record["duration"])  # type: ignore[arg-type]
+            duration = float(_number(record, "duration"))
             result.outcomes[str(record["nodeid"])] = (str(record["outcome"]), duration)
             result.test_seconds += duration
         elif kind == "finish":
-            result.exitstatus = int(record["exitstatus"])  # type: ignore[call-overload]
+            result.exitstatus = int(_number(record, "exitstatus"))
             finished = True
     return finished
