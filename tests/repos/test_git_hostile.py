@@ -135,6 +135,7 @@ HOSTILE: dict[str, Callable[[Path, Path], str]] = {
 def test_verify_refuses_a_git_folder_that_is_not_plain_and_runs_no_git_in_it(
     packed: Path, tmp_path: Path, case: str
 ) -> None:
+    """Verify fails the git check on a non-plain git folder and runs nothing planted in it."""
     markers = tmp_path / "markers"
     markers.mkdir()
     expected = HOSTILE[case](packed, markers)
@@ -149,6 +150,7 @@ def test_verify_refuses_a_git_folder_that_is_not_plain_and_runs_no_git_in_it(
 def test_import_refuses_a_hostile_git_folder_and_writes_nothing(
     packed: Path, other: Workspace, tmp_path: Path, case: str, as_tar: bool
 ) -> None:
+    """Import of a hostile git folder, as folder or tar, fails the git check and writes nothing."""
     markers = tmp_path / "markers"
     usb = tmp_path / "usb" / "tally"
     shutil.copytree(packed, usb)
@@ -166,6 +168,7 @@ def test_import_refuses_a_hostile_git_folder_and_writes_nothing(
 
 
 def test_a_fresh_package_is_a_plain_repository_with_core_settings_only(packed: Path) -> None:
+    """A freshly packed repository's git config holds only core settings and verifies."""
     config = git("config", "--file", str(packed / "repo" / ".git" / "config"), "--list", cwd=packed)
     assert {line.split("=")[0] for line in config.splitlines()} <= {
         "core.repositoryformatversion",
@@ -222,6 +225,7 @@ def test_the_hostile_fixture_bites_plain_git(hostile_repo: tuple[Path, Path]) ->
 def test_every_git_read_of_mine_validate_gold_and_pack_runs_nothing(
     hostile_repo: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """Every git read used by mine, validate, gold and pack runs no hook, filter or monitor."""
     clone, markers = hostile_repo
     head = git("rev-parse", "HEAD", cwd=clone).strip()
     parent = git("rev-parse", "HEAD~1", cwd=clone).strip()
@@ -265,6 +269,7 @@ def test_a_tree_is_exported_as_stored_whatever_its_attributes_say(
 
 
 def test_the_exported_tar_keeps_modes_links_and_the_commit_time(tmp_path: Path) -> None:
+    """The exported tree tar keeps modes and symlinks and dates files at the commit time."""
     repo = make_repo(tmp_path / "r", [("2024-02-03T04:05:06+00:00", {"run.sh": "#!/bin/sh\n"})])
     (repo / "link").symlink_to("run.sh")
     (repo / "run.sh").chmod(0o755)
@@ -283,6 +288,7 @@ def test_the_exported_tar_keeps_modes_links_and_the_commit_time(tmp_path: Path) 
 def test_pack_of_a_hostile_source_runs_nothing_and_carries_none_of_its_git_folder(
     workspace: Workspace, project_repo: ProjectRepo, wheelhouse: Path, tmp_path: Path
 ) -> None:
+    """Packing a hostile source runs nothing and copies no hooks, attributes or fsmonitor."""
     markers = tmp_path / "markers"
     add_index(project_repo.path)
     plant(project_repo.path / ".git", markers)

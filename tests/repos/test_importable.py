@@ -17,6 +17,7 @@ def _tree(tmp_path: Path, files: dict[str, str | None]) -> GitTree:
 
 
 def test_layout_prefers_pythonpath_for_src_layouts(tmp_path: Path) -> None:
+    """A src layout is made importable by putting src on PYTHONPATH and testing with pytest."""
     tree = _tree(
         tmp_path,
         {
@@ -34,12 +35,14 @@ def test_layout_prefers_pythonpath_for_src_layouts(tmp_path: Path) -> None:
 
 
 def test_layout_of_a_flat_project_puts_its_root_on_the_path(tmp_path: Path) -> None:
+    """A flat project is made importable by putting its root on PYTHONPATH."""
     tree = _tree(tmp_path, {"flat/__init__.py": "", "test_flat.py": "def test(): pass\n"})
     layout = detect_layout(tree, read_requirements(tree))
     assert (layout.mode, layout.pythonpath) == ("pythonpath", (".",))
 
 
 def test_vcs_version_file_needs_an_editable_install(tmp_path: Path) -> None:
+    """A VCS-versioned project needs an editable install with the version pretended."""
     tree = _tree(tmp_path, {"pyproject.toml": PYPROJECT, "src/demo_pkg/__init__.py": ""})
     layout = detect_layout(tree, read_requirements(tree), version="2.5")
     assert layout.mode == "editable"
@@ -47,5 +50,6 @@ def test_vcs_version_file_needs_an_editable_install(tmp_path: Path) -> None:
 
 
 def test_no_tests_and_no_pytest_config_gives_no_command(tmp_path: Path) -> None:
+    """A tree with no tests and no pytest config gets no test command."""
     tree = _tree(tmp_path, {"pkg/__init__.py": "", "README.md": "hi\n"})
     assert detect_layout(tree, read_requirements(tree)).test_command is None

@@ -47,6 +47,7 @@ def _manifest() -> Manifest:
 
 
 def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
+    """A written manifest loads back equal and carries its canonical checksum."""
     path = tmp_path / "manifest.json"
     write_manifest(path, _manifest())
     assert load_manifest(path) == _manifest()
@@ -55,6 +56,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path) -> None:
 
 
 def test_an_edit_by_hand_is_caught(tmp_path: Path) -> None:
+    """A manifest edited by hand fails its checksum and is refused as edited by hand."""
     path = tmp_path / "manifest.json"
     write_manifest(path, _manifest())
     data = json.loads(path.read_text())
@@ -92,11 +94,13 @@ def _resealed(tmp_path: Path, edit: object) -> Path:
     ],
 )
 def test_schema_errors_name_the_field(tmp_path: Path, edit: object, message: str) -> None:
+    """A manifest that breaks the schema is refused with an error naming the field."""
     with pytest.raises(ManifestError, match=message):
         load_manifest(_resealed(tmp_path, edit))
 
 
 def test_not_json_and_missing_are_clear(tmp_path: Path) -> None:
+    """A missing manifest and one that is not JSON each get their own clear error."""
     with pytest.raises(ManifestError, match="missing"):
         load_manifest(tmp_path / "manifest.json")
     (tmp_path / "manifest.json").write_text("{not json")

@@ -25,6 +25,7 @@ from tests.repos.helpers import make_repo, repos_entries
 def test_pack_from_a_local_wheelhouse(
     workspace: Workspace, project_repo: ProjectRepo, wheelhouse: Path
 ) -> None:
+    """Pack from a local wheelhouse records source, layout, one merged era and exact pins."""
     result = pack(
         workspace,
         str(project_repo.path),
@@ -80,6 +81,7 @@ def test_pack_from_a_local_wheelhouse(
 def test_eras_resolve_requirements_as_they_were(
     workspace: Workspace, tmp_path: Path, wheelhouse: Path
 ) -> None:
+    """Each era resolves the requirements of its own time; shared wheels are stored once."""
     links = tmp_path / "links"
     shutil.copytree(wheelhouse, links)
     make_wheel(links, "eraprobe", "1.0")
@@ -112,6 +114,7 @@ def test_eras_resolve_requirements_as_they_were(
 
 
 def test_eras_follow_the_configured_length(project_repo: ProjectRepo) -> None:
+    """Eras split history by the configured months, or into one era when asked for a single."""
     eras = split_eras(project_repo.path, project_repo.head, months=6)
     assert [e.id for e in eras] == ["2023-01", "2023-07", "2024-01", "2024-07"]
     assert sum(e.commits for e in eras) == len(project_repo.commits)
@@ -123,6 +126,7 @@ def test_eras_follow_the_configured_length(project_repo: ProjectRepo) -> None:
 def test_an_sdist_only_dependency_is_built_at_pack_time(
     workspace: Workspace, project_repo: ProjectRepo, tmp_path: Path, wheelhouse: Path
 ) -> None:
+    """A dependency with only an sdist is built into a wheel at pack time and stored."""
     links = tmp_path / "links"
     shutil.copytree(wheelhouse, links)
     make_sdist(links, "sdistonly", "1.0")
@@ -155,6 +159,7 @@ def _pack_cli(*args: str) -> tuple[int, str]:
 def test_bad_input_is_one_clear_line(
     workspace: Workspace, tmp_path: Path, wheelhouse: Path, case: str, message: str, hint: str
 ) -> None:
+    """Bad pack input exits 2 with one error line and one hint, no traceback, nothing written."""
     args = ["--name", "x", "--find-links", str(wheelhouse)]
     source = tmp_path / case
     if case == "plain_dir":
@@ -178,6 +183,7 @@ def test_bad_input_is_one_clear_line(
 def test_an_existing_package_is_kept_unless_replaced(
     workspace: Workspace, project_repo: ProjectRepo, wheelhouse: Path
 ) -> None:
+    """Pack refuses to overwrite an existing package unless --replace is given."""
     options = PackOptions(name="tally", find_links=wheelhouse)
     pack(workspace, str(project_repo.path), options)
     code, output = _pack_cli(
@@ -225,6 +231,7 @@ def test_pack_from_the_registry_bounds_each_era_by_date(
 def test_a_tag_or_commit_ref_packs_only_its_history(
     workspace: Workspace, project_repo: ProjectRepo, wheelhouse: Path
 ) -> None:
+    """Packing at a tag keeps only its history; objects of later commits are gone."""
     target = project_repo.commits[5]
     git("tag", "v0.1", target.sha, cwd=project_repo.path)
     result = pack(

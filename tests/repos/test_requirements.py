@@ -44,6 +44,7 @@ def _tree(tmp_path: Path, files: dict[str, str | None]) -> GitTree:
 
 
 def test_every_source_is_read_with_includes_and_self_extras(tmp_path: Path) -> None:
+    """Requirements come from every source, following includes and self extras, skips reasoned."""
     tree = _tree(
         tmp_path,
         {
@@ -82,6 +83,7 @@ def test_every_source_is_read_with_includes_and_self_extras(tmp_path: Path) -> N
 
 
 def test_asked_extras_and_groups_must_exist(tmp_path: Path) -> None:
+    """An asked extra or dependency group that does not exist is a usage error listing choices."""
     tree = _tree(tmp_path, {"pyproject.toml": PYPROJECT})
     reqs = read_requirements(tree, extras=["docs"], groups=["lint"], strict=True)
     assert "sphinx" in reqs.requirements

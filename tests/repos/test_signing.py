@@ -36,6 +36,7 @@ def _package(root: Path, **fields: object) -> dict[str, object]:
 
 
 def test_a_signed_manifest_verifies_with_the_signing_key(tmp_path: Path) -> None:
+    """A signed package verifies as trusted under its signing key."""
     key = load_or_create_key(tmp_path / "keys" / "signing.key")
     data = _package(tmp_path / "pkg")
     public = sign_package(tmp_path / "pkg", key)
@@ -44,6 +45,7 @@ def test_a_signed_manifest_verifies_with_the_signing_key(tmp_path: Path) -> None
 
 
 def test_the_key_file_is_private_and_reused(tmp_path: Path) -> None:
+    """The signing key file is created private (0600 in a 0700 folder) and reused after."""
     path = tmp_path / "keys" / "signing.key"
     first = load_or_create_key(path)
     assert path.stat().st_mode & 0o777 == 0o600
@@ -53,6 +55,7 @@ def test_the_key_file_is_private_and_reused(tmp_path: Path) -> None:
 
 
 def test_an_edited_manifest_no_longer_verifies(tmp_path: Path) -> None:
+    """A manifest changed after signing reports its signature invalid."""
     key = load_or_create_key(tmp_path / "k")
     data = _package(tmp_path / "pkg")
     public = sign_package(tmp_path / "pkg", key)
@@ -72,6 +75,7 @@ def test_a_rename_keeps_the_signature_valid(tmp_path: Path) -> None:
 
 
 def test_a_key_not_trusted_is_refused_and_named(tmp_path: Path) -> None:
+    """A signature by an untrusted key is reported untrusted, naming the key."""
     key = load_or_create_key(tmp_path / "k")
     other = load_or_create_key(tmp_path / "other")
     data = _package(tmp_path / "pkg")
@@ -97,6 +101,7 @@ def test_a_signature_resigned_with_another_key_claiming_the_trusted_one_fails(
 
 
 def test_unsigned_and_malformed_signatures_are_reported_not_raised(tmp_path: Path) -> None:
+    """Missing or malformed signatures are reported as failed checks, never raised."""
     data = _package(tmp_path / "pkg")
     assert check_signature(tmp_path / "pkg", data, []).detail == "unsigned"
     sig = tmp_path / "pkg" / SIGNATURE_NAME
@@ -111,6 +116,7 @@ def test_unsigned_and_malformed_signatures_are_reported_not_raised(tmp_path: Pat
 
 
 def test_a_signature_that_is_a_link_fifo_or_huge_is_never_read(tmp_path: Path) -> None:
+    """A signature file that is a link, a FIFO or oversized is refused without being read."""
     data = _package(tmp_path / "pkg")
     secret = tmp_path / "secret"
     secret.write_text('{"format": 1, "key": "k", "signature": "s"}')
@@ -126,6 +132,7 @@ def test_a_signature_that_is_a_link_fifo_or_huge_is_never_read(tmp_path: Path) -
 
 
 def test_configured_keys_are_checked_and_the_own_key_is_trusted(tmp_path: Path) -> None:
+    """Configured trusted keys are parsed strictly and the own signing key is always trusted."""
     own = load_or_create_key(tmp_path / "k")
     other = public_key_text(load_or_create_key(tmp_path / "o").public_key())
     keys = trusted_keys([other], own)
@@ -176,6 +183,7 @@ def test_a_manifest_edited_with_its_checksum_recomputed_is_refused(
 
 
 def test_unsigned_and_untrusted_packages_need_allow_unsigned(packed: Path, tmp_path: Path) -> None:
+    """Importing an unsigned or untrusted package fails unless --allow-unsigned is given."""
     root = _airgapped(tmp_path)
     usb = tmp_path / "usb" / "tally"
     shutil.copytree(packed, usb, symlinks=True)
@@ -191,6 +199,7 @@ def test_unsigned_and_untrusted_packages_need_allow_unsigned(packed: Path, tmp_p
 
 
 def test_a_trusted_signer_imports_and_a_rename_still_verifies(packed: Path, tmp_path: Path) -> None:
+    """A package from a trusted signer imports, and under a new name still passes the signature."""
     root = _airgapped(tmp_path)
     trust_key(root, signer_of(packed))
     result = _import(root, packed, "--name", "copy")
@@ -201,6 +210,7 @@ def test_a_trusted_signer_imports_and_a_rename_still_verifies(packed: Path, tmp_
 
 
 def test_repo_key_prints_the_key_pack_signs_with(packed: Path, workspace: Workspace) -> None:
+    """repo key prints the public key that pack signs with and the private key's file."""
     result = CliRunner().invoke(cli, ["repo", "key", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -209,6 +219,7 @@ def test_repo_key_prints_the_key_pack_signs_with(packed: Path, workspace: Worksp
 
 
 def test_a_malformed_trusted_key_in_cra_toml_is_a_config_error(tmp_path: Path) -> None:
+    """A malformed key in repos.trusted_keys of cra.toml is a config error naming the setting."""
     root = _airgapped(tmp_path)
     trust_key(root, "ssh-ed25519 AAAA")
     result = CliRunner().invoke(cli, ["-w", str(root), "repo", "list"])

@@ -113,6 +113,7 @@ TAMPERINGS: dict[str, Callable[[Path], str]] = {
 
 
 def test_a_fresh_package_passes_every_check(packed: Path) -> None:
+    """A fresh package passes the layout, manifest, wheels, eras and git checks."""
     report = verify_package(packed)
     assert [(c.name, c.ok) for c in report.checks] == [
         ("layout", True),
@@ -135,6 +136,7 @@ def test_cli_verify_checks_the_signature_by_the_workspace_key(packed: Path) -> N
 
 @pytest.mark.parametrize("case", sorted(TAMPERINGS))
 def test_verify_names_the_tampered_file(packed: Path, case: str) -> None:
+    """repo verify fails on a tampered package and names the tampered file and failed check."""
     expected = TAMPERINGS[case](packed)
     result = CliRunner().invoke(cli, ["repo", "verify", "tally"])
     assert result.exit_code == 1
@@ -148,6 +150,7 @@ def test_verify_names_the_tampered_file(packed: Path, case: str) -> None:
 def test_import_refuses_tampering_and_writes_nothing(
     packed: Path, other: Workspace, tmp_path: Path, case: str, as_tar: bool
 ) -> None:
+    """Import of a tampered package, as folder or tar, is refused and writes nothing."""
     usb = tmp_path / "usb" / "tally"
     shutil.copytree(packed, usb, symlinks=True)
     expected = TAMPERINGS[case](usb)
@@ -168,6 +171,7 @@ def test_import_refuses_tampering_and_writes_nothing(
 def test_import_from_folder_and_tar_then_list(
     packed: Path, other: Workspace, tmp_path: Path
 ) -> None:
+    """Import works from folder and tar, renames reseal, and repo list shows later changes."""
     result = import_package(other, packed, trust=_trust(other))
     assert result.report.ok
     tar = export_tar(packed, tmp_path / "tally.tar")
@@ -212,6 +216,7 @@ def _tar_with(tmp_path: Path, packed: Path, member: tarfile.TarInfo, data: bytes
 def test_tar_entries_that_escape_are_refused(
     packed: Path, other: Workspace, tmp_path: Path, make: Callable[[], tarfile.TarInfo], why: str
 ) -> None:
+    """A tar whose entries escape the package is refused and nothing is extracted or imported."""
     member = make()
     if member.isfile():
         member.size = 4
@@ -231,6 +236,7 @@ def _link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
 
 
 def test_import_of_something_that_is_not_a_package(other: Workspace, tmp_path: Path) -> None:
+    """Import of a folder without manifest or a non-tar file is a usage error importing nothing."""
     (tmp_path / "empty").mkdir()
     result = CliRunner().invoke(
         cli, ["-w", str(other.root), "repo", "import", str(tmp_path / "empty")]
