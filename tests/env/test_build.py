@@ -22,6 +22,7 @@ from tests.helpers import wheel_of
 def test_build_then_reuse_and_run_the_tests(
     workspace: Workspace, packed: Path, tmp_path: Path
 ) -> None:
+    """An env is built once from the packed wheels, then reused, and runs the repo's tests."""
     first = build_env(workspace, "tally")
     assert not first.cached
     assert first.path.parent == workspace.harness_dir / "envs"
@@ -41,6 +42,7 @@ def test_build_then_reuse_and_run_the_tests(
 
 
 def test_pip_fallback_builds_the_same_wheels(workspace: Workspace, packed: Path) -> None:
+    """The pip installer builds an env of only the packed wheels, keyed apart from uv's."""
     built = build_env(workspace, "tally", installer="pip")
     assert built.installer == "pip" and not built.cached
     listed = subprocess.run(
@@ -57,6 +59,7 @@ def test_pip_fallback_builds_the_same_wheels(workspace: Workspace, packed: Path)
 def test_a_requirement_with_no_wheel_names_it_and_the_fix(
     workspace: Workspace, packed: Path
 ) -> None:
+    """A pinned requirement with no wheel fails the build, naming the pin and the re-pack fix."""
     path = packed / "manifest.json"
     manifest = load_manifest(path)
     gone = wheel_of(packed / "packages", "pytest-timeout")
@@ -86,6 +89,7 @@ def test_a_requirement_with_no_wheel_names_it_and_the_fix(
 
 
 def test_a_wheel_changed_after_import_is_not_installed(workspace: Workspace, packed: Path) -> None:
+    """A wheel whose bytes changed after import fails its checksum and is not installed."""
     name = wheel_of(packed / "packages", "pluggy")
     wheel = packed / "packages" / name
     data = bytearray(wheel.read_bytes())
@@ -118,6 +122,7 @@ def test_editable_mode_installs_only_wheels_on_the_host(
 
 
 def test_unknown_environment_lists_the_known_ones(workspace: Workspace, packed: Path) -> None:
+    """Building an unknown environment fails and lists the known ones."""
     result = CliRunner().invoke(cli, ["env", "build", "tally", "--env", "1999"])
     assert result.exit_code == 1
     assert "no environment '1999'" in result.output and "known: 2023..2024" in result.output

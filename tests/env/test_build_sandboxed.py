@@ -59,6 +59,7 @@ def _validation(workspace: Workspace, fix: str) -> dict:
 
 
 def test_env_build_never_runs_setup_py_on_the_host(workspace: Workspace, hostile) -> None:
+    """env build of an editable project never runs its setup.py on the host."""
     marker, _fix = hostile
     ran = CliRunner().invoke(cli, ["env", "build", "hostile", "--json"])
     assert ran.exit_code == 0, ran.output
@@ -87,6 +88,7 @@ def test_env_build_never_runs_setup_py_on_the_host(workspace: Workspace, hostile
 def test_validate_builds_each_commit_in_the_sandbox_and_gives_a_verdict(
     workspace: Workspace, hostile
 ) -> None:
+    """Validate builds each commit in the sandbox, never on the host, and verifies the fix."""
     marker, fix = hostile
     mine_repo(workspace, "hostile")
     validate_repo(workspace, "hostile", ValidateOptions(runs=1))
@@ -104,6 +106,7 @@ def test_validate_builds_each_commit_in_the_sandbox_and_gives_a_verdict(
 def test_a_tampered_manifest_forcing_editable_mode_cannot_run_setup_py_on_the_host(
     workspace: Workspace, wheelhouse: Path, tmp_path: Path
 ) -> None:
+    """A manifest resealed to force editable mode still runs no setup.py on the host."""
     marker = tmp_path / "host-marker"
     repo, fix = hostile_repo(tmp_path / "src", marker)
     options = PackOptions(name="hostile", find_links=wheelhouse, install_mode="pythonpath")

@@ -55,6 +55,7 @@ def cra_offline(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_namespace_really_has_no_network() -> None:
+    """The offline namespace used by these checks cannot open a network connection."""
     probe = "import socket; socket.create_connection(('1.1.1.1', 443), timeout=3)"
     proc = offline(sys.executable, "-c", probe)
     assert proc.returncode != 0
@@ -64,6 +65,7 @@ def test_the_namespace_really_has_no_network() -> None:
 def test_pack_import_verify_build_and_test_with_no_network(
     project_repo: ProjectRepo, wheelhouse: Path, tmp_path: Path
 ) -> None:
+    """Pack, import, verify, build and test all work with no network at all."""
     connected = init_workspace(tmp_path / "connected").workspace
     airgapped = init_workspace(tmp_path / "airgapped").workspace
     packed = cra_offline(
