@@ -10,7 +10,7 @@ import click
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
 from cra.commands.options import json_option, parse_date, unsafe_option
-from cra.commands.output import echo_summary
+from cra.commands.output import counted_progress, echo_summary
 from cra.commands.validation import run_validation
 from cra.errors import UsageError
 from cra.repos.layout import require_package
@@ -113,8 +113,6 @@ def _run(
     unsafe: bool,
     as_json: bool,
 ) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from cra.harness.run import RunOptions, parse_temperatures, run_harness
 
     options = RunOptions(
@@ -135,23 +133,8 @@ def _run(
 
         # Before planning: a run that cannot validate stops here, saying what to install.
         require_sandbox(workspace.config.settings.validate.sandbox_uid, allow_unsafe=unsafe)
-    columns = (
-        TextColumn("planning"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-    )
-    with Progress(*columns, transient=True, disable=as_json) as bar:
-        task = bar.add_task("run", total=None, last="")
-
-        def progress(done: int, total: int, last: str) -> None:
-            bar.update(task, completed=done, total=total, last=last)
-
-        try:
-            summary = run_harness(workspace, repo, options, progress=progress)
-        except KeyboardInterrupt:
-            click.echo("interrupted: what finished is recorded; run again to resume", err=True)
-            raise SystemExit(130) from None
+    with counted_progress("planning", hidden=as_json) as progress:
+        summary = run_harness(workspace, repo, options, progress=progress)
     data = summary.as_dict()
     validation = None
     if validate:

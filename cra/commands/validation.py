@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import click
-
 from cra.commands import Context
 from cra.commands.options import parse_date
+from cra.commands.output import counted_progress
 
 
 def run_validation(
@@ -22,8 +21,6 @@ def run_validation(
     sample: int | None = None,
 ) -> dict[str, object]:
     """Validate REPO with a progress bar; return the summary as data."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
     from cra.harness.validate import ValidateOptions, validate_repo
 
     since_date = parse_date(since, "--since")
@@ -36,21 +33,6 @@ def run_validation(
         jobs=jobs,
         sample=sample,
     )
-    columns = (
-        TextColumn("validating"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}"),
-    )
-    with Progress(*columns, transient=True, disable=as_json) as bar:
-        task = bar.add_task("validate", total=None, last="")
-
-        def progress(done: int, total: int, last: str) -> None:
-            bar.update(task, completed=done, total=total, last=last)
-
-        try:
-            summary = validate_repo(ctx.workspace(), repo, options, progress=progress)
-        except KeyboardInterrupt:
-            click.echo("interrupted: what finished is recorded; run again to resume", err=True)
-            raise SystemExit(130) from None
+    with counted_progress("validating", hidden=as_json) as progress:
+        summary = validate_repo(ctx.workspace(), repo, options, progress=progress)
     return summary.as_dict()
