@@ -45,6 +45,7 @@ def plan_and_curate(ws: Workspace, dataset_id: str, name: str = "p.json"):
 
 
 def test_time_split_and_provenance(make_log) -> None:
+    """Eval rows are newer than all train rows, no task is on both sides, rows keep provenance."""
     ws, log = make_log(tasks_per_repo=6)
     plan_path, result, train, held = plan_and_curate(ws, "d1")
     plan = json.loads(plan_path.read_text())
@@ -107,6 +108,7 @@ def test_time_split_and_provenance(make_log) -> None:
 
 
 def test_exact_and_near_duplicates_are_removed_and_counted(make_log) -> None:
+    """Curation drops exact and near-duplicate rows, keeping one of each, and counts the drops."""
     ws, log = make_log(tasks_per_repo=6, exact_duplicates=3, near_duplicates=3)
     _, result, train, held = plan_and_curate(ws, "d1")
     rows = train + held
@@ -132,6 +134,7 @@ def test_exact_and_near_duplicates_are_removed_and_counted(make_log) -> None:
 
 
 def test_domain_cap_holds(make_log) -> None:
+    """No domain exceeds the domain cap share of any adapter's rows; the drops are counted."""
     counts = {"alpha": 30, "bravo": 6, "charlie": 6, "delta": 6, "echo": 6, "foxtrot": 6}
     ws, _ = make_log(tasks_per_repo=counts)
     _, result, train, held = plan_and_curate(ws, "d1")
@@ -147,6 +150,7 @@ def test_domain_cap_holds(make_log) -> None:
 def test_replay_comes_from_the_previous_dataset_which_stays_untouched(
     make_log, workspace: Workspace
 ) -> None:
+    """Replay rows are copied from the previous dataset, which stays byte-for-byte unchanged."""
     ws, _ = make_log(tasks_per_repo=5)
     _, first, first_train, _ = plan_and_curate(ws, "d1", "p1.json")
     before = {p.name: sha256_file(p) for p in first.path.iterdir()}
@@ -188,6 +192,7 @@ def test_replay_comes_from_the_previous_dataset_which_stays_untouched(
 
 
 def test_dpo_pairs_respect_the_margin(make_log) -> None:
+    """Every DPO pair's chosen plan beats the rejected by at least the margin, as stored."""
     ws, _ = make_log(tasks_per_repo=6)
     _, result, train, held = plan_and_curate(ws, "d1")
     pairs = [r for r in train + held if r["meta"]["technique"] == "dpo"]
@@ -211,6 +216,7 @@ def test_dpo_pairs_respect_the_margin(make_log) -> None:
 
 
 def test_not_enough_data_writes_no_plan(make_log) -> None:
+    """With too little data train-plan fails naming each adapter and writes no plan."""
     ws, _ = make_log(tasks_per_repo=1)
     with pytest.raises(NotEnoughData, match="not enough data") as info:
         build_plan(ws)
@@ -228,6 +234,7 @@ def test_not_enough_data_writes_no_plan(make_log) -> None:
 
 
 def test_plan_marks_adapters_without_data(make_log) -> None:
+    """The plan ranks adapters and marks those without enough data as not trained, with why."""
     ws, _ = make_log(tasks_per_repo=6)
     plan = build_plan(ws)
     by_name = {a["name"]: a for a in plan["adapters"]}
@@ -241,6 +248,7 @@ def test_plan_marks_adapters_without_data(make_log) -> None:
 
 
 def test_empty_database(workspace: Workspace) -> None:
+    """An empty database makes train-plan fail with one clear line and no traceback."""
     with pytest.raises(EmptyDatabase, match="holds no tasks"):
         build_plan(workspace)
     out = CliRunner().invoke(cli, ["-w", str(workspace.root), "train-plan"])
@@ -249,6 +257,7 @@ def test_empty_database(workspace: Workspace) -> None:
 
 
 def test_bad_plans_and_existing_ids(make_log, tmp_path: Path) -> None:
+    """Old, unknown or unreadable plans are refused; an existing dataset is never overwritten."""
     ws, _ = make_log(tasks_per_repo=6)
     plan_path = write_plan(ws, build_plan(ws), ws.planning_dir / "p.json")
     plan = json.loads(plan_path.read_text())
@@ -291,6 +300,7 @@ def test_bad_plans_and_existing_ids(make_log, tmp_path: Path) -> None:
 
 
 def test_cli_end_to_end_json(make_log) -> None:
+    """train-plan and curate-data write a plan, its table and a dataset, refusing bad IDs."""
     ws, _ = make_log(tasks_per_repo=6)
     runner = CliRunner()
     out = runner.invoke(cli, ["-w", str(ws.root), "train-plan", "--json"])

@@ -11,6 +11,7 @@ from cra.db.logs import Point, StageMetrics
 
 
 def test_holdout_boundary_splits_by_time() -> None:
+    """The holdout boundary is the date holding the newest share, never splitting one date."""
     times = list(range(100, 110))
     assert holdout_boundary(times, 0.2) == 108
     assert holdout_boundary([5, 5, 5], 0.2) is None  # one date cannot be split
@@ -33,6 +34,7 @@ def rows(adapter: str, count: int, step: int = 1) -> list[Row]:
 
 
 def test_weakness_gap_decline_and_volume_rank_the_adapters() -> None:
+    """Adapters rank by weakness (gap plus decline) weighted by the volume of training rows."""
     settings = PlanSettings(
         eval_share=0.2,
         replay_share=0.15,

@@ -17,6 +17,7 @@ from cra.harness.run import RunOptions, run_harness
 
 
 def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
+    """Gold patches come from verified tasks and apply; gold plans and scopes match gold files."""
     clone = workspace.repos_dir / "tally" / "repo"
     subprocess.run(["git", "clone", "-q", str(project_repo.path), str(clone)], check=True)
     mine_repo(workspace, "tally")
@@ -82,6 +83,7 @@ def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
 
 
 def test_gold_plan_orders_steps_dependency_first() -> None:
+    """The gold plan orders steps so a file comes after the files it depends on."""
     from cra.curation.gold import gold_plan
     from cra.db.logs import TaskRecord
     from cra.harness.plan import validate_plan

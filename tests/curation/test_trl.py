@@ -18,6 +18,7 @@ transformers = pytest.importorskip("transformers")
 
 @pytest.mark.slow
 def test_sft_and_dpo_train_on_the_files(make_log, tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The curated files load as datasets that TRL's SFT and DPO trainers train on."""
     ws, _ = make_log(tasks_per_repo=6)
     plan = write_plan(ws, build_plan(ws), ws.planning_dir / "p.json")
     result = curate(ws, plan, "d1")
