@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from cra.fixtures.history import build_project_repo
-from cra.harness.mine import Limits, fast_verdicts, mine_repo, slow_verdicts
+from cra.harness.mine import mine_repo
+from cra.harness.stages import Limits, fast_verdicts, slow_verdicts
 from cra.workspace import init_workspace
 
 

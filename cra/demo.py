@@ -95,7 +95,8 @@ def _build_sample_env(workspace: Workspace, echo: Echo) -> None:
 
 
 def _mine(workspace: Workspace, echo: Echo) -> None:
-    from cra.harness.mine import STAGES, mine_repo
+    from cra.harness.mine import mine_repo
+    from cra.harness.stages import STAGES
 
     result = mine_repo(workspace, SAMPLE_NAME)
     data = result.as_dict()

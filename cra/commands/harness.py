@@ -15,7 +15,7 @@ from cra.commands.guard import writing
 from cra.commands.options import json_option, parse_date
 from cra.db.plans import PlannerAlignment, planner_alignments
 from cra.errors import UsageError
-from cra.harness.mine import RepoFunnel, funnel
+from cra.harness.funnel import RepoFunnel, funnel
 from cra.harness.reconcile import GONE_REASON
 from cra.harness.yields import RepoYield, verified_yield
 

@@ -8,7 +8,8 @@ import subprocess
 from click.testing import CliRunner
 
 from cra.cli import cli
-from cra.harness.mine import mine_repo, scan_history
+from cra.harness.gitscan import scan_history
+from cra.harness.mine import mine_repo
 
 
 def _clone(workspace, project_repo) -> None:
@@ -107,7 +108,7 @@ def test_unknown_repo_is_one_line(workspace) -> None:
 
 def test_fast_and_full_pydriller_paths_give_identical_verdicts(tmp_path) -> None:
     from cra.fixtures.history import build_project_repo
-    from cra.harness.mine import Limits, fast_verdicts, slow_verdicts
+    from cra.harness.stages import Limits, fast_verdicts, slow_verdicts
 
     repo = build_project_repo(tmp_path / "big", extra_commits=250)
     for limits in (Limits(), Limits(max_source_files=1, max_source_lines=4, max_patch_chars=300)):
@@ -122,7 +123,7 @@ def test_fast_and_full_pydriller_paths_give_identical_verdicts(tmp_path) -> None
 def test_one_process_patch_sizes_equal_pydriller_diffs(tmp_path) -> None:
     """Renames, a binary file, a Latin-1 message, a 2,500-line commit: same characters."""
     from cra.fixtures.history import build_project_repo
-    from cra.harness.mine import patch_sizes, pydriller_patch_sizes, scan_history
+    from cra.harness.gitscan import patch_sizes, pydriller_patch_sizes, scan_history
 
     repo = build_project_repo(tmp_path / "r", extra_commits=40)
     shas = [c.sha for c in scan_history(repo.path) if len(c.parents) == 1]
@@ -138,7 +139,8 @@ def _mine_small_history(tmp_path):
     from contextlib import closing
 
     from cra.db import open_raw
-    from cra.harness.mine import Limits, mine_history
+    from cra.harness.mine import mine_history
+    from cra.harness.stages import Limits
     from cra.repos.layout import register_repo
     from tests.harness.gitutil import Repo
 
@@ -219,7 +221,8 @@ def test_mining_records_each_commits_conventional_type(tmp_path) -> None:
 
 def test_a_commit_that_only_deletes_test_files_is_dropped_at_the_tests_stage() -> None:
     """Validation runs the test modules present at the commit; deleting one gives none."""
-    from cra.harness.mine import CommitFacts, FileChange, Limits, judge
+    from cra.harness.gitscan import CommitFacts, FileChange
+    from cra.harness.stages import Limits, judge
 
     facts = CommitFacts(
         "b" * 40,

@@ -9,7 +9,7 @@ from contextlib import closing
 import pytest
 
 from cra.db.commits import qualified_commits
-from cra.harness.mine import funnel
+from cra.harness.funnel import funnel
 from cra.harness.reconcile import reconcile_history
 from cra.sandbox import probe, sandbox_uid
 from tests.helpers import run_cra

@@ -19,9 +19,10 @@ from click.testing import CliRunner
 from cra.cli import cli
 from cra.fixtures.history import ProjectRepo
 from cra.git import archive_tree, git
+from cra.harness.gitscan import patch_sizes, scan_history
 from cra.harness.gold import diff_changes
 from cra.harness.index import python_blobs, read_blobs
-from cra.harness.mine import mine_repo, patch_sizes, scan_history
+from cra.harness.mine import mine_repo
 from cra.harness.trees import changed_test_paths, export_tree, gold_patch
 from cra.repos.eras import split_eras
 from cra.repos.importer import import_package
