@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(
 def test_execute_code_output_passes_only_when_the_tasks_tests_do(
     workspace, packed, project_repo
 ) -> None:
+    """An execute-code answer passes only if the task tests pass; unverified tasks go ungraded."""
     assert primary_metrics("execute-code") == ("patch_applies", "tests_pass")
     mine_repo(workspace, "tally")
     bugfix = project_repo.of_kind("bugfix")[0]

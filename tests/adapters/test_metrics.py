@@ -19,6 +19,7 @@ from cra.adapters.metrics import (
 
 
 def test_scope_scores_file_recall_and_precision_from_any_answer_shape() -> None:
+    """Scope answers as lines or JSON score file recall and precision against the gold files."""
     ref = Reference("", files=("src/a.py", "src/b.py"))
     assert score_output("scope", "src/a.py\nsrc/c.py", ref) == {
         "file_recall": 0.5,
@@ -31,6 +32,7 @@ def test_scope_scores_file_recall_and_precision_from_any_answer_shape() -> None:
 
 
 def test_precision_matches_qualified_and_bare_symbol_names() -> None:
+    """Precision answers match gold symbols by qualified or bare name."""
     ref = Reference("", symbols=("src/a.py::Parser.parse", "src/a.py::helper"))
     scored = score_output("precision", "src/a.py::Parser.parse, unrelated", ref)
     assert scored["symbol_recall"] == 0.5 and scored["symbol_precision"] == 0.5
@@ -38,6 +40,7 @@ def test_precision_matches_qualified_and_bare_symbol_names() -> None:
 
 
 def test_planning_uses_the_harness_scorer_and_an_invalid_plan_scores_zero() -> None:
+    """Planning answers are scored by the harness plan scorer; an invalid plan scores zero."""
     plan = {
         "summary": "Guard empty input",
         "steps": [
@@ -63,6 +66,7 @@ def test_planning_uses_the_harness_scorer_and_an_invalid_plan_scores_zero() -> N
 
 
 def test_execute_code_checks_that_the_patch_applies_to_the_parent(tmp_path: Path) -> None:
+    """An execute-code patch scores only if it applies to the parent; no worktree is left."""
     repo = tmp_path / "repo"
     repo.mkdir()
 
@@ -97,6 +101,7 @@ def test_execute_code_checks_that_the_patch_applies_to_the_parent(tmp_path: Path
 
 
 def test_other_kinds_use_token_f1_and_exact_match() -> None:
+    """Other adapter kinds are scored by token F1 and exact match."""
     assert primary_metrics("task-analysis") == ("token_f1",)
     scored = score_output("task-analysis", "fix the parser", Reference("fix the parser"))
     assert scored == {"token_f1": 1.0, "exact_match": 1.0}
@@ -106,6 +111,7 @@ def test_other_kinds_use_token_f1_and_exact_match() -> None:
 
 
 def test_bootstrap_floor_grows_with_noise_and_shrinks_with_examples() -> None:
+    """The bootstrap noise floor grows with noise and shrinks with more examples."""
     assert bootstrap_floor([0.0, 0.0, 0.0], samples=200, quantile=0.95) == 0.0
     small = bootstrap_floor([1.0, -1.0] * 2, samples=500, quantile=0.95)
     large = bootstrap_floor([1.0, -1.0] * 50, samples=500, quantile=0.95)
@@ -114,6 +120,7 @@ def test_bootstrap_floor_grows_with_noise_and_shrinks_with_examples() -> None:
 
 
 def test_compare_flags_only_drops_beyond_the_floor() -> None:
+    """Compare flags a metric as regressed only when it drops by more than the floor."""
     old = {
         "metrics": {"file_recall": 0.8, "file_precision": 0.5},
         "per_example": {"file_recall": [0.8] * 10, "file_precision": [0.5] * 10},

@@ -40,6 +40,7 @@ def ws(workspace: Workspace, tiny_model_dir: Path) -> Workspace:
 
 
 def test_versions_are_numbered_checksummed_and_kept(ws: Workspace, tmp_path: Path) -> None:
+    """Versions are numbered, checksummed and kept; an orphan folder's number is skipped."""
     assert [candidate(ws, tmp_path, s) for s in (1, 2)] == [1, 2]
     with closing(ws.raw_db()) as conn:
         v2 = get_version(conn, ws.root, "scope", 2)
@@ -55,6 +56,7 @@ def test_versions_are_numbered_checksummed_and_kept(ws: Workspace, tmp_path: Pat
 def test_promote_refuses_without_eval_and_without_a_common_holdout(
     ws: Workspace, tmp_path: Path
 ) -> None:
+    """Promote refuses a version with no eval, or none on the active version's holdout."""
     v1 = candidate(ws, tmp_path, 1)
     with pytest.raises(lifecycle.PromotionRefused, match="no eval results"):
         lifecycle.promote(ws, f"scope@v{v1}")
@@ -76,6 +78,7 @@ def test_promote_refuses_without_eval_and_without_a_common_holdout(
 def test_promote_refuses_a_regressing_candidate_and_accepts_an_improving_one(
     ws: Workspace, tmp_path: Path
 ) -> None:
+    """Promote rejects a candidate that regresses and activates one that improves."""
     v1, v2, v3 = (candidate(ws, tmp_path, s) for s in (1, 2, 3))
     planted_eval(ws, v1, [1.0, 0.0] * 8)
     planted_eval(ws, v2, [0.0, 0.0] * 8)  # -0.5: far beyond the bootstrap floor of 16 examples
@@ -95,6 +98,7 @@ def test_promote_refuses_a_regressing_candidate_and_accepts_an_improving_one(
 
 
 def test_a_drop_within_the_noise_floor_is_not_a_regression(ws: Workspace, tmp_path: Path) -> None:
+    """A metric drop within the configured noise floor does not block promotion."""
     (ws.root / "cra.toml").write_text(
         f'[model]\nbase = "{ws.config.settings.model.base}"\n[adapters]\nnoise_floor = 0.3\n'
     )
@@ -108,6 +112,7 @@ def test_a_drop_within_the_noise_floor_is_not_a_regression(ws: Workspace, tmp_pa
 
 
 def test_force_promotes_a_regression_and_is_recorded(ws: Workspace, tmp_path: Path) -> None:
+    """A forced promotion of a regression goes through and is logged as forced, with reason."""
     v1, v2 = candidate(ws, tmp_path, 1), candidate(ws, tmp_path, 2)
     planted_eval(ws, v1, [1.0, 1.0])
     planted_eval(ws, v2, [0.0, 0.0])
@@ -124,6 +129,7 @@ def test_force_promotes_a_regression_and_is_recorded(ws: Workspace, tmp_path: Pa
 
 
 def test_rollback_restores_the_exact_previous_version(ws: Workspace, tmp_path: Path) -> None:
+    """Rollback reactivates the previous version's exact files and retires the newer one."""
     v1, v2 = candidate(ws, tmp_path, 1), candidate(ws, tmp_path, 2)
     planted_eval(ws, v1, [1.0, 0.0])
     planted_eval(ws, v2, [1.0, 1.0])
@@ -187,6 +193,7 @@ def _plant_live_calls(ws: Workspace, version: int, answers: list[str]) -> None:
 def test_check_rolls_back_automatically_on_a_planted_live_regression(
     ws: Workspace, tmp_path: Path
 ) -> None:
+    """Check rolls back on its own once enough live calls show a metric below what was promised."""
     v1, v2 = candidate(ws, tmp_path, 1), candidate(ws, tmp_path, 2)
     planted_eval(ws, v1, [1.0, 0.0, 1.0, 1.0])
     planted_eval(ws, v2, [1.0, 1.0, 1.0, 1.0])
@@ -208,6 +215,7 @@ def test_check_rolls_back_automatically_on_a_planted_live_regression(
 
 
 def test_tampered_adapter_files_are_refused_naming_the_file(ws: Workspace, tmp_path: Path) -> None:
+    """Promote and eval refuse an adapter whose files changed, naming the file."""
     from cra.adapters.evaluate import evaluate
 
     v1 = candidate(ws, tmp_path, 1)
@@ -269,6 +277,7 @@ def test_two_concurrent_promotes_cannot_both_win(
 def test_two_processes_promoting_at_once_never_both_replace_the_same_version(
     ws: Workspace, tmp_path: Path
 ) -> None:
+    """Two concurrent promotions leave one active version; only one replaces the old one."""
     v1_active_v2_v3_better(ws, tmp_path)
     procs = [
         subprocess.Popen(
@@ -289,6 +298,7 @@ def test_two_processes_promoting_at_once_never_both_replace_the_same_version(
 
 
 def test_cli_errors_are_one_line_with_a_hint(ws: Workspace, tmp_path: Path) -> None:
+    """Adapter CLI errors are one error line with a hint and the right exit code."""
     from click.testing import CliRunner
 
     from cra.cli import cli

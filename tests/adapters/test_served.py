@@ -35,6 +35,7 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_eval_generates_through_the_server_and_leaves_it_as_it_was(served: Workspace) -> None:
+    """Eval generates through the running server and unloads the adapter it loaded for it."""
     result = evaluate(served, "scope@v1", limit=2, max_new_tokens=8)
     assert result["backend"] == "vllm" and result["n"] == 2
     assert set(result["metrics"]) == {"file_recall", "file_precision"}
@@ -42,6 +43,7 @@ def test_eval_generates_through_the_server_and_leaves_it_as_it_was(served: Works
 
 
 def test_promote_and_rollback_move_what_the_server_serves(served: Workspace) -> None:
+    """Promote and rollback swap which adapter version the running server loads and routes to."""
     planted_eval(served, 1, [0.5, 0.5])
     planted_eval(served, 2, [1.0, 1.0])
     lifecycle.promote(served, "scope@v1")
