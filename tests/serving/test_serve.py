@@ -116,6 +116,7 @@ def greedy(client: LLMClient, stage: str) -> str:
 
 
 def test_stages_route_to_their_adapters_and_the_log_says_which(served: Workspace) -> None:
+    """Each stage is served by its active adapter, or the base model, and each call logs which."""
     status = run_cra(served, "serve", "status", "--json")
     data = json.loads(status.stdout)
     assert data["healthy"] and {"scope@v1", "planning@v1"} <= set(data["loaded"])
@@ -152,6 +153,7 @@ def _steady_stream(workspace: Workspace, stop: threading.Event, results: list) -
 
 
 def test_promote_and_rollback_under_load_fail_no_request(served: Workspace) -> None:
+    """Promote and rollback swap adapters under steady load without failing a single request."""
     with closing(served.raw_db()) as conn:
         v1 = registered(conn, served.root, "scope", 1).served()
         v2 = registered(conn, served.root, "scope", 2).served()
@@ -187,6 +189,7 @@ def test_promote_and_rollback_under_load_fail_no_request(served: Workspace) -> N
 def test_an_incompatible_version_is_refused_and_the_old_one_keeps_serving(
     served: Workspace,
 ) -> None:
+    """A too-wide or tampered adapter is refused before the switch; the old one keeps serving."""
     with closing(served.raw_db()) as conn:
         wide = registered(conn, served.root, "wide", 1).served()
         v1 = registered(conn, served.root, "scope", 1).served()
@@ -211,6 +214,7 @@ def test_an_incompatible_version_is_refused_and_the_old_one_keeps_serving(
 def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
     served: Workspace,
 ) -> None:
+    """A restarted server loads the registry's active versions, and Ctrl-C stops it cleanly."""
     import os
     import signal
 
