@@ -58,6 +58,7 @@ def trained(trainable_model: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_sft_loss_goes_down_and_the_version_is_registered_with_its_provenance(trained) -> None:
+    """SFT lowers the loss and registers a LoRA candidate version with its provenance."""
     workspace, result, steps = trained
     metrics = result.metrics
     assert result.backend == "peft"  # no CUDA here
@@ -84,6 +85,7 @@ def test_sft_loss_goes_down_and_the_version_is_registered_with_its_provenance(tr
 
 
 def test_saved_adapter_loads_with_peft_and_changes_the_logits(trained) -> None:
+    """The saved adapter loads with PEFT and changes the base model's output."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -116,6 +118,7 @@ def test_saved_adapter_loads_with_peft_and_changes_the_logits(trained) -> None:
 
 
 def test_dpo_trains_from_the_frozen_base_and_registers_the_next_version(trained) -> None:
+    """DPO uses the frozen base as reference, lowers its loss and registers the next version."""
     workspace, _, _ = trained
     result = train_adapter(workspace, TrainOptions("toy-1", "scope", method="dpo", max_steps=5))
     losses = result.metrics["losses"]
@@ -146,6 +149,7 @@ def _template_without_end(model_dir: Path, target: Path) -> Path:
 def test_mask_check_catches_a_template_that_drops_the_end_of_turn_token(
     trainable_model: Path, tmp_path: Path
 ) -> None:
+    """Training refuses a chat template whose completion mask drops the end-of-turn token."""
     from transformers import AutoTokenizer
 
     good = AutoTokenizer.from_pretrained(trainable_model)
@@ -166,6 +170,7 @@ def test_mask_check_catches_a_template_that_drops_the_end_of_turn_token(
 
 
 def test_ctrl_c_during_training_leaves_no_version(trainable_model: Path, tmp_path: Path) -> None:
+    """Ctrl-C during training leaves no version, no event, no adapter files and no run folder."""
     workspace = make_workspace(tmp_path / "ws", trainable_model)
 
     def interrupt(done: int, total: int) -> None:
@@ -184,6 +189,7 @@ def test_ctrl_c_during_training_leaves_no_version(trainable_model: Path, tmp_pat
 
 
 def test_bad_input_is_refused_before_loading_anything(trained) -> None:
+    """A missing dataset, an adapter without rows or bad options are refused before any loading."""
     workspace, _, _ = trained
     with pytest.raises(NotFound, match="no dataset 'nope'"):
         train_adapter(workspace, TrainOptions("nope", "scope"))
@@ -198,12 +204,14 @@ def test_bad_input_is_refused_before_loading_anything(trained) -> None:
 def test_rows_longer_than_max_length_are_left_out_not_cut(
     trainable_model: Path, tmp_path: Path
 ) -> None:
+    """Rows longer than max_length are left out, never cut; if none is left, training refuses."""
     workspace = make_workspace(tmp_path / "ws", trainable_model, "max_length = 8\n")
     with pytest.raises(UsageError, match="every row is longer than max_length 8 tokens"):
         train_adapter(workspace, TrainOptions("toy-1", "scope", max_steps=1))
 
 
 def test_unsloth_is_selected_only_with_cuda() -> None:
+    """Without CUDA the auto backend is PEFT and asking for Unsloth is a usage error."""
     import torch
 
     if torch.cuda.is_available():
@@ -214,6 +222,7 @@ def test_unsloth_is_selected_only_with_cuda() -> None:
 
 
 def test_cli_trains_evaluates_promotes_and_rolls_back(trained) -> None:
+    """The CLI trains, evaluates and promotes, refuses a weaker retrain, and shows the lineage."""
     workspace, _, _ = trained
     runner = CliRunner()
 
