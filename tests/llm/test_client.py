@@ -76,6 +76,7 @@ MESSAGES = [{"role": "user", "content": "plan it"}]
 
 
 def test_success_is_logged_with_every_field(server, workspace) -> None:
+    """A successful completion is logged in llm_calls with every field of the call."""
     conn = workspace.raw_db()
     server.script = [(200, reply("hello"))]
     client = LLMClient(endpoint=server.url, model="tiny", conn=conn, backoff_s=0)
@@ -96,6 +97,7 @@ def test_success_is_logged_with_every_field(server, workspace) -> None:
 
 
 def test_transient_errors_are_retried_then_succeed(server, workspace) -> None:
+    """HTTP 503 and 429 are retried and the logged call counts every attempt."""
     server.script = [(503, {"error": "busy"}), (429, {"error": "slow down"}), (200, reply("ok"))]
     client = LLMClient(endpoint=server.url, model="tiny", conn=workspace.raw_db(), backoff_s=0)
     out = client.complete(stage="plan", messages=MESSAGES)
@@ -105,6 +107,7 @@ def test_transient_errors_are_retried_then_succeed(server, workspace) -> None:
 
 
 def test_bounded_retries_then_a_logged_error(server, workspace) -> None:
+    """Server errors are retried a bounded number of times, then raised and logged as an error."""
     server.script = [(500, {"error": "x"})] * 3
     client = LLMClient(
         endpoint=server.url, model="tiny", conn=workspace.raw_db(), max_retries=2, backoff_s=0
@@ -118,6 +121,7 @@ def test_bounded_retries_then_a_logged_error(server, workspace) -> None:
 
 
 def test_client_errors_are_not_retried_and_junk_is_recorded(server, workspace) -> None:
+    """HTTP 400, non-JSON and wrongly shaped replies fail at once and are each logged."""
     server.script = [(400, {"error": "bad"}), (200, b"not json at all"), (200, {"nope": 1})]
     client = LLMClient(endpoint=server.url, model="tiny", conn=workspace.raw_db(), backoff_s=0)
     for expected in ("HTTP 400", "not JSON", "unexpected response shape"):
@@ -127,6 +131,7 @@ def test_client_errors_are_not_retried_and_junk_is_recorded(server, workspace) -
 
 
 def test_unreachable_endpoint_is_a_clear_error() -> None:
+    """An unreachable endpoint is a clear error with a hint to run cra serve."""
     client = LLMClient(endpoint=f"http://127.0.0.1:{free_port()}/v1", model="m", conn=None)
     with client, pytest.raises(EndpointUnreachable, match="unreachable") as info:
         client.models()
@@ -134,6 +139,7 @@ def test_unreachable_endpoint_is_a_clear_error() -> None:
 
 
 def test_models_lists_served_ids(server) -> None:
+    """models() lists the ids the server serves."""
     with LLMClient(endpoint=server.url, model="", conn=None) as client:
         assert client.models() == ["tiny"]
 
