@@ -18,12 +18,14 @@ def run(*args: str, env: dict[str, str] | None = None):
 
 
 def test_version() -> None:
+    """cra --version prints the package version."""
     result = run("--version")
     assert result.exit_code == 0
     assert __version__ in result.output
 
 
 def test_help_lists_the_commands_that_exist() -> None:
+    """cra --help lists the commands that exist."""
     result = run("--help")
     assert result.exit_code == 0
     for command in ("init", "demo"):
@@ -31,6 +33,7 @@ def test_help_lists_the_commands_that_exist() -> None:
 
 
 def test_init_then_again(tmp_path: Path) -> None:
+    """init creates cra.toml, and a second init says there is nothing to do."""
     first = run("init", str(tmp_path / "ws"))
     assert first.exit_code == 0
     assert "created cra.toml" in first.output
@@ -40,12 +43,14 @@ def test_init_then_again(tmp_path: Path) -> None:
 
 
 def test_init_without_path_uses_cra_home() -> None:
+    """init with no path creates the workspace at CRA_HOME."""
     result = run("init")
     assert result.exit_code == 0
     assert (Path(os.environ["CRA_HOME"]) / "cra.toml").is_file()
 
 
 def test_bad_config_is_one_line_with_line_number(workspace) -> None:
+    """A bad cra.toml value is one error line naming the setting and its line number."""
     (workspace.root / "cra.toml").write_text("[db]\nbusy_timeout_ms = 'x'\n")
     result = CliRunner().invoke(cli, ["init"])
     assert result.exit_code == 1
@@ -63,6 +68,7 @@ def _cra(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Comp
 
 def test_invalid_workspace_config_is_one_line_and_nonzero(tmp_path: Path) -> None:
     # A real process: the console entry point, stderr and exit code as a user sees them.
+    """An invalid workspace config exits 1 with one error line and a hint on stderr."""
     (tmp_path / "not-a-ws").mkdir()
     (tmp_path / "not-a-ws" / "cra.toml").write_text("[db]\nbusy_timeout_ms = -1\n")
     result = _cra("--workspace", str(tmp_path / "not-a-ws"), "init")
@@ -74,6 +80,7 @@ def test_invalid_workspace_config_is_one_line_and_nonzero(tmp_path: Path) -> Non
 
 
 def test_debug_flag_and_env_show_the_traceback(tmp_path: Path) -> None:
+    """--debug or CRA_DEBUG=1 shows the full traceback of an error."""
     (tmp_path / "cra.toml").write_text("[db]\nbusy_timeout_ms = -1\n")
     flagged = _cra("--debug", "--workspace", str(tmp_path), "init")
     assert flagged.returncode != 0 and "Traceback" in flagged.stderr
@@ -82,6 +89,7 @@ def test_debug_flag_and_env_show_the_traceback(tmp_path: Path) -> None:
 
 
 def test_not_sqlite_database_is_one_line(workspace) -> None:
+    """A raw.db that is not SQLite is a one-line error."""
     workspace.raw_db_path.write_text("garbage" * 100)
     for suffix in ("-wal", "-shm"):
         Path(str(workspace.raw_db_path) + suffix).unlink(missing_ok=True)
@@ -92,6 +100,7 @@ def test_not_sqlite_database_is_one_line(workspace) -> None:
 
 
 def test_newer_schema_is_one_line(workspace) -> None:
+    """A database schema newer than this cra knows is a one-line error."""
     conn = workspace.raw_db()
     conn.execute("PRAGMA user_version = 999")
     conn.close()
@@ -101,6 +110,7 @@ def test_newer_schema_is_one_line(workspace) -> None:
 
 
 def test_workspace_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    """A workspace path that is a file is refused with exit code 2."""
     target = tmp_path / "file"
     target.write_text("x")
     result = _cra("--workspace", str(target), "init")

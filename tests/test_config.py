@@ -12,6 +12,7 @@ from cra.errors import ConfigError
 
 
 def test_default_text_lists_every_setting_with_a_comment() -> None:
+    """The default cra.toml lists every setting at its default, each under its help comment."""
     text = default_config_text()
     data = tomllib.loads(text)
     for setting in SETTINGS:
@@ -20,12 +21,14 @@ def test_default_text_lists_every_setting_with_a_comment() -> None:
 
 
 def test_default_text_loads_to_defaults(tmp_path: Path) -> None:
+    """The default cra.toml loads to the default config."""
     path = tmp_path / "cra.toml"
     path.write_text(default_config_text())
     assert load_config(path).values == Config.defaults().values
 
 
 def test_override_is_applied_and_its_line_known(tmp_path: Path) -> None:
+    """A setting in cra.toml overrides the default and its line number is known."""
     path = tmp_path / "cra.toml"
     path.write_text("# comment\n\n[db]\nbusy_timeout_ms = 250\n")
     config = load_config(path)
@@ -34,6 +37,7 @@ def test_override_is_applied_and_its_line_known(tmp_path: Path) -> None:
 
 
 def test_syntax_error_names_the_line(tmp_path: Path) -> None:
+    """A TOML syntax error names its line."""
     path = tmp_path / "cra.toml"
     path.write_text("[db]\nbusy_timeout_ms = 5\noops = = 3\n")
     with pytest.raises(ConfigError) as info:
@@ -43,6 +47,7 @@ def test_syntax_error_names_the_line(tmp_path: Path) -> None:
 
 
 def test_unknown_key_names_key_line_and_suggests(tmp_path: Path) -> None:
+    """An unknown key is an error naming the key and line and suggesting the close match."""
     path = tmp_path / "cra.toml"
     path.write_text("[db]\n\nbusy_timeout = 5\n")
     with pytest.raises(ConfigError) as info:
@@ -53,6 +58,7 @@ def test_unknown_key_names_key_line_and_suggests(tmp_path: Path) -> None:
 
 
 def test_unknown_section(tmp_path: Path) -> None:
+    """An unknown section is an error at its line that suggests the known section."""
     path = tmp_path / "cra.toml"
     path.write_text("[dbb]\nx = 1\n")
     with pytest.raises(ConfigError, match="unknown section") as info:
@@ -62,6 +68,7 @@ def test_unknown_section(tmp_path: Path) -> None:
 
 
 def test_wrong_type_names_key_and_line(tmp_path: Path) -> None:
+    """A value of the wrong type is an error naming the key and line."""
     path = tmp_path / "cra.toml"
     path.write_text('[db]\nbusy_timeout_ms = "soon"\n')
     with pytest.raises(ConfigError, match="must be an integer") as info:
@@ -70,6 +77,7 @@ def test_wrong_type_names_key_and_line(tmp_path: Path) -> None:
 
 
 def test_bool_is_not_an_integer(tmp_path: Path) -> None:
+    """A boolean is refused where an integer is needed."""
     path = tmp_path / "cra.toml"
     path.write_text("[db]\nbusy_timeout_ms = true\n")
     with pytest.raises(ConfigError, match="must be an integer"):
@@ -78,6 +86,7 @@ def test_bool_is_not_an_integer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_invalid_limit_is_an_error_never_unlimited(tmp_path: Path, value: str) -> None:
+    """An out-of-range limit is an error, never taken as unlimited."""
     path = tmp_path / "cra.toml"
     path.write_text(f"[db]\nbusy_timeout_ms = {value}\n")
     with pytest.raises(ConfigError, match="must be between 1 and"):
@@ -85,6 +94,7 @@ def test_invalid_limit_is_an_error_never_unlimited(tmp_path: Path, value: str) -
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
+    """A cra.toml that cannot be decoded is a cannot-read error."""
     path = tmp_path / "cra.toml"
     path.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ConfigError, match="cannot read"):

@@ -27,6 +27,7 @@ from tests.helpers import run_cra
     ],
 )
 def test_out_of_range_validate_settings_are_rejected(tmp_path: Path, key: str, value: str) -> None:
+    """An out-of-range validate setting is refused, naming the key and line."""
     path = tmp_path / "cra.toml"
     path.write_text(f"# limits\n[validate]\n{key} = {value}\n")
     with pytest.raises(ConfigError, match="must be between") as info:
@@ -35,6 +36,7 @@ def test_out_of_range_validate_settings_are_rejected(tmp_path: Path, key: str, v
 
 
 def test_the_largest_uid_and_limits_in_range_are_accepted(tmp_path: Path) -> None:
+    """The largest sandbox uid and in-range limits are accepted."""
     path = tmp_path / "cra.toml"
     path.write_text(
         "[validate]\nsandbox_uid = 4294967294\nmax_processes = 4194304\nmemory_mb = 1048576\n"
@@ -53,6 +55,7 @@ def test_the_largest_uid_and_limits_in_range_are_accepted(tmp_path: Path) -> Non
     ],
 )
 def test_other_settings_are_bounded_too(tmp_path: Path, setting: str) -> None:
+    """Out-of-range values of other sections' settings are refused too."""
     path = tmp_path / "cra.toml"
     path.write_text(setting + "\n")
     with pytest.raises(ConfigError, match="must be between"):
@@ -60,6 +63,7 @@ def test_other_settings_are_bounded_too(tmp_path: Path, setting: str) -> None:
 
 
 def test_a_huge_memory_limit_stops_validate_in_one_line(workspace) -> None:
+    """A huge memory_mb stops validate with one error line naming the file, line and key."""
     config = workspace.root / "cra.toml"
     text = config.read_text().replace("memory_mb = 4096", "memory_mb = 100000000000000000000")
     config.write_text(text)

@@ -12,6 +12,7 @@ from tests.helpers import vllm_python
 
 
 def test_demo_runs_twice(tmp_path: Path) -> None:
+    """cra demo runs end to end offline, and a second run reuses everything it made."""
     target = tmp_path / "demo"
     first = CliRunner().invoke(cli, ["demo", str(target)], catch_exceptions=False)
     assert first.exit_code == 0

@@ -58,6 +58,7 @@ def _child_session(tmp_path: Path, module: str, *, guarded: bool) -> tuple[Path,
 
 @pytest.mark.slow
 def test_a_cache_fixed_at_collection_lands_in_the_session_home(tmp_path):
+    """A cache path fixed at collection lands in the session's home, not the real one."""
     home, output, code = _child_session(tmp_path, LEAKY_MODULE, guarded=True)
     assert code == 0, output
     hub = Path(output.split("HUB ")[1].split()[0])
@@ -71,6 +72,7 @@ def test_a_cache_fixed_at_collection_lands_in_the_session_home(tmp_path):
 
 @pytest.mark.slow
 def test_a_session_that_writes_to_the_real_home_fails(tmp_path):
+    """A test session that writes to the real home outside any test fails, naming the entry."""
     module = (
         "import os\n"
         "from tests.helpers import REAL_HOME\n"
@@ -84,6 +86,7 @@ def test_a_session_that_writes_to_the_real_home_fails(tmp_path):
 
 @pytest.mark.slow
 def test_a_test_that_writes_to_the_real_home_fails(tmp_path):
+    """A test that writes to the real home fails, naming the entry."""
     module = (
         "from tests.helpers import REAL_HOME\n"
         "def test_leaks():\n    (REAL_HOME / '.config').mkdir()\n"
@@ -94,6 +97,7 @@ def test_a_test_that_writes_to_the_real_home_fails(tmp_path):
 
 
 def test_each_test_has_its_own_home_and_caches(isolated_home):
+    """Each test runs with its own HOME and cache folders, with the model hub offline."""
     assert os.environ["HOME"] == str(isolated_home)
     for name, place in CACHE_VARS.items():
         assert Path(os.environ[name]) == isolated_home / place, name
@@ -101,6 +105,7 @@ def test_each_test_has_its_own_home_and_caches(isolated_home):
 
 
 def test_snapshots_see_new_and_changed_entries(tmp_path):
+    """Home snapshots report new and changed watched entries, ignoring unwatched ones."""
     (tmp_path / ".cache").mkdir()
     before = home_snapshot(tmp_path)
     (tmp_path / ".cache" / "uv").mkdir()

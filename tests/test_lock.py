@@ -13,6 +13,7 @@ from tests.workspace_helpers import hold_lock
 
 
 def test_a_second_writer_refuses_naming_the_first(workspace) -> None:
+    """A second writer is refused, naming the first holder's command, pid and start."""
     holder = hold_lock(workspace.lock_path, "cra harness validate")
     try:
         with pytest.raises(WorkspaceBusy) as info, writer_lock(workspace.lock_path, "cra x"):
@@ -25,6 +26,7 @@ def test_a_second_writer_refuses_naming_the_first(workspace) -> None:
 
 
 def test_kill_9_of_the_holder_leaves_no_stale_lock(workspace) -> None:
+    """A lock holder killed with SIGKILL leaves no stale lock behind."""
     holder = hold_lock(workspace.lock_path, "cra harness run")
     os.kill(holder.pid, signal.SIGKILL)
     holder.communicate()
@@ -34,6 +36,7 @@ def test_kill_9_of_the_holder_leaves_no_stale_lock(workspace) -> None:
 
 
 def test_the_lock_is_reentrant_within_one_process(workspace) -> None:
+    """The writer lock is reentrant in one process; the inner block keeps the outer's lock."""
     with writer_lock(workspace.lock_path, "outer") as outer:
         with writer_lock(workspace.lock_path, "inner") as inner:
             assert (outer, inner) == (True, False)
@@ -45,6 +48,7 @@ def test_the_lock_is_reentrant_within_one_process(workspace) -> None:
 
 
 def test_a_writing_command_refuses_in_one_line_while_another_runs(workspace) -> None:
+    """A writing command refuses in one line, naming the holder, while another holds the lock."""
     holder = hold_lock(workspace.lock_path, "cra harness validate")
     try:
         proc = run_cra(workspace, "harness", "mine", "--repo", "tally", timeout=60)
@@ -58,6 +62,7 @@ def test_a_writing_command_refuses_in_one_line_while_another_runs(workspace) -> 
 
 
 def test_reading_commands_take_no_lock(workspace) -> None:
+    """Reading commands run while another command holds the writer lock."""
     holder = hold_lock(workspace.lock_path, "cra harness validate")
     try:
         proc = run_cra(workspace, "harness", "status", timeout=60)

