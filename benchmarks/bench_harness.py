@@ -18,7 +18,8 @@ from pathlib import Path
 
 from cra.fixtures.history import build_project_repo
 from cra.harness.mine import mine_repo
-from cra.harness.run import RunOptions, parent_checkout, run_harness
+from cra.harness.planning import RunOptions, parent_checkout
+from cra.harness.run import run_harness
 from cra.workspace import init_workspace
 
 

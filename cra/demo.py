@@ -109,7 +109,8 @@ def _mine(workspace: Workspace, echo: Echo) -> None:
 
 
 def _plan(workspace: Workspace, echo: Echo) -> None:
-    from cra.harness.run import RunOptions, run_harness
+    from cra.harness.planning import RunOptions
+    from cra.harness.run import run_harness
 
     summary = run_harness(workspace, SAMPLE_NAME, RunOptions(planner="baseline"))
     with closing(workspace.raw_db()) as raw:

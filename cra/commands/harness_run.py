@@ -113,7 +113,8 @@ def _run(
     unsafe: bool,
     as_json: bool,
 ) -> None:
-    from cra.harness.run import RunOptions, parse_temperatures, run_harness
+    from cra.harness.planning import RunOptions
+    from cra.harness.run import parse_temperatures, run_harness
 
     options = RunOptions(
         planner=planner,

@@ -13,7 +13,8 @@ from cra.db import transaction
 from cra.db.logs import LogAnalysis
 from cra.harness.mine import mine_repo
 from cra.harness.plan import parse_plan
-from cra.harness.run import RunOptions, run_harness
+from cra.harness.planning import RunOptions
+from cra.harness.run import run_harness
 
 
 def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:

@@ -12,7 +12,8 @@ import pytest
 
 from cra.db import transaction
 from cra.errors import NotFound
-from cra.harness.run import RunOptions, run_harness
+from cra.harness.planning import RunOptions
+from cra.harness.run import run_harness
 from cra.harness.testpaths import is_test_path
 from cra.repos.layout import register_repo
 
@@ -110,7 +111,8 @@ KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
 from cra.workspace import open_workspace
-from cra.harness.run import RunOptions, run_harness
+from cra.harness.planning import RunOptions
+from cra.harness.run import run_harness
 
 def slow(done, total, last):
     print(done, flush=True)
