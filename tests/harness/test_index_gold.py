@@ -19,6 +19,7 @@ API = (
 
 
 def test_second_commit_reparses_only_changed_files(tmp_path: Path, workspace) -> None:
+    """Indexing parses only blobs not yet in the database, even from a fresh indexer."""
     repo = Repo(tmp_path / "r")
     files = {f"app/m{i}.py": f"def f{i}():\n    return {i}\n" for i in range(10)}
     first = repo.commit({**files, "app/util.py": UTIL_V1}, "Add modules")
@@ -38,6 +39,7 @@ def test_second_commit_reparses_only_changed_files(tmp_path: Path, workspace) ->
 
 
 def test_parse_errors_are_recorded_and_the_rest_indexed(tmp_path: Path, workspace) -> None:
+    """Syntax errors are recorded per file and the parseable symbols still indexed."""
     repo = Repo(tmp_path / "r")
     sha = repo.commit(
         {"good.py": "def fine():\n    pass\n", "bad.py": "def nope(:\n    pass\ndef ok(): pass\n"},
@@ -50,6 +52,7 @@ def test_parse_errors_are_recorded_and_the_rest_indexed(tmp_path: Path, workspac
 
 
 def test_gold_symbols_modified_added_deleted(tmp_path: Path, workspace) -> None:
+    """A diff's gold symbols are marked modified, added or deleted against the parent."""
     repo = Repo(tmp_path / "r")
     parent = repo.commit({"app/util.py": UTIL_V1, "app/api.py": API}, "Add app")
     new_util = UTIL_V2.replace("def wrap(x):\n    return x\n", "def unwrap(y):\n    return y\n")
@@ -64,6 +67,7 @@ def test_gold_symbols_modified_added_deleted(tmp_path: Path, workspace) -> None:
 
 
 def test_renames_and_deletions_in_diffs(tmp_path: Path) -> None:
+    """Diff changes carry renames, deletions, new files and paths with spaces, with lines."""
     repo = Repo(tmp_path / "r")
     parent = repo.commit(
         {"app/utils.py": UTIL_V1, "app/gone.py": "def g():\n    pass\n", "a b.py": "x = 1\n"},

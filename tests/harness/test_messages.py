@@ -19,6 +19,7 @@ from cra.harness.messages import clean_task_text, conventional_type, parse_subje
     ],
 )
 def test_imperative_descriptive_subjects_qualify(subject: str) -> None:
+    """Imperative, descriptive subjects qualify with a score above 0.6."""
     verdict = score_subject(subject)
     assert verdict.ok, verdict.reason
     assert 0.6 < verdict.score <= 1.0
@@ -45,17 +46,20 @@ def test_imperative_descriptive_subjects_qualify(subject: str) -> None:
     ],
 )
 def test_noise_is_dropped_with_a_reason(subject: str, reason: str) -> None:
+    """Non-imperative, trivial, merge, revert, release and short subjects drop with a reason."""
     verdict = score_subject(subject)
     assert not verdict.ok
     assert reason in (verdict.reason or "")
 
 
 def test_bot_authors_are_dropped() -> None:
+    """Commits by bot authors are dropped as bot author."""
     verdict = score_subject("Update dependency pytest to v8", author="renovate[bot]")
     assert verdict.reason == "bot author"
 
 
 def test_clean_task_text_strips_trailers_urls_shas_and_issue_refs() -> None:
+    """Task text loses its trailers, URLs, commit shas and issue references."""
     message = (
         "Fix overflow in clamp (#481)\n\n"
         "See https://example.org/issues/481 for details; follows a1b2c3d4e5f.\n"

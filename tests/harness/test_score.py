@@ -45,6 +45,7 @@ GOLD = Gold.build(
 
 
 def test_perfect_plan_scores_one() -> None:
+    """A plan of exactly the gold files and symbols, in dependency order, aligns at 1.0."""
     p = plan(("src/app/util.py", ["clamp"]), ("src/app/api.py", ["Api.get"]))
     score = score_plan(p, GOLD, DEPS)
     assert score.file_f1 == 1.0
@@ -54,6 +55,7 @@ def test_perfect_plan_scores_one() -> None:
 
 
 def test_wrong_files_score_zero_file_f1() -> None:
+    """A plan of only non-gold files scores zero and lists the gold files it missed."""
     p = plan(("src/app/models.py", ["Model"]))
     score = score_plan(p, GOLD, DEPS)
     assert score.file_f1 == 0.0
@@ -63,6 +65,7 @@ def test_wrong_files_score_zero_file_f1() -> None:
 
 
 def test_right_files_wrong_order_lowers_the_order_score() -> None:
+    """Steps against the import order score order 0 and lower the alignment to 0.8."""
     right = score_plan(
         plan(("src/app/util.py", ["clamp"]), ("src/app/api.py", ["Api.get"])), GOLD, DEPS
     )
@@ -76,6 +79,7 @@ def test_right_files_wrong_order_lowers_the_order_score() -> None:
 
 
 def test_partial_plan_precision_and_recall() -> None:
+    """Half-right files and symbols give 0.5 precision and recall; order counts every step."""
     p = plan(("src/app/util.py", ["clamp", "wrap"]), ("src/app/models.py", []))
     score = score_plan(p, GOLD, DEPS)
     assert (score.file_precision, score.file_recall) == (0.5, 0.5)
@@ -85,6 +89,7 @@ def test_partial_plan_precision_and_recall() -> None:
 
 
 def test_added_and_deleted_symbols_count() -> None:
+    """Added and deleted gold symbols both count toward symbol recall."""
     gold = Gold.build(
         [("src/app/util.py", None)],
         [
@@ -99,6 +104,7 @@ def test_added_and_deleted_symbols_count() -> None:
 
 
 def test_renamed_file_matches_by_old_or_new_path() -> None:
+    """A renamed gold file matches by its old path, its new path or a ./-prefixed one."""
     gold = Gold.build(
         [("src/app/helpers.py", "src/app/utils.py")],
         [GoldSymbol("src/app/helpers.py", "clamp", "modified")],
@@ -110,12 +116,14 @@ def test_renamed_file_matches_by_old_or_new_path() -> None:
 
 
 def test_bare_method_name_and_path_qualified_symbols_match() -> None:
+    """A bare method name and a path::symbol name both match their gold symbols."""
     p = plan(("src/app/api.py", ["get", "src/app/util.py::clamp"]))
     score = score_plan(p, GOLD, DEPS)
     assert score.symbol_recall == 1.0
 
 
 def test_no_gold_symbols_leaves_symbols_out_of_the_score() -> None:
+    """Gold without symbols leaves the symbol term out of the alignment."""
     gold = Gold.build([("src/app/util.py", None)], [])
     score = score_plan(plan(("src/app/util.py", [])), gold, {})
     assert not score.symbols_defined
@@ -123,6 +131,7 @@ def test_no_gold_symbols_leaves_symbols_out_of_the_score() -> None:
 
 
 def test_weights_validate_and_apply() -> None:
+    """Negative or all-zero weights are refused; the weights given set the alignment mix."""
     with pytest.raises(ValueError, match="weight files"):
         Weights(files=-1)
     with pytest.raises(ValueError, match="at least one"):

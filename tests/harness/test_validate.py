@@ -166,6 +166,7 @@ def odd_repo(workspace, packed) -> tuple[Path, dict[str, str]]:
 
 
 def test_fix_refactor_flaky_and_hanging_tests(odd_repo) -> None:
+    """Validation verifies fixes, quarantines flaky tests, kills hung ones, skips done tasks."""
     from cra.workspace import open_workspace
 
     _repo, shas = odd_repo
@@ -222,6 +223,7 @@ def test_fix_refactor_flaky_and_hanging_tests(odd_repo) -> None:
 def test_bugfix_of_the_factory_history_via_the_cli_and_gold_grading(
     workspace, packed, project_repo
 ) -> None:
+    """A fix validates in its era's environment; its gold patch resolves, bad patches do not."""
     mine_repo(workspace, "tally")
     bugfix = project_repo.of_kind("bugfix")[0]
     # Two eras: the commit's date must pick the early one.
@@ -274,6 +276,7 @@ def test_bugfix_of_the_factory_history_via_the_cli_and_gold_grading(
 
 
 def test_run_without_a_manifest_asks_for_no_validate(workspace, project_repo) -> None:
+    """`harness run` on a repo without manifest.json exits 2 and suggests --no-validate."""
     target = workspace.repos_dir / "tally" / "repo"
     subprocess.run(["git", "clone", "-q", str(project_repo.path), str(target)], check=True)
     result = CliRunner().invoke(cli, ["harness", "run", "--repo", "tally"])
@@ -282,6 +285,7 @@ def test_run_without_a_manifest_asks_for_no_validate(workspace, project_repo) ->
 
 
 def test_a_broken_environment_is_an_infrastructure_verdict_retried_later(workspace, packed) -> None:
+    """A broken environment gives env_failed with no test runs; a later run retries it."""
     mine_repo(workspace, "tally")
     wheel = next((packed / "packages").glob("pytest_timeout-*.whl"))
     aside = workspace.root / wheel.name
@@ -311,6 +315,7 @@ def _run(phase: str, attempt: int, outcomes: dict[str, str], **kw) -> PytestRun:
 
 
 def test_judge_counts_only_stable_outcomes_and_uncollectable_modules_as_failing() -> None:
+    """Only outcomes stable across runs count; tests of an unimportable module fail."""
     before = [
         _run("before", 1, {"t.py::a": "passed", "t.py::b": "failed", "t.py::c": "passed"}),
         _run("before", 2, {"t.py::a": "passed", "t.py::b": "failed", "t.py::c": "failed"}),
@@ -327,6 +332,7 @@ def test_judge_counts_only_stable_outcomes_and_uncollectable_modules_as_failing(
 
 
 def test_judge_puts_infrastructure_failures_before_test_errors() -> None:
+    """Timeouts and sandbox failures outrank tests_error; a collect error after is tests_error."""
     ok = [_run("before", 1, {"t::a": "failed"}), _run("after", 1, {"t::a": "passed"})]
     assert judge(ok[:1], ok[1:]).verdict == "verified"
     hung = _run("after", 1, {}, problem="timeout")
