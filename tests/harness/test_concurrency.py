@@ -33,6 +33,7 @@ def _both(workspace, *args: str) -> list[tuple[int, str, str]]:
 
 @needs_sandbox
 def test_two_validates_at_once_validate_each_task_once(workspace, packed) -> None:
+    """Of two validates at once, one may be refused as busy; each task is validated once."""
     _mined(workspace, packed)
     results = _both(workspace, "harness", "validate", "--repo", "tally", "--limit", "3")
     for code, _out, err in results:
@@ -48,6 +49,7 @@ def test_two_validates_at_once_validate_each_task_once(workspace, packed) -> Non
 
 
 def test_two_harness_runs_at_once_never_crash(workspace, packed) -> None:
+    """Two harness runs at once never crash, plan each task once and leave no run open."""
     _mined(workspace, packed)
     results = _both(workspace, "harness", "run", "--repo", "tally", "--no-validate", "--limit", "4")
     for code, _out, err in results:
@@ -64,6 +66,7 @@ def test_two_harness_runs_at_once_never_crash(workspace, packed) -> None:
 
 @needs_sandbox
 def test_a_validate_killed_outright_is_marked_interrupted_next_time(workspace, packed) -> None:
+    """A killed validate is marked interrupted by the next command, and its scratch removed."""
     _mined(workspace, packed)
     scratch_root = workspace.harness_dir / "validate"
     victim = cra_popen(workspace.root, "harness", "validate", "--repo", "tally", "--limit", "2")

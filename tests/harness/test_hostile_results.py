@@ -157,6 +157,7 @@ FINISH = b'{"kind": "finish", "exitstatus": 0}\n'
 def test_a_malformed_report_is_the_commits_bad_report_verdict(
     workspace, packed, data, reason
 ) -> None:
+    """A malformed test report makes its commit bad_report, keeping none of its test runs."""
     history = hostile_history(workspace, packed, {"tests/test_hostile.py": _write_attack(data)})
     summary = validate_repo(workspace, "tally", ONCE)
     verdicts = _verdicts(workspace)

@@ -47,6 +47,7 @@ def _one_line(result) -> str:
 
 
 def test_validate_stops_with_one_line_and_records_nothing(workspace, packed, tmp_path, monkeypatch):
+    """Without a sandbox, validate exits 1 with one line on what to install, recording nothing."""
     mine_repo(workspace, "tally")
     before = _counts(workspace)
     with monkeypatch.context() as patch:
@@ -66,6 +67,7 @@ def test_validate_stops_with_one_line_and_records_nothing(workspace, packed, tmp
 
 
 def test_run_with_validation_stops_before_planning(workspace, packed, tmp_path, monkeypatch):
+    """Without a sandbox, a validating harness run stops with that one line before any plan."""
     mine_repo(workspace, "tally")
     before = _counts(workspace)
     _no_sandbox(monkeypatch, tmp_path)
@@ -76,6 +78,7 @@ def test_run_with_validation_stops_before_planning(workspace, packed, tmp_path, 
 
 
 def test_demo_stops_before_building_anything(tmp_path, monkeypatch):
+    """Without a sandbox, the demo stops with that one line after the workspace step."""
     _no_sandbox(monkeypatch, tmp_path)
     target = tmp_path / "demo"
     result = CliRunner().invoke(cli, ["demo", str(target)])

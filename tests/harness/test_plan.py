@@ -33,12 +33,14 @@ GOOD = {
 
 
 def test_valid_plan_round_trips() -> None:
+    """A valid plan parses and serialises back to the same JSON."""
     plan = parse_plan(json.dumps(GOOD))
     assert plan.steps[1].depends_on == (1,)
     assert json.loads(plan.to_json()) == GOOD
 
 
 def test_code_fence_is_tolerated() -> None:
+    """A plan wrapped in a json code fence still parses."""
     assert parse_plan("```json\n" + json.dumps(GOOD) + "\n```").summary == "Fix it"
 
 
@@ -57,5 +59,6 @@ def test_code_fence_is_tolerated() -> None:
     ],
 )
 def test_invalid_output_says_why(text: str, reason: str) -> None:
+    """Invalid model output is refused with the reason: empty, not JSON, bad keys, ids, files."""
     with pytest.raises(InvalidPlan, match=reason):
         parse_plan(text)

@@ -22,11 +22,13 @@ IMPORTS = {
 
 
 def test_module_names_strip_source_roots() -> None:
+    """A file's module names are its dotted path with and without the src/ root."""
     assert module_names("src/app/util.py") == ["src.app.util", "app.util"]
     assert module_names("src/app/__init__.py") == ["src.app", "app"]
 
 
 def test_import_graph_resolves_absolute_relative_and_submodule_imports() -> None:
+    """Absolute, relative and submodule imports resolve to files, and close transitively."""
     graph = import_graph(IMPORTS)
     assert graph["src/app/models.py"] == {"src/app/util.py"}
     assert graph["src/app/api.py"] == {"src/app/models.py", "src/app/util.py"}
@@ -40,12 +42,14 @@ def test_import_graph_resolves_absolute_relative_and_submodule_imports() -> None
 
 
 def test_dependency_order_puts_dependencies_first() -> None:
+    """Files are ordered so that each comes after the files it imports."""
     deps = closure(import_graph(IMPORTS))
     order = dependency_order(["src/app/api.py", "src/app/util.py", "src/app/models.py"], deps)
     assert order == ["src/app/util.py", "src/app/models.py", "src/app/api.py"]
 
 
 def test_baseline_plan_is_deterministic_and_dependency_ordered() -> None:
+    """The baseline plan takes the top-hit files in dependency order, the same every time."""
     deps = closure(import_graph(IMPORTS))
     hits = [
         Hit("src/app/api.py", "Api.get", "method", 3.0),

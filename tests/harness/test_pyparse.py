@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 
 def test_definitions_with_qualified_names_spans_and_docstrings() -> None:
+    """Definitions get qualified names, kinds, spans with decorators, signatures and docstrings."""
     parsed = parse_python(SOURCE)
     by_name = {s.qualname: s for s in parsed.symbols}
     assert list(by_name) == [
@@ -63,6 +64,7 @@ def test_definitions_with_qualified_names_spans_and_docstrings() -> None:
 
 
 def test_imports_with_aliases_and_relative_levels() -> None:
+    """Imports keep module, name, alias and relative level, conditional ones included."""
     parsed = parse_python(SOURCE)
     got = [(i.module, i.name, i.alias, i.level) for i in parsed.imports]
     assert got == [
@@ -77,6 +79,7 @@ def test_imports_with_aliases_and_relative_levels() -> None:
 
 
 def test_syntax_errors_keep_what_parses() -> None:
+    """A syntax error is reported with its line, and the definitions around it still parse."""
     parsed = parse_python(
         b"def ok():\n    return 1\n\ndef broken(:\n    pass\n\nclass C:\n    x = 1\n"
     )
@@ -88,5 +91,6 @@ def test_syntax_errors_keep_what_parses() -> None:
 
 
 def test_non_utf8_bytes_do_not_crash() -> None:
+    """Source bytes that are not UTF-8 still parse."""
     parsed = parse_python("def caf\xe9():\n    return '\xe9'\n".encode("latin-1"))
     assert parsed.line_count == 2

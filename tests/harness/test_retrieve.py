@@ -12,11 +12,13 @@ from tests.harness.gitutil import Repo
 
 
 def test_tokenize_splits_identifiers_and_drops_stopwords() -> None:
+    """Tokens split identifiers on case and underscores, lose plurals and drop stopwords."""
     words = ["fix", "zero", "division", "error", "mean", "list"]
     assert tokenize("Fix ZeroDivisionError in mean_of_lists") == words
 
 
 def test_the_relevant_definition_ranks_first(tmp_path: Path, workspace) -> None:
+    """The matching definition ranks first; excluded files and stopword queries give no hits."""
     repo = Repo(tmp_path / "r")
     sha = repo.commit(
         {

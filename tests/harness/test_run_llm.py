@@ -25,6 +25,7 @@ def _mined(root, project_repo, toml: str = ""):
 
 
 def test_llm_planner_against_a_real_vllm_server(vllm_server, project_repo, tmp_path) -> None:
+    """The LLM planner keeps a plan and a logged call per task and temperature; junk scores 0."""
     toml = (
         f'[llm]\nendpoint = "{vllm_server.base_url}"\nmodel = "tiny"\nmax_tokens = 48\n'
         "timeout_s = 120.0\n"
@@ -68,6 +69,8 @@ def test_llm_planner_against_a_real_vllm_server(vllm_server, project_repo, tmp_p
 
 
 def test_parallel_workers_record_what_one_worker_records(project_repo, tmp_path) -> None:
+    """Several workers record the same retrievals, plans and scores as one, leaving no worktree."""
+
     def rows(workspace):
         return [
             tuple(r)
