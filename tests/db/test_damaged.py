@@ -22,6 +22,7 @@ def _snapshot(path: Path) -> tuple[bytes, int]:
 
 
 def test_an_emptied_raw_db_of_a_workspace_with_packages_is_refused(workspace) -> None:
+    """An emptied raw.db in a workspace with packages is refused, with a hint, and left as is."""
     _add_package(workspace)
     workspace.raw_db_path.write_bytes(b"")
     before = _snapshot(workspace.raw_db_path)
@@ -32,6 +33,7 @@ def test_an_emptied_raw_db_of_a_workspace_with_packages_is_refused(workspace) ->
 
 
 def test_an_emptied_raw_db_is_one_line_from_the_cli_and_left_untouched(workspace) -> None:
+    """The CLI reports an emptied raw.db in one error line and a hint, leaving the file as is."""
     _add_package(workspace)
     workspace.raw_db_path.write_bytes(b"")
     before = _snapshot(workspace.raw_db_path)
@@ -49,12 +51,14 @@ def test_an_emptied_raw_db_is_one_line_from_the_cli_and_left_untouched(workspace
 
 
 def test_an_empty_raw_db_without_packages_becomes_a_fresh_database(workspace) -> None:
+    """An empty raw.db in a workspace without packages becomes a fresh database."""
     workspace.raw_db_path.write_bytes(b"")
     workspace.raw_db().close()
     assert workspace.raw_db_path.stat().st_size > 0
 
 
 def test_garbage_in_raw_db_is_refused_and_left_untouched(workspace) -> None:
+    """A raw.db holding garbage is refused in one line by the CLI and left untouched."""
     _add_package(workspace)
     workspace.raw_db_path.write_bytes(b"not a database at all\n" * 100)
     before = _snapshot(workspace.raw_db_path)

@@ -48,6 +48,7 @@ def tables(conn: sqlite3.Connection) -> set[str]:
 
 
 def test_fresh_raw_db_has_the_whole_schema(tmp_path: Path) -> None:
+    """A new raw database gets every table and every migration, recorded in order."""
     conn = open_raw(tmp_path / "raw.db")
     assert RAW_TABLES <= tables(conn)
     assert schema_version(conn) == len(RAW_MIGRATIONS)
@@ -56,12 +57,14 @@ def test_fresh_raw_db_has_the_whole_schema(tmp_path: Path) -> None:
 
 
 def test_fresh_curated_db(tmp_path: Path) -> None:
+    """A new curated database gets its blob, symbol and import tables at the latest version."""
     conn = open_curated(tmp_path / "curated.db")
     assert {"blobs", "symbols", "imports"} <= tables(conn)
     assert schema_version(conn) == len(CURATED_MIGRATIONS)
 
 
 def test_pragmas_are_set(tmp_path: Path) -> None:
+    """Connections use WAL, enforce foreign keys and take the busy timeout given."""
     conn = open_raw(tmp_path / "raw.db", busy_timeout_ms=4321)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
@@ -69,6 +72,7 @@ def test_pragmas_are_set(tmp_path: Path) -> None:
 
 
 def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
+    """A row pointing at a missing parent row is refused."""
     conn = open_raw(tmp_path / "raw.db")
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute(
@@ -78,6 +82,7 @@ def test_foreign_keys_are_enforced(tmp_path: Path) -> None:
 
 
 def test_only_one_active_version_per_adapter(tmp_path: Path) -> None:
+    """An adapter can have only one active version at a time."""
     conn = open_raw(tmp_path / "raw.db")
     row = (
         "INSERT INTO adapter_versions (name, version, status, path, base_model, "
@@ -91,6 +96,7 @@ def test_only_one_active_version_per_adapter(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("start", range(1, len(RAW_MIGRATIONS) + 1))
 def test_upgrade_from_every_older_raw_schema_keeps_rows(tmp_path: Path, start: int) -> None:
+    """A raw database at any older version upgrades to the latest and keeps its rows."""
     path = tmp_path / "raw.db"
     conn = connect(path, busy_timeout_ms=1000)
     migrate(conn, RAW_MIGRATIONS, path=path, target=start)
@@ -113,6 +119,7 @@ V2 = Migration(
 
 
 def test_upgrade_runs_python_steps_on_existing_rows(tmp_path: Path) -> None:
+    """Python steps of a migration run on existing rows, and applied migrations never rerun."""
     path = tmp_path / "x.db"
     conn = connect(path, busy_timeout_ms=1000)
     assert migrate(conn, (V1,), path=path) == [1]
@@ -126,6 +133,7 @@ def test_upgrade_runs_python_steps_on_existing_rows(tmp_path: Path) -> None:
 
 
 def test_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
+    """A migration that fails midway is rolled back whole, leaving the previous version."""
     path = tmp_path / "x.db"
     conn = connect(path, busy_timeout_ms=1000)
     migrate(conn, (V1,), path=path)
@@ -140,12 +148,14 @@ def test_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
 
 
 def test_gap_in_versions_is_a_programming_error(tmp_path: Path) -> None:
+    """Migration versions with a gap are refused as a programming error."""
     conn = connect(tmp_path / "x.db", busy_timeout_ms=1000)
     with pytest.raises(ValueError, match="expected 2"):
         migrate(conn, (V1, Migration(3, "x", ())), path=tmp_path / "x.db")
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database from a newer cra is refused with a hint to upgrade cra."""
     path = tmp_path / "raw.db"
     open_raw(path).execute(f"PRAGMA user_version = {len(RAW_MIGRATIONS) + 5}")
     with pytest.raises(SchemaTooNew) as info:
@@ -155,6 +165,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 
 
 def test_not_sqlite_is_refused(tmp_path: Path) -> None:
+    """A file that is not SQLite is refused as not an SQLite database."""
     path = tmp_path / "raw.db"
     path.write_text("this is a text file, not a database\n" * 20)
     with pytest.raises(DatabaseError, match="not an SQLite database"):
@@ -162,6 +173,7 @@ def test_not_sqlite_is_refused(tmp_path: Path) -> None:
 
 
 def test_split_sql_keeps_trigger_bodies_whole() -> None:
+    """Splitting a SQL script into statements keeps each trigger body whole."""
     script = """
     CREATE TABLE a (x INT);
     CREATE TRIGGER t AFTER INSERT ON a BEGIN
@@ -187,6 +199,7 @@ def _writer(path: str, who: str, count: int) -> None:
 
 
 def test_two_writer_processes_lose_nothing(tmp_path: Path) -> None:
+    """Two processes writing one database at once lose no row."""
     path = tmp_path / "raw.db"
     open_raw(path).close()
     ctx = multiprocessing.get_context("spawn")
@@ -205,6 +218,7 @@ def test_two_writer_processes_lose_nothing(tmp_path: Path) -> None:
 
 
 def test_schema_reference_is_up_to_date() -> None:
+    """The schema reference in docs/schema.md matches the schema the migrations build."""
     assert DOC_PATH.read_text(encoding="utf-8") == render(), (
         "docs/schema.md is stale: run `python -m cra.db.schema_doc`"
     )
