@@ -34,7 +34,8 @@ from cra.curation.rows import (
     row_meta,
     sft_row,
 )
-from cra.db.logs import LogAnalysis, ScoredPlan, TaskRecord
+from cra.db.log_tasks import ScoredPlan, TaskRecord
+from cra.db.logs import LogAnalysis
 from cra.git import GitError, git
 from cra.harness.deps import closure, import_graph
 from cra.harness.index import Indexer

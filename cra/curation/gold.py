@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from cra.db.logs import ScoredPlan, TaskRecord
+from cra.db.log_tasks import ScoredPlan, TaskRecord
 from cra.harness.deps import dependency_order
 from cra.harness.gold import GoldSymbol
 from cra.harness.plan import InvalidPlan, Plan, parse_plan

@@ -28,7 +28,8 @@ from typing import Any
 from cra.curation.candidates import build_candidates
 from cra.curation.dedup import effective_cap
 from cra.curation.rows import ADAPTERS, STAGE_OF, Candidates, CurateOptions
-from cra.db.logs import LogAnalysis, StageMetrics
+from cra.db.log_metrics import StageMetrics
+from cra.db.logs import LogAnalysis
 from cra.errors import CraError, UsageError
 from cra.fsutil import atomic_write_text, now_iso
 from cra.workspace import Workspace

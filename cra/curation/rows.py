@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from cra.db.logs import TaskRecord
+from cra.db.log_tasks import TaskRecord
 
 ADAPTERS: dict[str, tuple[str, ...]] = {
     "scope": ("sft",),

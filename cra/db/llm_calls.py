@@ -3,7 +3,7 @@ version served (the registry's live metrics).
 
 A call used a version when `llm_calls` records its adapter and version (or its served
 name `NAME@vN` as the model). Analysis reads across the raw tables stay in
-:mod:`cra.db.logs`.
+:mod:`cra.db.logs` and its parts.
 """
 
 from __future__ import annotations

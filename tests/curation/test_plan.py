@@ -7,7 +7,7 @@ import pytest
 
 from cra.curation.plan import PlanSettings, holdout_boundary, plan_from
 from cra.curation.rows import Candidates, CurateOptions, Row
-from cra.db.logs import Point, StageMetrics
+from cra.db.log_metrics import Point, StageMetrics
 
 
 def test_holdout_boundary_splits_by_time() -> None:

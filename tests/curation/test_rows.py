@@ -86,7 +86,7 @@ def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
 def test_gold_plan_orders_steps_dependency_first() -> None:
     """The gold plan orders steps so a file comes after the files it depends on."""
     from cra.curation.gold import gold_plan
-    from cra.db.logs import TaskRecord
+    from cra.db.log_tasks import TaskRecord
     from cra.harness.plan import validate_plan
 
     task = TaskRecord(

@@ -6,7 +6,8 @@ from contextlib import closing
 
 import pytest
 
-from cra.db.logs import LogAnalysis, parse_adapter
+from cra.db.log_calls import parse_adapter
+from cra.db.logs import LogAnalysis
 from cra.errors import UsageError
 from cra.fixtures.logs import build_synthetic_log
 from cra.workspace import Workspace
