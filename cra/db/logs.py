@@ -1,4 +1,4 @@
-"""LogAnalysisAPI: the one read interface over `raw.db`.
+"""LogAnalysis: the one read interface over `raw.db`.
 
 Everything the harness recorded, cross-referenced by `task_id`: tasks with their commits
 and gold, LLM calls by stage/model/adapter/time, retrieval decisions, plans and their
