@@ -21,6 +21,7 @@ def logged(workspace: Workspace):
 
 
 def test_counts_and_tasks_in_time_order(logged) -> None:
+    """Log reads count tasks, plans and model calls, and list tasks oldest first, per repo."""
     logs, log = logged
     counts = logs.counts()
     assert counts["tasks"] == len(log.tasks) == 18
@@ -41,6 +42,7 @@ STAGE_FIELDS = (("scope", "file_recall"), ("precision", "symbol_recall"), ("plan
 
 
 def test_stage_metrics_match_the_scores(logged) -> None:
+    """Stage metrics average plan scores overall and per repo; execute leaves env failures out."""
     logs, _ = logged
     plans = logs.plans()
     for stage, field in STAGE_FIELDS:
@@ -59,6 +61,7 @@ def test_stage_metrics_match_the_scores(logged) -> None:
 
 
 def test_stage_metrics_filter_by_adapter_and_planner(logged) -> None:
+    """Stage metrics and model calls filter by adapter version, planner, stage and since date."""
     logs, _ = logged
     conn = logs.conn
     # Mark one task's calls as served by scope@v2: only its plans count for that adapter.
@@ -79,6 +82,7 @@ def test_stage_metrics_filter_by_adapter_and_planner(logged) -> None:
 
 
 def test_task_view_cross_references(logged) -> None:
+    """A task view links its plans, retrieval and model calls; an unknown task gives None."""
     logs, log = logged
     view = logs.task(log.tasks[0])
     assert view is not None
@@ -90,6 +94,7 @@ def test_task_view_cross_references(logged) -> None:
 
 
 def test_failures_group_reasons(logged) -> None:
+    """Failures count every invalid plan and group outcomes of validation or grading."""
     logs, _ = logged
     failures = logs.failures()
     invalid = sum(1 for p in logs.plans() if not p.valid)
@@ -98,6 +103,7 @@ def test_failures_group_reasons(logged) -> None:
 
 
 def test_bad_arguments() -> None:
+    """An adapter name parses with an optional @vN version; malformed names are a usage error."""
     assert parse_adapter("scope@v3") == ("scope", 3)
     assert parse_adapter("scope") == ("scope", None)
     for bad in ("@v1", "scope@3", "scope@v0", "scope@vx"):
@@ -106,6 +112,7 @@ def test_bad_arguments() -> None:
 
 
 def test_unknown_stage(logged) -> None:
+    """Asking for metrics of an unknown stage is a usage error."""
     logs, _ = logged
     with pytest.raises(UsageError, match="unknown stage"):
         logs.stage_metrics("coding")

@@ -18,6 +18,7 @@ def _clone(workspace, project_repo) -> None:
 
 
 def test_every_kind_lands_in_its_expected_stage_with_a_reason(workspace, project_repo) -> None:
+    """Mining records each commit at its expected stage; every dropped commit carries a reason."""
     _clone(workspace, project_repo)
     result = mine_repo(workspace, "tally")
     assert result.seen == len(project_repo.commits)
@@ -37,6 +38,7 @@ def test_every_kind_lands_in_its_expected_stage_with_a_reason(workspace, project
 
 
 def test_qualifying_rows_carry_the_task_and_files(workspace, project_repo) -> None:
+    """A qualified commit keeps its subject as task, its source and test files and a score."""
     _clone(workspace, project_repo)
     mine_repo(workspace, "tally")
     fix = project_repo.of_kind("bugfix")[0]
@@ -55,6 +57,7 @@ def test_qualifying_rows_carry_the_task_and_files(workspace, project_repo) -> No
 
 
 def test_rerun_is_incremental_and_rescore_applies_new_thresholds(workspace, project_repo) -> None:
+    """Mining again adds nothing; a rescore applies stricter limits without adding rows."""
     _clone(workspace, project_repo)
     first = mine_repo(workspace, "tally")
     again = mine_repo(workspace, "tally")
@@ -73,11 +76,13 @@ def test_rerun_is_incremental_and_rescore_applies_new_thresholds(workspace, proj
 
 
 def test_history_is_chronological(project_repo) -> None:
+    """The history scan lists a repository's commits oldest first."""
     history = scan_history(project_repo.path)
     assert [c.sha for c in history] == [c.sha for c in project_repo.commits]
 
 
 def test_cli_mine_status_and_run(workspace, project_repo) -> None:
+    """The CLI mines, plans one task per qualified commit and reports the funnel in status."""
     _clone(workspace, project_repo)
     runner = CliRunner()
     mined = runner.invoke(cli, ["harness", "mine", "--repo", "tally", "--json"])
@@ -98,6 +103,7 @@ def test_cli_mine_status_and_run(workspace, project_repo) -> None:
 
 
 def test_unknown_repo_is_one_line(workspace) -> None:
+    """An unknown repository exits 1 with one line; a bad since date exits 2 as not a date."""
     result = CliRunner().invoke(cli, ["harness", "mine", "--repo", "nope"])
     assert result.exit_code == 1
     assert "no repository 'nope'" in result.output
@@ -107,6 +113,7 @@ def test_unknown_repo_is_one_line(workspace) -> None:
 
 
 def test_fast_and_full_pydriller_paths_give_identical_verdicts(tmp_path) -> None:
+    """The fast history path gives the same stage and reason per commit as the full one."""
     from cra.fixtures.history import build_project_repo
     from cra.harness.stages import Limits, fast_verdicts, slow_verdicts
 

@@ -30,6 +30,7 @@ def _mine(workspace) -> None:
 
 
 def test_rewritten_history_marks_the_old_commits_gone(workspace, packed) -> None:
+    """A rewritten history marks the old commits gone, out of the funnel and named in status."""
     _mine(workspace)
     old = _shas(workspace, gone=False)
     rewrite_history(packed / "repo")
@@ -54,6 +55,7 @@ def test_rewritten_history_marks_the_old_commits_gone(workspace, packed) -> None
 def test_pack_replace_with_rewritten_history_validates_only_the_new_commits(
     workspace, packed, project_repo, wheelhouse
 ) -> None:
+    """Re-packing a rewritten history notes the gone commits and validates only the new ones."""
     _mine(workspace)
     old = _shas(workspace, gone=False)
     rewrite_history(project_repo.path)

@@ -68,6 +68,7 @@ def _record_qualified(workspace, project_repo) -> list:
 
 
 def test_unmined_repository_says_to_mine(workspace, project_repo) -> None:
+    """Running on an unmined repository fails with a hint to run the mine command."""
     _package(workspace, project_repo)
     with pytest.raises(NotFound, match="not been mined") as info:
         run_harness(workspace, "tally", RunOptions())
@@ -75,6 +76,7 @@ def test_unmined_repository_says_to_mine(workspace, project_repo) -> None:
 
 
 def test_baseline_run_scores_every_task_and_resumes(workspace, project_repo) -> None:
+    """A baseline run scores one plan per task, leaves no worktree, and a rerun skips them all."""
     _package(workspace, project_repo)
     qualified = _record_qualified(workspace, project_repo)
     summary = run_harness(workspace, "tally", RunOptions())
@@ -135,6 +137,7 @@ def _rows(conn) -> list[tuple]:
 def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(
     workspace, project_repo, tmp_path
 ) -> None:
+    """A run killed midway keeps whole tasks only, and resuming matches an uninterrupted run."""
     import os
     import signal
     import sys
@@ -178,6 +181,7 @@ def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(
 
 
 def test_unreachable_endpoint_fails_before_the_run_starts(workspace, project_repo) -> None:
+    """An unreachable model endpoint fails the run before any run or plan row is written."""
     from cra.llm.client import EndpointUnreachable
     from cra.serving.process import free_port
     from cra.workspace import open_workspace
