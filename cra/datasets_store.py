@@ -108,6 +108,26 @@ def insert_dataset(conn: sqlite3.Connection, new: NewDataset) -> None:
     )
 
 
+def put_planless_dataset(
+    conn: sqlite3.Connection,
+    dataset_id: str,
+    *,
+    path: str,
+    counts: dict[str, Any],
+    sha256: dict[str, str],
+    created_at: str,
+) -> None:
+    """The `training_datasets` row of a dataset written without a plan (no replay), or
+    its path, counts and hashes updated when one of that id exists (its creation time
+    kept): what a fixture dataset registers."""
+    conn.execute(
+        "INSERT INTO training_datasets (id, plan_path, path, counts, sha256, created_at) "
+        "VALUES (?, NULL, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET path = excluded.path, "
+        "counts = excluded.counts, sha256 = excluded.sha256",
+        (dataset_id, path, json.dumps(counts), json.dumps(sha256), created_at),
+    )
+
+
 def read_rows(
     dataset: Dataset, split: str, *, adapter: str, method: str | None
 ) -> list[dict[str, Any]]:
