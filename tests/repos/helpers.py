@@ -60,3 +60,33 @@ def export_tar(package_root: Path, dest: Path) -> Path:
 def repos_entries(repos_dir: Path) -> list[str]:
     """Everything in repos/, hidden entries included."""
     return sorted(p.name for p in repos_dir.iterdir())
+
+
+# A pyproject.toml with every requirement form cra reads (extras, self-references,
+# dependency groups with an include, a setuptools-scm version file).
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=61", "setuptools-scm>=8"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "demo-pkg"
+version = "1.0"
+requires-python = ">=3.9"
+dependencies = ["attrs>=22"]
+
+[project.optional-dependencies]
+test = ["pytest>=7", "demo-pkg[cov]"]
+cov = ["coverage"]
+docs = ["sphinx"]
+
+[dependency-groups]
+lint = ["ruff"]
+test = ["hypothesis", {include-group = "lint"}]
+
+[tool.setuptools_scm]
+write_to = "src/demo_pkg/_version.py"
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+"""

@@ -7,8 +7,7 @@ from pathlib import Path
 
 from cra.repos.importable import detect_layout
 from cra.repos.requirements import GitTree, read_requirements
-from tests.repos.helpers import git, make_repo
-from tests.repos.test_requirements import PYPROJECT
+from tests.repos.helpers import PYPROJECT, git, make_repo
 
 
 def _tree(tmp_path: Path, files: dict[str, str | None]) -> GitTree:

@@ -8,34 +8,7 @@ import pytest
 
 from cra.errors import UsageError
 from cra.repos.requirements import GitTree, read_requirements
-from tests.repos.helpers import git, make_repo
-
-PYPROJECT = """
-[build-system]
-requires = ["setuptools>=61", "setuptools-scm>=8"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "demo-pkg"
-version = "1.0"
-requires-python = ">=3.9"
-dependencies = ["attrs>=22"]
-
-[project.optional-dependencies]
-test = ["pytest>=7", "demo-pkg[cov]"]
-cov = ["coverage"]
-docs = ["sphinx"]
-
-[dependency-groups]
-lint = ["ruff"]
-test = ["hypothesis", {include-group = "lint"}]
-
-[tool.setuptools_scm]
-write_to = "src/demo_pkg/_version.py"
-
-[tool.pytest.ini_options]
-testpaths = ["tests"]
-"""
+from tests.repos.helpers import PYPROJECT, git, make_repo
 
 
 def _tree(tmp_path: Path, files: dict[str, str | None]) -> GitTree:
