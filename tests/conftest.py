@@ -31,16 +31,7 @@ from typing import TYPE_CHECKING  # noqa: E402
 import pytest  # noqa: E402
 
 from cra.workspace import Workspace, init_workspace  # noqa: E402
-
-# Kept for the tests that still import them from here; new code imports tests.helpers.
-from tests.helpers import (  # noqa: E402, F401
-    REAL_VLLM_VENV,
-    REPO_ROOT,
-    detached_server,
-    run_cra,
-    served_config,
-    vllm_python,
-)
+from tests.helpers import vllm_python  # noqa: E402
 
 if TYPE_CHECKING:
     from cra.fixtures.history import ProjectRepo

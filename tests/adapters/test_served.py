@@ -14,7 +14,7 @@ from cra.llm.routing import route
 from cra.serving.state import running_state
 from cra.workspace import Workspace, init_workspace, open_workspace
 from tests.adapters.helpers import candidate, planted_eval, status
-from tests.conftest import detached_server, served_config
+from tests.helpers import detached_server, served_config
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from cra.llm.routing import make_router
 from cra.serving.server import swap
 from cra.serving.state import running_state
 from cra.workspace import Workspace, init_workspace, open_workspace
-from tests.conftest import detached_server, run_cra, served_config
+from tests.helpers import detached_server, run_cra, served_config
 
 
 def register(workspace: Workspace, name: str, version: int, path: Path, status: str) -> None:
