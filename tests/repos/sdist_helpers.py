@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
+
+from cra.fixtures.wheelhouse import write_sdist
 
 SETUP_PY = """\
 import os
@@ -36,13 +36,4 @@ def make_legacy_sdist(
         "setup.py": text,
         "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
     }
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / f"{top}.tar.gz"
-    with tarfile.open(target, "w:gz") as archive:
-        for rel, body in files.items():
-            data = body.encode()
-            info = tarfile.TarInfo(f"{top}/{rel}")
-            info.size = len(data)
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(data))
-    return target
+    return write_sdist(dest, top, files)
