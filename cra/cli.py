@@ -69,14 +69,21 @@ class CraGroup(click.Group):
     "cra.toml, else the current directory.",
 )
 @click.option("--debug", is_flag=True, default=False, help="Show tracebacks (also CRA_DEBUG=1).")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    default=False,
+    help="Show no progress or notices on stderr (errors and warnings still show).",
+)
 @click.pass_context
-def cli(ctx: click.Context, workspace: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, workspace: Path | None, debug: bool, quiet: bool) -> None:
     """cra: turn real commits into verified tasks, logs into training data, data into
     LoRA adapters, and serve them back to the agent, on one machine, offline.
 
     Every command works on a workspace (see --workspace); `cra init` creates one.
     """
-    ctx.obj = Context(workspace, debug or _debug_from_env())
+    ctx.obj = Context(workspace, debug or _debug_from_env(), quiet)
 
 
 @cli.command()

@@ -16,6 +16,8 @@ class Context:
 
     workspace_path: Path | None
     debug: bool
+    quiet: bool = False
+    """`--quiet`: progress and notices on stderr are not shown (errors and warnings are)."""
 
     def workspace(self) -> Workspace:
         """Resolve and open the workspace this command works on."""

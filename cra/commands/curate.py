@@ -10,6 +10,7 @@ import click
 
 from cra.commands import Context, pass_context
 from cra.commands.options import json_option
+from cra.commands.output import notice, quiet
 
 
 @click.command("train-plan")
@@ -40,7 +41,7 @@ def train_plan(ctx: Context, out: Path | None, as_json: bool) -> None:
     workspace = ctx.workspace()
     with (
         Console(stderr=True).status("analysing raw.db", spinner="dots")
-        if not as_json
+        if not (as_json or quiet())
         else nullcontext()
     ):
         plan = build_plan(workspace)
@@ -99,7 +100,7 @@ def curate_data(ctx: Context, plan_path: Path, dataset_id: str | None, as_json: 
     from cra.curation.curate import curate
 
     workspace = ctx.workspace()
-    progress = None if as_json else (lambda msg: click.echo(f"  {msg}", err=True))
+    progress = None if as_json else notice
     result = curate(workspace, plan_path, dataset_id, progress=progress)
     card = result.card
     if as_json:

@@ -11,7 +11,7 @@ import click
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
 from cra.commands.options import json_option, unsafe_option
-from cra.commands.output import echo_safe
+from cra.commands.output import echo_safe, notice
 
 if TYPE_CHECKING:
     from cra.env.build import BuiltEnv
@@ -42,7 +42,7 @@ def _build_all(
         for e in manifest.environments:
             if not e.usable:
                 skipped = f"environment {e.id} of {name} skipped: unusable ({e.unusable})"
-                echo_safe(skipped, err=True)
+                notice(skipped)
     else:
         ids = [env_id]
     return [

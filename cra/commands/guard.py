@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import click
-
 from cra.commands import Context
+from cra.commands.output import notice
 from cra.harness.reconcile import Reconciled, reconcile_history
-from cra.text import printable
 from cra.workspace import Workspace
 from cra.writing import Recovery, hold_workspace
 
@@ -26,31 +24,23 @@ from cra.writing import Recovery, hold_workspace
 def echo_recovery(recovery: Recovery) -> None:
     """Say on stderr what taking the lock cleaned up after a crashed writer."""
     for run in recovery.runs:
-        click.echo(
+        notice(
             f"note: run {run.id} ({run.kind}, started {run.started_at}) was left running by a "
-            "process that is gone: marked interrupted",
-            err=True,
+            "process that is gone: marked interrupted"
         )
     if recovery.scratch:
-        click.echo(
-            f"note: removed {len(recovery.scratch)} scratch folders left by interrupted runs",
-            err=True,
-        )
+        notice(f"note: removed {len(recovery.scratch)} scratch folders left by interrupted runs")
 
 
 def echo_reconciled(result: Reconciled) -> None:
     """Say on stderr which recorded commits left (or came back to) the history."""
     if result.gone:
-        click.echo(
-            f"note: {result.gone} recorded commits of {printable(result.repo)} are gone from its "
-            "history (re-packed): they are no longer planned, validated or counted",
-            err=True,
+        notice(
+            f"note: {result.gone} recorded commits of {result.repo} are gone from its "
+            "history (re-packed): they are no longer planned, validated or counted"
         )
     if result.returned:
-        click.echo(
-            f"note: {result.returned} commits of {printable(result.repo)} are back in its history",
-            err=True,
-        )
+        notice(f"note: {result.returned} commits of {result.repo} are back in its history")
 
 
 def reconcile(workspace: Workspace, repo: str) -> Reconciled:

@@ -7,12 +7,11 @@ from contextlib import closing
 from typing import cast
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
 from cra.commands.options import json_option, parse_date
+from cra.commands.output import TextTable, echo_table, top_counts
 from cra.db.plans import PlannerAlignment, planner_alignments
 from cra.errors import UsageError
 from cra.harness.funnel import RepoFunnel, funnel
@@ -35,7 +34,8 @@ def harness() -> None:
 def mine(
     ctx: Context, repo: str, since: str | None, until: str | None, rescore: bool, as_json: bool
 ) -> None:
-    """Run REPO's history through the commit funnel and record every verdict.
+    """Run the history of the package named by --repo through the commit funnel and
+    record every verdict.
 
     Stages: structural (merges, root, no Python), message (imperative, descriptive, not
     noise), size (files, lines, binaries, patch size), tests (changes tests and source).
@@ -56,12 +56,11 @@ def mine(
         f"{repo}: {data['commits_in']} commits ({result.new} new, {result.rescored} rescored), "
         f"{result.qualified} qualifying ({data['yield_pct']}%)"
     )
-    # MineResult.as_dict() maps each stage to its drop count and to its top reasons.
+    # MineResult.as_dict() maps each stage to its drop count and to every reason's count.
     dropped = cast(dict[str, int], data["dropped"])
-    top_reasons = cast(dict[str, dict[str, int]], data["reasons"])
+    reasons = cast(dict[str, dict[str, int]], data["reasons"])
     for stage in ("structural", "message", "size", "tests"):
-        reasons = ", ".join(f"{r} ×{n}" for r, n in top_reasons[stage].items())
-        click.echo(f"  dropped at {stage:<10} {dropped[stage]:>6}  {reasons}")
+        click.echo(f"  dropped at {stage:<10} {dropped[stage]:>6}  {top_counts(reasons[stage])}")
 
 
 @harness.command("status")
@@ -87,55 +86,66 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
     if not funnels:
         click.echo("no repository mined yet: run `cra harness mine --repo NAME`")
         return
-    console = Console()
-    console.print(_funnel_table(funnels))
-    for f in funnels:
-        _echo_reasons(console, f)
+    echo_table(_funnel_table(funnels))
+    echo_table(_reasons_table(funnels))
     if plans:
-        console.print(_alignment_table(plans))
+        echo_table(_alignment_table(plans))
     if yields:
-        console.print(_yield_table(yields))
+        echo_table(_yield_table(yields))
 
 
-def _funnel_table(funnels: list[RepoFunnel]) -> Table:
-    table = Table(title="commit funnel")
-    for column in ("repo", "in", "structural", "message", "size", "tests", "qualifying", "yield"):
-        table.add_column(column, justify="left" if column == "repo" else "right")
-    for f in funnels:
-        dropped = (str(f.dropped[s]) for s in ("structural", "message", "size", "tests"))
-        table.add_row(f.repo, str(f.commits_in), *dropped, str(f.qualified), f"{f.yield_pct}%")
-    return table
-
-
-def _echo_reasons(console: Console, f: RepoFunnel) -> None:
-    for stage, reasons in f.reasons.items():
-        if reasons:
-            top = ", ".join(f"{r} ×{n}" for r, n in reasons.items())
-            console.print(f"  {f.repo} {stage}: {top}", markup=False)
-    if f.gone:
-        console.print(
-            f"  {f.repo} {GONE_REASON}: {f.gone} recorded commits are no longer "
-            "in the package's history (re-packed); they are never planned or validated",
-            markup=False,
+def _funnel_table(funnels: list[RepoFunnel]) -> TextTable:
+    columns = ("repo", "in", "structural", "message", "size", "tests", "qualifying", "yield")
+    rows = tuple(
+        (
+            f.repo,
+            str(f.commits_in),
+            *(str(f.dropped[s]) for s in ("structural", "message", "size", "tests")),
+            str(f.qualified),
+            f"{f.yield_pct}%",
         )
+        for f in funnels
+    )
+    return TextTable("commit funnel", columns, rows)
 
 
-def _alignment_table(plans: list[PlannerAlignment]) -> Table:
-    table = Table(title="plan alignment")
-    for column in ("repo", "planner", "plans", "invalid", "mean alignment"):
-        table.add_column(column)
-    for a in plans:
-        mean = f"{a.mean_alignment:.3f}" if a.mean_alignment is not None else "n/a"
-        table.add_row(a.repo, a.planner, str(a.plans), str(a.invalid), mean)
-    return table
+def _reasons_table(funnels: list[RepoFunnel]) -> TextTable:
+    """Each stage's top reasons ("and N more": --json has them all), and the commits
+    gone from the history."""
+    rows: list[tuple[str, ...]] = []
+    for f in funnels:
+        rows += [(f.repo, s, top_counts(r)) for s, r in f.reasons.items() if r]
+        if f.gone:
+            gone = f"{f.gone} recorded commits no longer in the history (re-packed)"
+            rows.append((f.repo, GONE_REASON, gone))
+    return TextTable("reasons dropped", ("repo", "stage", "reasons"), tuple(rows), left=3)
 
 
-def _yield_table(yields: list[RepoYield]) -> Table:
-    table = Table(title="validation (latest verdict per task)")
-    for column in ("repo", "validated", "verified", "yield", "verdicts"):
-        table.add_column(column)
-    for v in yields:
-        verdicts = ", ".join(f"{k} ×{n}" for k, n in v.verdicts.items())
-        share = "n/a" if v.yield_pct is None else f"{v.yield_pct}%"
-        table.add_row(v.repo, str(v.validated), str(v.verified), share, verdicts)
-    return table
+def _alignment_table(plans: list[PlannerAlignment]) -> TextTable:
+    rows = tuple(
+        (
+            a.repo,
+            a.planner,
+            str(a.plans),
+            str(a.invalid),
+            f"{a.mean_alignment:.3f}" if a.mean_alignment is not None else "n/a",
+        )
+        for a in plans
+    )
+    columns = ("repo", "planner", "plans", "invalid", "mean alignment")
+    return TextTable("plan alignment", columns, rows, left=2)
+
+
+def _yield_table(yields: list[RepoYield]) -> TextTable:
+    rows = tuple(
+        (
+            v.repo,
+            str(v.validated),
+            str(v.verified),
+            "n/a" if v.yield_pct is None else f"{v.yield_pct}%",
+            ", ".join(f"{k} ×{n}" for k, n in v.verdicts.items()),
+        )
+        for v in yields
+    )
+    columns = ("repo", "validated", "verified", "yield", "verdicts")
+    return TextTable("validation (latest verdict per task)", columns, rows)

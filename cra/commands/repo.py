@@ -13,7 +13,7 @@ from click.core import ParameterSource
 from cra.commands import Context, pass_context
 from cra.commands.guard import reconcile, writing
 from cra.commands.options import json_option, unsafe_option
-from cra.commands.output import echo_safe
+from cra.commands.output import echo_safe, notice
 from cra.text import printable
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _table(rows: list[dict[str, object]], columns: list[str], last: str) -> None
 
 
 def _progress(message: str) -> None:
-    echo_safe(message, err=True)
+    notice(message)
 
 
 @repo.command("pack")

@@ -11,7 +11,8 @@ from cra.harness.stages import STAGES
 
 @dataclass(frozen=True)
 class RepoFunnel:
-    """A mined repository's funnel: commits in, dropped per stage with the top reasons,
+    """A mined repository's funnel: commits in, dropped per stage with every reason
+    (largest count first, so each stage's reasons add up to its drops),
     qualifying out, yield %, and `gone`: recorded commits the package's history no
     longer has (see :mod:`cra.harness.reconcile`), outside the funnel."""
 
@@ -58,10 +59,10 @@ def _funnel_of(repo: str, rows: list[FunnelCount]) -> RepoFunnel:
         else:
             dropped[row.stage] += row.count
             reasons[row.stage][row.reason or "?"] = row.count
-    top = {s: dict(sorted(r.items(), key=_by_count)[:3]) for s, r in reasons.items()}
+    ranked = {s: dict(sorted(r.items(), key=_by_count)) for s, r in reasons.items()}
     pct = round(100 * qualified / commits_in, 2) if commits_in else 0.0
-    return RepoFunnel(repo, commits_in, dropped, top, qualified, gone, pct)
+    return RepoFunnel(repo, commits_in, dropped, ranked, qualified, gone, pct)
 
 
-def _by_count(item: tuple[str, int]) -> int:
-    return -item[1]
+def _by_count(item: tuple[str, int]) -> tuple[int, str]:
+    return -item[1], item[0]

@@ -49,7 +49,8 @@ class MineResult:
             "new": self.new,
             "rescored": self.rescored,
             "dropped": {s: self.dropped.get(s, 0) for s in STAGES},
-            "reasons": {s: dict(self.reasons.get(s, Counter()).most_common(5)) for s in STAGES},
+            # Every reason, largest first: a stage's reasons add up to its drops.
+            "reasons": {s: dict(self.reasons.get(s, Counter()).most_common()) for s in STAGES},
             "qualified": self.qualified,
             "yield_pct": round(100 * self.qualified / self.seen, 2) if self.seen else 0.0,
         }
