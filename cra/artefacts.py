@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 from cra.errors import CraError, UsageError
 from cra.fsutil import sha256_file
-from cra.workspace import Workspace
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """The linear projections an adapter targets: what training puts LoRA on and what vLLM's
@@ -60,16 +59,16 @@ def model_hashes(model_dir: Path) -> tuple[str, str]:
     return _digest([root / "config.json", *weights], root), _digest(tokenizer, root)
 
 
-def base_model_dir(workspace: Workspace) -> Path:
-    """The base model directory named by `[model] base`."""
-    base = workspace.config.settings.model.base
+def base_model_dir(base: str, root: Path) -> Path:
+    """The base model directory named by `[model] base` (`base`; relative to the
+    workspace `root`)."""
     if not base:
         raise UsageError(
             "no base model configured", hint="set [model] base in cra.toml to a local model path"
         )
     path = Path(base).expanduser()
     if not path.is_absolute():
-        path = workspace.root / path
+        path = root / path
     if not (path / "config.json").is_file():
         raise UsageError(f"[model] base {path} is not a model directory (no config.json)")
     return path

@@ -138,12 +138,12 @@ def _validate(workspace: Workspace, echo: Echo) -> None:
 
 
 def _curate(workspace: Workspace, echo: Echo) -> None:
-    from cra.curation.curate import curate, datasets_dir
+    from cra.curation.curate import curate
     from cra.curation.plan import build_plan, write_plan
     from cra.fsutil import atomic_write_text
     from cra.workspace import open_workspace
 
-    existing = sorted(datasets_dir(workspace).glob("demo-*/card.json"))
+    existing = sorted(workspace.datasets_dir.glob("demo-*/card.json"))
     if existing:
         echo(f"  dataset {existing[-1].parent.name} already written")
         return
@@ -154,7 +154,7 @@ def _curate(workspace: Workspace, echo: Echo) -> None:
         workspace = open_workspace(workspace.root)
         echo("  a small sample: [curate] min_examples lowered to 10 in cra.toml")
     plan = build_plan(workspace)
-    path = write_plan(workspace, plan, workspace.planning_dir / "demo-plan.json")
+    path = write_plan(workspace.planning_dir, plan, workspace.planning_dir / "demo-plan.json")
     echo(f"  plan {path.relative_to(workspace.root)}: holdout from {plan['holdout']['boundary']}")
     for entry in plan["adapters"]:
         counts = ", ".join(
@@ -285,7 +285,7 @@ def _serve(workspace: Workspace, echo: Echo) -> None:
     from cra.workspace import open_workspace
 
     workspace = open_workspace(workspace.root)  # with the settings earlier steps wrote
-    python = vllm_python(workspace)
+    python = vllm_python(workspace.config.settings.serve)
     if not python.exists():
         echo(f"  skipped: no vLLM interpreter at {python} (run `make vllm`, or set [serve] python)")
         return
@@ -294,7 +294,7 @@ def _serve(workspace: Workspace, echo: Echo) -> None:
     workspace = _set_config(
         workspace, "serve", {"max_model_len": "1024", "extra_args": '["--dtype", "float32"]'}
     )
-    state, server = running_state(workspace), None
+    state, server = running_state(workspace.serve_state_path), None
     if state is None:  # else a server the user started with `cra serve`: use it, leave it
         started = start_server(workspace, port=free_port(), echo=lambda m: echo(f"  {m}"))
         state, server = started.state, started.server
@@ -317,7 +317,9 @@ def _ask_each_stage(
     from cra.llm.client import LLMClient
     from cra.llm.routing import make_router
 
-    router = make_router(workspace)
+    router = make_router(
+        workspace.raw_db, workspace.serve_state_path, workspace.config.settings.stages
+    )
     with LLMClient(endpoint=base_url, model=served_model, conn=raw, router=router) as client:
         for stage in STAGES:
             done = client.complete(

@@ -65,6 +65,21 @@ class Workspace:
         return self.root / "harness"
 
     @property
+    def verified_dir(self) -> Path:
+        """The stamps of packages that passed `cra repo verify` as they are now."""
+        return self.harness_dir / "verified"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """`training/datasets/`: every curated dataset."""
+        return self.training_dir / "datasets"
+
+    @property
+    def serve_state_path(self) -> Path:
+        """The running server's state (`harness/serve/state.json`)."""
+        return self.harness_dir / "serve" / "state.json"
+
+    @property
     def planning_dir(self) -> Path:
         """Training plans."""
         return self.root / "planning"

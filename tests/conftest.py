@@ -135,7 +135,7 @@ def packed(workspace: Workspace, _packed_template: Path) -> Path:
     sign_package(target, workspace_key(workspace.root))
     with closing(workspace.raw_db()) as conn:
         register_repo(conn, "tally")
-    stamp_verified(workspace, RepoPackage(target))
+    stamp_verified(workspace.verified_dir, RepoPackage(target))
     return target
 
 

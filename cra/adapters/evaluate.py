@@ -178,7 +178,7 @@ def evaluate(
             raise UsageError(f"dataset {dataset.id} has no eval rows for adapter {name!r}")
         references = [_reference(conn, workspace.root, r) for r in rows]
     max_new = max_new_tokens or workspace.config.settings.adapters.max_new_tokens
-    state = running_state(workspace)
+    state = running_state(workspace.serve_state_path)
     loaded_here = False
     if state is not None:
         check_compatible(version.served(), state)

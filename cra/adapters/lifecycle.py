@@ -15,6 +15,7 @@ re-reads the active version under the write lock and refuses when it changed.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -207,14 +208,12 @@ def promote(
     return Move(name, "promoted", number, active.version if active else None, text, force, details)
 
 
-def previous_active(workspace: Workspace, name: str, current: int) -> int | None:
+def previous_active(conn: sqlite3.Connection, name: str, current: int) -> int | None:
     """The version that was active before `current` was promoted (None: none was).
 
     Only promotions count, so successive rollbacks walk back down the promotion chain
     instead of toggling between the last two versions."""
-    with closing(workspace.raw_db()) as conn:
-        history = events(conn, name)
-    for event in reversed(history):
+    for event in reversed(events(conn, name)):
         if event.version == current and event.event == "promoted":
             return event.from_version
     return None
@@ -246,7 +245,7 @@ def rollback(
                 raise UsageError(
                     f"{name} has no active version to roll back", hint="name one with --to vK"
                 )
-            target_number = previous_active(workspace, name, active.version)
+            target_number = previous_active(conn, name, active.version)
         target = (
             get_version(conn, workspace.root, name, target_number)
             if target_number is not None

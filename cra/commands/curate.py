@@ -45,7 +45,7 @@ def train_plan(ctx: Context, out: Path | None, as_json: bool) -> None:
         else nullcontext()
     ):
         plan = build_plan(workspace)
-    path = write_plan(workspace, plan, out)
+    path = write_plan(workspace.planning_dir, plan, out)
     if as_json:
         click.echo(json.dumps({"path": str(path), **plan}, indent=2))
         return

@@ -37,7 +37,7 @@ def _build_all(
     from cra.repos.manifest import load_manifest
 
     if build_all:
-        manifest = load_manifest(require_package(workspace, name).manifest_path)
+        manifest = load_manifest(require_package(workspace.repos_dir, name).manifest_path)
         ids: list[str | None] = [e.id for e in manifest.environments if e.usable]
         for e in manifest.environments:
             if not e.usable:

@@ -289,12 +289,12 @@ def verify_command(ctx: Context, name: str, allow_unsigned: bool, as_json: bool)
     from cra.repos.verify import clear_stamp, stamp_verified, verify_package
 
     workspace = ctx.workspace()
-    package = require_package(workspace, name)
+    package = require_package(workspace.repos_dir, name)
     report = verify_package(package.root, _trust(workspace, allow_unsigned))
     if report.ok:
-        stamp_verified(workspace, package)
+        stamp_verified(workspace.verified_dir, package)
     else:
-        clear_stamp(workspace, name)
+        clear_stamp(workspace.verified_dir, name)
     if as_json:
         data = {
             "name": name,
@@ -365,7 +365,7 @@ def export_command(
         raise UsageError("give NAME... or --all, not both")
     if not all_ and not names:
         raise UsageError("name the packages to export", hint="or pass --all for every package")
-    wanted = all_package_names(workspace) if all_ else list(names)
+    wanted = all_package_names(workspace.repos_dir) if all_ else list(names)
     result = export_packages(workspace, wanted, to, tar=tar, replace=replace, echo=_progress)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

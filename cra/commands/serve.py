@@ -86,12 +86,15 @@ def status(ctx: Context, as_json: bool) -> None:
     from cra.serving.state import running_state
 
     workspace = ctx.workspace()
-    state = running_state(workspace)
+    state = running_state(workspace.serve_state_path)
     stages = sorted(
         key.split(".", 1)[1] for key in workspace.config.values if key.startswith("stages.")
     )
     with closing(workspace.raw_db()) as conn:
-        routes = {stage: route(workspace, conn, stage) for stage in stages}
+        routes = {
+            stage: route(conn, workspace.serve_state_path, workspace.config.settings.stages, stage)
+            for stage in stages
+        }
     data = {
         "running": state is not None,
         "healthy": bool(state and state.healthy()),

@@ -49,7 +49,7 @@ from cra.curation.steps import (
 from cra.datasets_store import NewDataset, dataset_exists, insert_dataset, registered_paths
 from cra.db import transaction
 from cra.db.logs import LogAnalysis
-from cra.errors import CraError, NotFound, UsageError
+from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso, sha256_file
 from cra.workspace import Workspace
 
@@ -73,11 +73,6 @@ class CurateResult:
     dataset_id: str
     path: Path
     card: dict[str, Any]
-
-
-def datasets_dir(workspace: Workspace) -> Path:
-    """`training/datasets/` of the workspace."""
-    return workspace.training_dir / "datasets"
 
 
 def load_plan(path: Path) -> dict[str, Any]:
@@ -199,7 +194,7 @@ def _read_logs(
 ) -> tuple[Candidates, list[tuple[str, Path]]]:
     """The candidate rows of `groups` and the earlier datasets (oldest first); refuses an
     existing ID and a database without tasks."""
-    target = datasets_dir(workspace) / dataset_id
+    target = workspace.datasets_dir / dataset_id
     with closing(workspace.raw_db()) as conn, closing(workspace.curated_db()) as curated:
         if target.exists() or dataset_exists(conn, dataset_id):
             raise DatasetExists(
@@ -213,7 +208,7 @@ def _read_logs(
                 hint="mine and run the harness first",
             )
         say("reading the logs")
-        options = curate_options(workspace)
+        options = curate_options(workspace.config.settings.curate)
         candidates = build_candidates(
             logs, groups, options, repos_dir=workspace.repos_dir, curated=curated
         )
@@ -382,7 +377,7 @@ def curate(
     _check_split(splits)
     card = _card(workspace, plan_path, plan, dataset_id, candidates, run, splits)
     say("writing the dataset")
-    root = datasets_dir(workspace)
+    root = workspace.datasets_dir
     hashes = _write(root, dataset_id, splits, card)
     target = root / dataset_id
     new = NewDataset(
@@ -408,14 +403,6 @@ def _rel(path: Path, root: Path) -> str:
         return str(path.relative_to(root))
     except ValueError:
         return str(path)
-
-
-def show_dataset(workspace: Workspace, dataset_id: str) -> dict[str, Any]:
-    """The card of a registered dataset."""
-    path = datasets_dir(workspace) / dataset_id / "card.json"
-    if not path.is_file():
-        raise NotFound(f"no dataset {dataset_id!r}", hint="list them under training/datasets/")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 COLUMNS = {"sft": ["prompt", "completion"], "dpo": ["prompt", "chosen", "rejected"]}

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cra.config import CurateSettings
 from cra.curation.candidates import build_candidates
 from cra.curation.dedup import effective_cap
 from cra.curation.rows import ADAPTERS, STAGE_OF, Candidates, CurateOptions
@@ -75,33 +76,31 @@ class PlanSettings:
     options: CurateOptions
 
     @classmethod
-    def from_workspace(cls, workspace: Workspace) -> PlanSettings:
-        """The settings in the workspace's `cra.toml`."""
-        c = workspace.config.settings
+    def from_settings(cls, curate: CurateSettings) -> PlanSettings:
+        """The plan's settings from `[curate]`."""
         return cls(
-            eval_share=c.curate.eval_share,
-            replay_share=c.curate.replay_share,
-            domain_cap=c.curate.domain_cap,
-            min_examples=c.curate.min_examples,
+            eval_share=curate.eval_share,
+            replay_share=curate.replay_share,
+            domain_cap=curate.domain_cap,
+            min_examples=curate.min_examples,
             targets={
-                "scope": c.curate.target_scope,
-                "precision": c.curate.target_precision,
-                "planning": c.curate.target_planning,
-                "execute": c.curate.target_execute,
+                "scope": curate.target_scope,
+                "precision": curate.target_precision,
+                "planning": curate.target_planning,
+                "execute": curate.target_execute,
             },
-            options=curate_options(workspace),
+            options=curate_options(curate),
         )
 
 
-def curate_options(workspace: Workspace) -> CurateOptions:
+def curate_options(curate: CurateSettings) -> CurateOptions:
     """Row-building options from `[curate]`."""
-    c = workspace.config.settings
     return CurateOptions(
-        teacher_models=tuple(c.curate.teacher_models),
-        teacher_min_alignment=c.curate.teacher_min_alignment,
-        dpo_min_margin=c.curate.dpo_min_margin,
-        execute_requires_verified=c.curate.execute_requires_verified,
-        max_prompt_chars=c.curate.max_prompt_chars,
+        teacher_models=tuple(curate.teacher_models),
+        teacher_min_alignment=curate.teacher_min_alignment,
+        dpo_min_margin=curate.dpo_min_margin,
+        execute_requires_verified=curate.execute_requires_verified,
+        max_prompt_chars=curate.max_prompt_chars,
     )
 
 
@@ -147,7 +146,7 @@ def _weakness(metrics: StageMetrics, target: float) -> dict[str, Any]:
 
 def build_plan(workspace: Workspace, settings: PlanSettings | None = None) -> dict[str, Any]:
     """Analyse `raw.db` and return the plan; raise EmptyDatabase or NotEnoughData."""
-    settings = settings or PlanSettings.from_workspace(workspace)
+    settings = settings or PlanSettings.from_settings(workspace.config.settings.curate)
     groups = [(a, t) for a, techniques in ADAPTERS.items() for t in techniques]
     with closing(workspace.raw_db()) as conn, closing(workspace.curated_db()) as curated:
         logs = LogAnalysis(conn)
@@ -330,11 +329,12 @@ def summary_markdown(plan: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_plan(workspace: Workspace, plan: dict[str, Any], out: Path | None = None) -> Path:
-    """Write the plan JSON (and its `.md` summary) atomically; never overwrite a plan."""
+def write_plan(planning_dir: Path, plan: dict[str, Any], out: Path | None = None) -> Path:
+    """Write the plan JSON (and its `.md` summary) atomically, to `out` or a new name in
+    the workspace's `planning_dir`; never overwrite a plan."""
     if out is None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        out = workspace.planning_dir / f"plan-{stamp}.json"
+        out = planning_dir / f"plan-{stamp}.json"
     out = Path(out)
     if out.suffix != ".json":
         raise UsageError(f"plan file {out} must end in .json")

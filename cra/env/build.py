@@ -362,7 +362,7 @@ def build_env(
     _refuse_project_dir(project_dir)
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
-    package = require_package(workspace, name)
+    package = require_package(workspace.repos_dir, name)
     manifest = load_manifest(package.manifest_path)
     env = _usable_environment(manifest, env_id, name)
     chosen, uv = _choose_installer(installer or workspace.config.settings.env.installer)

@@ -26,9 +26,11 @@ def make_client(workspace: Workspace, conn: sqlite3.Connection, run_id: int | No
         run_id=run_id,
     )
 
-    state = running_state(workspace)
+    state = running_state(workspace.serve_state_path)
     if state is not None and client.endpoint == state.base_url:
-        client.router = make_router(workspace)  # each stage to its adapter's active version
+        client.router = make_router(
+            workspace.raw_db, workspace.serve_state_path, workspace.config.settings.stages
+        )  # each stage to its adapter's active version
         client.model = client.model or state.served_model
     served = client.models()
     if not client.model:

@@ -68,10 +68,10 @@ def _collect(runner: Runner, env: Environment, scratch: Path) -> Proof:
     built = runner.built(env.id)
     if isinstance(built, CraError):
         return Proof(env.id, env.resolved_at, False, detail=f"build failed: {built}")
-    repo_dir = require_package(runner.workspace, runner.repo).repo_dir
+    repo_dir = runner.package.repo_dir
     tree = scratch / "tree"
     export_tree(repo_dir, env.resolved_at, tree)
-    manifest = load_manifest(require_package(runner.workspace, runner.repo).manifest_path)
+    manifest = runner.manifest
     timeout = float(manifest.test["timeout_s"])
     run = runner.run_tests(
         built, tree, [], "collect", 1, scratch / "run", timeout, extra=("--collect-only",)
@@ -136,7 +136,7 @@ def prove_environment(runner: Runner, env: Environment) -> Proof:
         if kept.is_file():
             data = json.loads(kept.read_text(encoding="utf-8"))
             return Proof(**{**data, "cached": True})
-    scratch_root = runner.workspace.harness_dir / "validate"
+    scratch_root = runner.scratch_root
     scratch_root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"collect-{env.id}-", dir=scratch_root))
     started = time.perf_counter()
@@ -156,7 +156,7 @@ def prove_package(
     """A proof per usable environment of package `name`."""
     say = echo or (lambda _msg: None)
     runner = make_runner(workspace, name, runs=1, allow_unsafe=allow_unsafe)
-    manifest = load_manifest(require_package(workspace, name).manifest_path)
+    manifest = load_manifest(require_package(workspace.repos_dir, name).manifest_path)
     proofs = []
     for env in manifest.environments:
         if not env.usable:
@@ -183,7 +183,7 @@ class Share:
 
 def collecting_share(workspace: Workspace, name: str, proofs: list[Proof]) -> Share:
     """Where the repository's qualifying commits land: collecting, unusable or failing."""
-    manifest = load_manifest(require_package(workspace, name).manifest_path)
+    manifest = load_manifest(require_package(workspace.repos_dir, name).manifest_path)
     ok = {p.env_id for p in proofs if p.collects}
     with closing(workspace.raw_db()) as conn:
         found = repo_id(conn, name)
@@ -219,9 +219,9 @@ def adjust_failing(
 def _adjust_one(
     workspace: Workspace, name: str, proof: Proof, allow_unsafe: bool, say: Echo
 ) -> Proof:
-    manifest = load_manifest(require_package(workspace, name).manifest_path)
+    manifest = load_manifest(require_package(workspace.repos_dir, name).manifest_path)
     original = manifest.environment(proof.env_id)
-    for at in candidate_bounds(workspace, name, proof.env_id):
+    for at in candidate_bounds(manifest, proof.env_id):
         changed = adjust_era(workspace, name, proof.env_id, proof.culprits, at)
         if changed is None:
             continue

@@ -9,18 +9,19 @@ import hashlib
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import cra.harness.plugin
+from cra.config import ValidateSettings
 from cra.db.commits import Commit
 from cra.env.build import BuildStep, BuiltEnv, build_env
 from cra.errors import CraError
 from cra.harness.report import classify, open_report
 from cra.harness.verdicts import PytestRun
-from cra.repos.layout import require_package
+from cra.repos.layout import RepoPackage, require_package
 from cra.repos.manifest import Environment, Manifest, load_manifest
 from cra.sandbox import (
     Limits,
@@ -37,10 +38,16 @@ PLUGIN = "cra_pytest_report"
 
 @dataclass(frozen=True)
 class Runner:
-    """How tests run for one repository: sandbox, limits, environments."""
+    """How tests run for one repository: sandbox, limits, environments.
 
-    workspace: Workspace
+    `build` builds (or reuses) an environment of the package by its id; `scratch_root`
+    is where each run's scratch folders go."""
+
     repo: str
+    package: RepoPackage
+    settings: ValidateSettings
+    scratch_root: Path
+    build: Callable[[str], BuiltEnv]
     isolation: str
     uid: int | None
     runs: int
@@ -50,7 +57,12 @@ class Runner:
     @functools.cached_property
     def manifest(self) -> Manifest:
         """The package's manifest, read once per runner."""
-        return load_manifest(require_package(self.workspace, self.repo).manifest_path)
+        return load_manifest(self.package.manifest_path)
+
+    @property
+    def timeout_s(self) -> float:
+        """The manifest's wall-clock limit for one test run."""
+        return float(self.manifest.test["timeout_s"])
 
     def manifest_env(self, commit: Commit) -> Environment:
         """The manifest's environment for the commit's date."""
@@ -90,19 +102,19 @@ class Runner:
     def _built(self, env_id: str) -> BuiltEnv | CraError:
         if env_id not in self.envs:
             try:
-                self.envs[env_id] = build_env(self.workspace, self.repo, env_id=env_id)
+                self.envs[env_id] = self.build(env_id)
             except CraError as exc:
                 self.envs[env_id] = exc
         return self.envs[env_id]
 
     def limits(self, env: BuiltEnv, manifest_timeout: float) -> tuple[Limits, float]:
-        config = self.workspace.config
-        wall = min(config.settings.validate.run_timeout_s, manifest_timeout)
-        per_test = min(config.settings.validate.per_test_timeout_s, env.per_test_timeout_s)
+        settings = self.settings
+        wall = min(settings.run_timeout_s, manifest_timeout)
+        per_test = min(settings.per_test_timeout_s, env.per_test_timeout_s)
         limits = Limits(
             wall_s=wall,
-            memory_mb=config.settings.validate.memory_mb,
-            max_processes=config.settings.validate.max_processes,
+            memory_mb=settings.memory_mb,
+            max_processes=settings.max_processes,
             cpu_s=max(1, int(wall) + 1),
         )
         return limits, per_test
@@ -275,20 +287,21 @@ def env_fingerprint(env: Environment) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def manifest_timeout(workspace: Workspace, repo: str) -> float:
-    manifest = load_manifest(require_package(workspace, repo).manifest_path)
-    return float(manifest.test["timeout_s"])
-
-
 def make_runner(workspace: Workspace, repo: str, *, runs: int | None, allow_unsafe: bool) -> Runner:
-    """A runner for `repo` with the best sandbox this machine has."""
-    load_manifest(require_package(workspace, repo).manifest_path)  # refuse a broken package
-    uid = sandbox_uid(workspace.config.settings.validate.sandbox_uid)
+    """A runner for `repo` with the best sandbox this machine has (the wiring from the
+    workspace: what the runner needs of it, it gets here)."""
+    package = require_package(workspace.repos_dir, repo)
+    load_manifest(package.manifest_path)  # refuse a broken package
+    settings = workspace.config.settings.validate
+    uid = sandbox_uid(settings.sandbox_uid)
     isolation = choose_isolation(allow_unsafe=allow_unsafe, uid=uid)
     return Runner(
-        workspace,
-        repo,
-        isolation,
-        uid if isolation != "none" else None,
-        runs or workspace.config.settings.validate.runs,
+        repo=repo,
+        package=package,
+        settings=settings,
+        scratch_root=workspace.harness_dir / "validate",
+        build=lambda env_id: build_env(workspace, repo, env_id=env_id),
+        isolation=isolation,
+        uid=uid if isolation != "none" else None,
+        runs=runs or settings.runs,
     )

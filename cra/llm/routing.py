@@ -8,21 +8,23 @@ The registry is asked at every request, so a promote or rollback takes effect at
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing
+from pathlib import Path
 
 from cra.adapters.registry import active_number
+from cra.config import StagesSettings
 from cra.llm.client import Route, Router
 from cra.serving.state import running_state
-from cra.workspace import Workspace
 
 
-def route(workspace: Workspace, conn: sqlite3.Connection, stage: str) -> Route:
+def route(conn: sqlite3.Connection, state_path: Path, stages: StagesSettings, stage: str) -> Route:
     """Where a request of `stage` goes now: the active version of the stage's adapter when
-    the running server has it loaded, else the base model."""
-    state = running_state(workspace)
+    the server whose state is at `state_path` has it loaded, else the base model."""
+    state = running_state(state_path)
     if state is None:
         return None, None, None
-    name = workspace.config.settings.stages.adapter_for(stage)
+    name = stages.adapter_for(stage)
     if name:
         version = active_number(conn, name)
         if version is not None:
@@ -32,11 +34,14 @@ def route(workspace: Workspace, conn: sqlite3.Connection, stage: str) -> Route:
     return state.served_model, None, None
 
 
-def make_router(workspace: Workspace) -> Router:
-    """A router for the LLM client that reads the registry at every request."""
+def make_router(
+    open_raw: Callable[[], sqlite3.Connection], state_path: Path, stages: StagesSettings
+) -> Router:
+    """A router for the LLM client that reads the registry (a fresh `open_raw()`
+    connection) at every request."""
 
     def router(stage: str) -> Route:
-        with closing(workspace.raw_db()) as conn:
-            return route(workspace, conn, stage)
+        with closing(open_raw()) as conn:
+            return route(conn, state_path, stages, stage)
 
     return router

@@ -32,10 +32,9 @@ def _bound(env: Environment) -> datetime | None:
     return datetime.fromisoformat(env.exclude_newer) if env.exclude_newer else None
 
 
-def candidate_bounds(workspace: Workspace, name: str, env_id: str) -> list[datetime]:
+def candidate_bounds(manifest: Manifest, env_id: str) -> list[datetime]:
     """The bounds to try for a culprit of `env_id`, smallest move first: each later era's
     start up to the interpreter's tools date, then the tools date."""
-    manifest = load_manifest(require_package(workspace, name).manifest_path)
     env = manifest.environment(env_id)
     bound, floor = _bound(env), tools_date(manifest.python)
     if bound is None or floor is None or floor <= bound:
@@ -52,7 +51,7 @@ def adjust_era(
     -> why) bounded at `at`, every other pin kept; the new environment, or None when
     nothing changed (the new pins do not resolve, or are the same). Wheels it no longer
     uses stay until :func:`settle`."""
-    package = require_package(workspace, name)
+    package = require_package(workspace.repos_dir, name)
     manifest = load_manifest(package.manifest_path)
     env = manifest.environment(env_id)
     wanted = {canonicalize_name(d) for d in culprits}
@@ -114,13 +113,13 @@ def adjust_era(
 def settle(workspace: Workspace, name: str, env: Environment) -> None:
     """Make `env` the package's environment of its id for good: drop the wheels no
     environment uses and record the package as verified again."""
-    package = require_package(workspace, name)
+    package = require_package(workspace.repos_dir, name)
     manifest = load_manifest(package.manifest_path)
     _rewrite(workspace, package, manifest, env)
     used = {f for e in load_manifest(package.manifest_path).environments for f in e.wheels}
     for stray in {p.name for p in package.packages_dir.iterdir()} - used:
         (package.packages_dir / stray).unlink()
-    stamp_verified(workspace, package)
+    stamp_verified(workspace.verified_dir, package)
 
 
 def _rewrite(

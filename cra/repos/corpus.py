@@ -312,7 +312,7 @@ def pack_corpus(
     for entry in corpus.entries:
         name = entry.options.name
         head = f"[{entry.position}/{total}] {name}"
-        if package_path(workspace, name).root.exists() and not replace_existing:
+        if package_path(workspace.repos_dir, name).root.exists() and not replace_existing:
             say(f"{head}: already packed, skipped (--replace packs it again)")
             outcomes.append(PackOutcome(name, entry.source, "skipped", note="already packed"))
             continue

@@ -236,10 +236,10 @@ def _mismatch(name: str, expected: str, actual: str | None) -> str:
     )
 
 
-def _present(workspace: Workspace, name: str, actual: str | None) -> ImportOutcome | None:
+def _present(repos_dir: Path, name: str, actual: str | None) -> ImportOutcome | None:
     """The `present` outcome when the workspace already has a package `name`, else None;
     it is never overwritten."""
-    local = package_path(workspace, name) if NAME_RE.match(name) else None
+    local = package_path(repos_dir, name) if NAME_RE.match(name) else None
     if local is None or not local.root.exists():
         return None
     same = local.manifest_path.is_file() and sha256_file(local.manifest_path) == actual
@@ -293,7 +293,7 @@ def import_export(
                 members = []
                 manifest = export.path / name / "manifest.json"
                 actual = sha256_file(manifest) if manifest.is_file() else None
-            present = _present(workspace, name, actual)
+            present = _present(workspace.repos_dir, name, actual)
             if present is not None:
                 say(f"{head}: present ({present.note})")
                 outcomes.append(present)

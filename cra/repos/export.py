@@ -159,30 +159,29 @@ def _entry(package: RepoPackage, manifest: Manifest) -> IndexEntry:
     )
 
 
-def all_package_names(workspace: Workspace) -> list[str]:
-    """The name of every package in `repos/` (temporary folders excluded)."""
-    if not workspace.repos_dir.is_dir():
+def all_package_names(repos_dir: Path) -> list[str]:
+    """The name of every package in the workspace's `repos_dir` (temporary folders
+    excluded)."""
+    if not repos_dir.is_dir():
         return []
-    return sorted(
-        p.name for p in workspace.repos_dir.iterdir() if not p.name.startswith(".") and p.is_dir()
-    )
+    return sorted(p.name for p in repos_dir.iterdir() if not p.name.startswith(".") and p.is_dir())
 
 
 def _verified(workspace: Workspace, names: list[str], say: Echo) -> list[IndexEntry]:
     """Verify every package; raise for the first that fails, before anything is written."""
     entries: list[IndexEntry] = []
     for name in names:
-        package = require_package(workspace, name)
+        package = require_package(workspace.repos_dir, name)
         say(f"verifying {name}")
         report = verify_package(package.root)
         try:
             report.raise_for_failure()
         except PackageInvalid as exc:
-            clear_stamp(workspace, name)
+            clear_stamp(workspace.verified_dir, name)
             raise CraError(f"{exc.message}; nothing was exported", hint=exc.hint) from None
         if report.manifest is None:  # verify passed, so this cannot be; stay loud if it is
             raise CraError(f"{name}: verified package has no manifest")
-        stamp_verified(workspace, package)
+        stamp_verified(workspace.verified_dir, package)
         entries.append(_entry(package, report.manifest))
     return entries
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from cra.db.repos import upsert_repo
 from cra.errors import NotFound, UsageError
-from cra.workspace import Workspace
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -51,18 +50,18 @@ class RepoPackage:
         return self.root / "manifest.json"
 
 
-def package_path(workspace: Workspace, name: str) -> RepoPackage:
-    """The package called `name` in `workspace`, whether it exists or not."""
-    return RepoPackage(workspace.repos_dir / check_name(name))
+def package_path(repos_dir: Path, name: str) -> RepoPackage:
+    """The package called `name` in the workspace's `repos_dir`, whether it exists or not."""
+    return RepoPackage(repos_dir / check_name(name))
 
 
-def require_package(workspace: Workspace, name: str) -> RepoPackage:
+def require_package(repos_dir: Path, name: str) -> RepoPackage:
     """The package called `name`; raise NotFound with a hint when it has no git clone."""
-    package = package_path(workspace, name)
+    package = package_path(repos_dir, name)
     if not (package.repo_dir / ".git").exists() and not (package.repo_dir / "HEAD").exists():
-        known = sorted(p.name for p in workspace.repos_dir.iterdir() if p.is_dir())
+        known = sorted(p.name for p in repos_dir.iterdir() if p.is_dir())
         raise NotFound(
-            f"no repository {name!r} in {workspace.repos_dir}",
+            f"no repository {name!r} in {repos_dir}",
             hint=(f"known: {', '.join(known)}; " if known else "")
             + "add one with `cra repo pack` or `cra repo import`",
         )

@@ -75,7 +75,7 @@ def list_packages(workspace: Workspace) -> list[PackageSummary]:
                 environments=len(manifest.environments),
                 wheels=len(manifest.wheels),
                 size_bytes=_size(root),
-                state=verified_state(workspace, package),
+                state=verified_state(workspace.verified_dir, package),
                 domain=manifest.domain,
                 unusable=_unusable(manifest),
             )

@@ -27,6 +27,7 @@ from pathlib import Path
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 
+from cra.config import ReposSettings, ValidateSettings
 from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso, sha256_file
 from cra.git import GitError, git
@@ -141,7 +142,7 @@ def pack(
     """Pack `source` as `repos/NAME/` of `workspace`; nothing is left behind on failure."""
     say = echo or (lambda _msg: None)
     started = time.perf_counter()
-    checked = _check_request(workspace, source, options)
+    checked = _check_request(workspace.repos_dir, workspace.config.settings.repos, source, options)
     package = checked.package
     workspace.repos_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".pack-{options.name}-", dir=workspace.repos_dir))
@@ -159,7 +160,7 @@ def pack(
             domain=options.domain,
             manifest_sha256=sha256_file(package.manifest_path),
         )
-    stamp_verified(workspace, package)
+    stamp_verified(workspace.verified_dir, package)
     return PackResult(
         package=package,
         manifest=staged.manifest,
@@ -172,11 +173,13 @@ def pack(
     )
 
 
-def _check_request(workspace: Workspace, source: str, options: PackOptions) -> _Checked:
+def _check_request(
+    repos_dir: Path, settings: ReposSettings, source: str, options: PackOptions
+) -> _Checked:
     """Check the name, Python, target, wheelhouse and source; raise UsageError on a bad one."""
     check_name(options.name)
     python = check_python(options.python)
-    package = package_path(workspace, options.name)
+    package = package_path(repos_dir, options.name)
     if package.root.exists() and not options.replace:
         raise UsageError(
             f"package {options.name!r} already exists at {package.root}",
@@ -188,7 +191,7 @@ def _check_request(workspace: Workspace, source: str, options: PackOptions) -> _
         if not find_links.is_dir():
             raise UsageError(f"--find-links {find_links} is not a folder")
     use_index = options.use_index if options.use_index is not None else find_links is None
-    months = options.era_months or workspace.config.settings.repos.era_months
+    months = options.era_months or settings.era_months
     clone_from = check_source(source)
     return _Checked(python, package, find_links, use_index, months, clone_from)
 
@@ -224,7 +227,10 @@ def _stage(
             "found no test command: no pytest configuration and no test files",
             hint='give one with --test-cmd, e.g. --test-cmd "python -m pytest tests"',
         )
-    resolver, fetcher = _tools(workspace, options, checked, tmp, staged, harness_reqs, say)
+    tools = _Tools(
+        workspace.harness_dir / "uv-cache", workspace.config.settings.validate, harness_reqs
+    )
+    resolver, fetcher = _tools(tools, options, checked, tmp, staged, say)
     packer = EraPacker(
         resolver, fetcher, eras, datetime.now(UTC), not options.single_env, checked.find_links, say
     )
@@ -270,26 +276,33 @@ def _stage(
     return _Staged(manifest, head, commits, fetcher, warnings)
 
 
+@dataclass(frozen=True)
+class _Tools:
+    """What the tools of a pack take from the workspace: uv's cache, the sandbox
+    settings its sdist builds run under, and the harness's own requirements."""
+
+    uv_cache: Path
+    sandbox: ValidateSettings
+    harness_reqs: tuple[str, ...]
+
+
 def _tools(
-    workspace: Workspace,
+    tools: _Tools,
     options: PackOptions,
     checked: _Checked,
     tmp: Path,
     staged: RepoPackage,
-    harness_reqs: tuple[str, ...],
     say: Echo,
 ) -> tuple[Resolver, WheelFetcher]:
     """The sdist builder, wheel fetcher and resolver pack shares across eras."""
-    uv_cache = workspace.harness_dir / "uv-cache"
+    uv_cache, harness_reqs = tools.uv_cache, tools.harness_reqs
     builder = SdistBuilder(
         tmp / "built",
         python=checked.python,
         find_links=checked.find_links,
         use_index=checked.use_index,
         uv_cache=uv_cache,
-        sandbox=BuildSandbox.from_settings(
-            workspace.config.settings.validate, allow_unsafe=options.unsafe_no_sandbox
-        ),
+        sandbox=BuildSandbox.from_settings(tools.sandbox, allow_unsafe=options.unsafe_no_sandbox),
         say=say,
     )
     fetcher = WheelFetcher(

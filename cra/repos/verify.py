@@ -28,7 +28,6 @@ from cra.git import GitError, git, git_bytes
 from cra.repos.layout import RepoPackage
 from cra.repos.manifest import Manifest, ManifestError, load_manifest
 from cra.repos.signing import SIGNATURE_NAME, UNSIGNED_HINT, Trust, check_signature
-from cra.workspace import Workspace
 
 TOP_LEVEL = {"repo": "dir", "packages": "dir", "manifest.json": "file", SIGNATURE_NAME: "file"}
 SAFE_CONFIG = {
@@ -318,8 +317,8 @@ def _eras(manifest: Manifest) -> Check:
     return Check("eras", bool(usable), detail)
 
 
-def _stamp_path(workspace: Workspace, name: str) -> Path:
-    return workspace.harness_dir / "verified" / f"{name}.json"
+def _stamp_path(stamps_dir: Path, name: str) -> Path:
+    return stamps_dir / f"{name}.json"
 
 
 def fingerprint(root: Path) -> str:
@@ -335,24 +334,25 @@ def fingerprint(root: Path) -> str:
     return digest.hexdigest()
 
 
-def stamp_verified(workspace: Workspace, package: RepoPackage) -> None:
-    """Record that `package` passed verification as it is now."""
+def stamp_verified(stamps_dir: Path, package: RepoPackage) -> None:
+    """Record in `stamps_dir` (the workspace's `verified_dir`) that `package` passed
+    verification as it is now."""
     data = {
         "manifest_sha256": sha256_file(package.manifest_path),
         "fingerprint": fingerprint(package.root),
         "verified_at": now_iso(),
     }
-    atomic_write_text(_stamp_path(workspace, package.name), json.dumps(data, indent=2) + "\n")
+    atomic_write_text(_stamp_path(stamps_dir, package.name), json.dumps(data, indent=2) + "\n")
 
 
-def clear_stamp(workspace: Workspace, name: str) -> None:
+def clear_stamp(stamps_dir: Path, name: str) -> None:
     """Forget a past verification of package `name`."""
-    _stamp_path(workspace, name).unlink(missing_ok=True)
+    _stamp_path(stamps_dir, name).unlink(missing_ok=True)
 
 
-def verified_state(workspace: Workspace, package: RepoPackage) -> str:
+def verified_state(stamps_dir: Path, package: RepoPackage) -> str:
     """ "verified", "changed since verified" or "not verified" (cheap: no wheel is read)."""
-    path = _stamp_path(workspace, package.name)
+    path = _stamp_path(stamps_dir, package.name)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -33,10 +33,11 @@ from cra.artefacts import (
     check_compatible,
     model_hashes,
 )
+from cra.config import ServeSettings
 from cra.errors import UsageError
 from cra.fsutil import now_iso
 from cra.serving.process import ServerError, VllmServer, start_vllm
-from cra.serving.state import ServeState, running_state, save_state, state_path
+from cra.serving.state import ServeState, running_state, save_state
 from cra.workspace import Workspace
 
 Echo = Callable[[str], None]
@@ -47,12 +48,10 @@ def active_versions(conn: sqlite3.Connection, root: Path) -> list[AdapterVersion
     return [v.served() for v in list_versions(conn, root) if v.status == "active"]
 
 
-def vllm_python(workspace: Workspace, given: str | Path | None = None) -> Path:
+def vllm_python(serve: ServeSettings, given: str | Path | None = None) -> Path:
     """The interpreter that runs vLLM: `--python`, `[serve] python`, `$CRA_VLLM_PYTHON`,
     else `.venv-vllm/` beside cra's source tree (where `make vllm` installs it)."""
-    configured = (
-        given or workspace.config.settings.serve.python or os.environ.get("CRA_VLLM_PYTHON")
-    )
+    configured = given or serve.python or os.environ.get("CRA_VLLM_PYTHON")
     if configured:
         return Path(configured).expanduser()
     return Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
@@ -96,19 +95,21 @@ def start_server(
     and the process handle. Incompatible versions are refused and reported, not loaded."""
     say = echo or (lambda _msg: None)
     config = workspace.config
-    existing = running_state(workspace)
+    existing = running_state(workspace.serve_state_path)
     if existing is not None:
         raise UsageError(
             f"a server is already running at {existing.base_url} (pid {existing.pid})",
             hint="stop it with `cra serve stop`",
         )
-    interpreter = vllm_python(workspace, python)
-    base = base_model_dir(workspace)
+    interpreter = vllm_python(workspace.config.settings.serve, python)
+    base = base_model_dir(workspace.config.settings.model.base, workspace.root)
     with closing(workspace.raw_db()) as conn:
         rank, loras = lora_limits(conn, workspace.root, config.settings.serve.max_loras)
         versions = active_versions(conn, workspace.root)
     limits = (rank, max(loras, 1))
-    state = _initial_state(workspace, base, interpreter, host=host, port=port, limits=limits)
+    serve = workspace.config.settings.serve
+    log_path = workspace.harness_dir / "serve" / "vllm.log"
+    state = _initial_state(serve, log_path, base, interpreter, host=host, port=port, limits=limits)
     modules = _loadable(versions, state, say)
     say(f"starting vLLM ({interpreter}) for {base} on {state.host}:{state.port}")
     server = start_vllm(
@@ -118,16 +119,17 @@ def start_server(
         log_path=Path(state.log_path),
         host=state.host,
         port=state.port,
-        extra_args=_vllm_args(workspace, state, modules),
+        extra_args=_vllm_args(workspace.config.settings.serve, state, modules),
         wait_s=config.settings.serve.start_timeout_s,
     )
     state.pid = server.process.pid
-    save_state(workspace, state)
+    save_state(workspace.serve_state_path, state)
     return StartedServer(state, server)
 
 
 def _initial_state(
-    workspace: Workspace,
+    serve: ServeSettings,
+    log_path: Path,
     base: Path,
     interpreter: Path,
     *,
@@ -136,12 +138,11 @@ def _initial_state(
     limits: tuple[int, int],
 ) -> ServeState:
     """The state of a server about to start, before it has a pid or loaded anything."""
-    config = workspace.config
     base_hash, tokenizer_hash = model_hashes(base)
     return ServeState(
         pid=0,
-        host=host or config.settings.serve.host,
-        port=port or config.settings.serve.port,
+        host=host or serve.host,
+        port=port or serve.port,
         python=str(interpreter),
         base_model=str(base),
         served_model=base.name,
@@ -149,7 +150,7 @@ def _initial_state(
         tokenizer_hash=tokenizer_hash,
         max_lora_rank=limits[0],
         max_loras=limits[1],
-        log_path=str(workspace.harness_dir / "serve" / "vllm.log"),
+        log_path=str(log_path),
         started_at=now_iso(),
     )
 
@@ -169,23 +170,22 @@ def _loadable(versions: list[AdapterVersion], state: ServeState, say: Echo) -> l
     return modules
 
 
-def _vllm_args(workspace: Workspace, state: ServeState, modules: list[str]) -> list[str]:
+def _vllm_args(serve: ServeSettings, state: ServeState, modules: list[str]) -> list[str]:
     """vLLM's LoRA and length arguments, the adapters to load, then `[serve] extra_args`."""
-    config = workspace.config
     lora = ["--enable-lora", "--max-lora-rank", str(state.max_lora_rank)]
     sizes = [
         "--max-loras",
         str(state.max_loras),
         "--max-model-len",
-        str(config.settings.serve.max_model_len),
+        str(serve.max_model_len),
     ]
     adapters = ["--lora-modules", *modules] if modules else []
-    return [*lora, *sizes, *adapters, *config.settings.serve.extra_args]
+    return [*lora, *sizes, *adapters, *serve.extra_args]
 
 
 def stop_server(workspace: Workspace, timeout_s: float = 60.0) -> ServeState | None:
     """Stop the running server (its whole process group); None when none was running."""
-    state = running_state(workspace)
+    state = running_state(workspace.serve_state_path)
     if state is None:
         return None
     with suppress(ProcessLookupError):
@@ -198,7 +198,7 @@ def stop_server(workspace: Workspace, timeout_s: float = 60.0) -> ServeState | N
         with suppress(ProcessLookupError):
             os.killpg(state.pid, signal.SIGKILL)
         _reap(state.pid)
-    state_path(workspace).unlink(missing_ok=True)
+    workspace.serve_state_path.unlink(missing_ok=True)
     return state
 
 
@@ -271,7 +271,7 @@ def swap(
     Any failure before `switch` unloads what it loaded and re-raises: the old version stays
     active and serving. With no server running, only `switch` runs."""
     say = echo or (lambda _msg: None)
-    state = running_state(workspace)
+    state = running_state(workspace.serve_state_path)
     if state is None:
         switch()
         return
@@ -286,12 +286,12 @@ def swap(
             probe(state, new.served_name)
             # Routable before the pointer moves, so no request falls back to the base.
             state.loaded[new.served_name] = str(new.path)
-            save_state(workspace, state)
+            save_state(workspace.serve_state_path, state)
         switch()
     except BaseException:
         if loaded_here and new is not None:
             state.loaded.pop(new.served_name, None)
-            save_state(workspace, state)
+            save_state(workspace.serve_state_path, state)
             try:
                 unload_version(state, new.served_name)
             except ServerError as exc:
@@ -306,7 +306,7 @@ def swap(
             say(f"  {exc}")
             return
         state.loaded.pop(old.served_name, None)
-        save_state(workspace, state)
+        save_state(workspace.serve_state_path, state)
 
 
 def served_models(state: ServeState) -> list[str]:

@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 
 from cra.fsutil import atomic_write_text
-from cra.workspace import Workspace
 
 
 @dataclass
@@ -60,21 +59,15 @@ class ServeState:
             return False
 
 
-def state_path(workspace: Workspace) -> Path:
-    """Where the running server's state lives."""
-    return workspace.harness_dir / "serve" / "state.json"
-
-
-def save_state(workspace: Workspace, state: ServeState) -> None:
-    """Write the state atomically."""
-    path = state_path(workspace)
+def save_state(path: Path, state: ServeState) -> None:
+    """Write the state to `path` (the workspace's `serve_state_path`) atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(asdict(state), indent=2, sort_keys=True) + "\n")
 
 
-def running_state(workspace: Workspace) -> ServeState | None:
-    """The state of a server that is still running; a stale state file is removed."""
-    path = state_path(workspace)
+def running_state(path: Path) -> ServeState | None:
+    """The state, recorded at `path`, of a server that is still running; a stale state
+    file is removed."""
     try:
         state = ServeState(**json.loads(path.read_text(encoding="utf-8")))
     except FileNotFoundError:

@@ -20,6 +20,7 @@ from typing import Any
 
 from cra.adapters.registry import Registration, Version, check_name, discard_staged, register
 from cra.artefacts import LORA_TARGETS, base_model_dir
+from cra.config import TrainSettings
 from cra.datasets_store import METHODS, get_dataset, plan_path, read_rows
 from cra.errors import UsageError
 from cra.training.backends import LoraSpec, cuda_available, load, select_backend
@@ -74,34 +75,33 @@ class TrainResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def hyperparams(workspace: Workspace, options: TrainOptions) -> dict[str, Any]:
+def hyperparams(train: TrainSettings, options: TrainOptions) -> dict[str, Any]:
     """The run's hyperparameters: `[train]` settings overridden by the options."""
-    c = workspace.config.settings
-    learning_rate = c.train.learning_rate if options.method == "sft" else c.train.dpo_learning_rate
-    max_steps = options.max_steps if options.max_steps is not None else c.train.max_steps
+    learning_rate = train.learning_rate if options.method == "sft" else train.dpo_learning_rate
+    max_steps = options.max_steps if options.max_steps is not None else train.max_steps
     return {
         "method": options.method,
-        "rank": c.train.rank,
-        "alpha": c.train.alpha,
-        "dropout": c.train.dropout,
+        "rank": train.rank,
+        "alpha": train.alpha,
+        "dropout": train.dropout,
         "target_modules": list(LORA_TARGETS),
         "quantization": "nf4-4bit" if options.quantize else "none",
         "learning_rate": options.learning_rate or learning_rate,
-        "epochs": options.epochs or c.train.epochs,
+        "epochs": options.epochs or train.epochs,
         "max_steps": max_steps,
-        "batch_size": options.batch_size or c.train.batch_size,
-        "grad_accum": c.train.grad_accum,
-        "max_length": c.train.max_length,
-        "seed": c.train.seed,
-        "dpo_beta": c.train.dpo_beta if options.method == "dpo" else None,
+        "batch_size": options.batch_size or train.batch_size,
+        "grad_accum": train.grad_accum,
+        "max_length": train.max_length,
+        "seed": train.seed,
+        "dpo_beta": train.dpo_beta if options.method == "dpo" else None,
         "eos_token": END_OF_TURN,
     }
 
 
-def resolve_base(workspace: Workspace, given: Path | None) -> Path:
-    """The base model directory: `--base`, else `[model] base`."""
+def resolve_base(workspace_root: Path, base: str, given: Path | None) -> Path:
+    """The base model directory: `--base` (`given`), else `[model] base` (`base`)."""
     if given is None:
-        return base_model_dir(workspace)
+        return base_model_dir(base, workspace_root)
     path = Path(given).expanduser().absolute()
     if not (path / "config.json").is_file():
         raise UsageError(f"--base {path} is not a model directory (no config.json)")
@@ -192,7 +192,7 @@ def train_adapter(
     """Train `options.adapter` on its rows of the dataset and register the result as a
     candidate version (see the module docstring for what a run promises)."""
     say = echo or (lambda _m: None)
-    base = resolve_base(workspace, options.base)
+    base = resolve_base(workspace.root, workspace.config.settings.model.base, options.base)
     with closing(workspace.raw_db()) as conn:
         dataset = get_dataset(conn, workspace.root, options.dataset_id)
         plan = plan_path(conn, dataset.id)
@@ -202,7 +202,7 @@ def train_adapter(
             f"dataset {dataset.id} has no {options.method} rows for adapter {options.adapter!r}",
             hint="rows are picked by meta.adapter and meta.technique",
         )
-    hp = hyperparams(workspace, options)
+    hp = hyperparams(workspace.config.settings.train, options)
     backend = select_backend(options.backend)
     spec = LoraSpec(
         hp["rank"], hp["alpha"], hp["dropout"], hp["max_length"], hp["seed"], options.quantize

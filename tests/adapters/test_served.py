@@ -39,7 +39,9 @@ def test_eval_generates_through_the_server_and_leaves_it_as_it_was(served: Works
     result = evaluate(served, "scope@v1", limit=2, max_new_tokens=8)
     assert result["backend"] == "vllm" and result["n"] == 2
     assert set(result["metrics"]) == {"file_recall", "file_precision"}
-    assert "scope@v1" not in running_state(served).loaded  # loaded for the eval only
+    assert (
+        "scope@v1" not in running_state(served.serve_state_path).loaded
+    )  # loaded for the eval only
 
 
 def test_promote_and_rollback_move_what_the_server_serves(served: Workspace) -> None:
@@ -48,15 +50,24 @@ def test_promote_and_rollback_move_what_the_server_serves(served: Workspace) -> 
     planted_eval(served, 2, [1.0, 1.0])
     lifecycle.promote(served, "scope@v1")
     with closing(served.raw_db()) as conn:
-        assert route(served, conn, "scope")[0] == "scope@v1"
+        assert (
+            route(conn, served.serve_state_path, served.config.settings.stages, "scope")[0]
+            == "scope@v1"
+        )
     lifecycle.promote(served, "scope@v2")
-    loaded = running_state(served).loaded
+    loaded = running_state(served.serve_state_path).loaded
     assert "scope@v2" in loaded and "scope@v1" not in loaded
     with closing(served.raw_db()) as conn:
-        assert route(served, conn, "scope")[0] == "scope@v2"
+        assert (
+            route(conn, served.serve_state_path, served.config.settings.stages, "scope")[0]
+            == "scope@v2"
+        )
     lifecycle.rollback(served, "scope")
-    loaded = running_state(served).loaded
+    loaded = running_state(served.serve_state_path).loaded
     assert "scope@v1" in loaded and "scope@v2" not in loaded
     with closing(served.raw_db()) as conn:
-        assert route(served, conn, "scope")[0] == "scope@v1"
+        assert (
+            route(conn, served.serve_state_path, served.config.settings.stages, "scope")[0]
+            == "scope@v1"
+        )
     assert status(served) == {1: "active", 2: "retired"}

@@ -39,7 +39,7 @@ def read(path: Path) -> list[dict[str, Any]]:
 
 
 def plan_and_curate(ws: Workspace, dataset_id: str, name: str = "p.json"):
-    plan_path = write_plan(ws, build_plan(ws), ws.planning_dir / name)
+    plan_path = write_plan(ws.planning_dir, build_plan(ws), ws.planning_dir / name)
     result = curate(ws, plan_path, dataset_id)
     return plan_path, result, read(result.path / "train.jsonl"), read(result.path / "eval.jsonl")
 
@@ -259,7 +259,7 @@ def test_empty_database(workspace: Workspace) -> None:
 def test_bad_plans_and_existing_ids(make_log, tmp_path: Path) -> None:
     """Old, unknown or unreadable plans are refused; an existing dataset is never overwritten."""
     ws, _ = make_log(tasks_per_repo=6)
-    plan_path = write_plan(ws, build_plan(ws), ws.planning_dir / "p.json")
+    plan_path = write_plan(ws.planning_dir, build_plan(ws), ws.planning_dir / "p.json")
     plan = json.loads(plan_path.read_text())
     old = tmp_path / "old.json"
     old.write_text(json.dumps({**plan, "format_version": 0}))
@@ -285,7 +285,7 @@ def test_bad_plans_and_existing_ids(make_log, tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["-w", str(ws.root), "curate-data", "--plan", str(old)])
     assert out.exit_code == 1 and "format version" in out.output
     with pytest.raises(Exception, match="already exists"):
-        write_plan(ws, plan, plan_path)
+        write_plan(ws.planning_dir, plan, plan_path)
     first = curate(ws, plan_path, "d1")
     before = {p.name: sha256_file(p) for p in first.path.iterdir()}
     with pytest.raises(DatasetExists, match="exists already"):

@@ -20,7 +20,7 @@ transformers = pytest.importorskip("transformers")
 def test_sft_and_dpo_train_on_the_files(make_log, tiny_model_dir: Path, tmp_path: Path) -> None:
     """The curated files load as datasets that TRL's SFT and DPO trainers train on."""
     ws, _ = make_log(tasks_per_repo=6)
-    plan = write_plan(ws, build_plan(ws), ws.planning_dir / "p.json")
+    plan = write_plan(ws.planning_dir, build_plan(ws), ws.planning_dir / "p.json")
     result = curate(ws, plan, "d1")
     files = {s: str(result.path / f"{s}.jsonl") for s in ("train", "eval")}
     data = datasets.load_dataset("json", data_files=files)

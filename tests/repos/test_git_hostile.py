@@ -331,7 +331,7 @@ def test_mine_run_validate_and_gold_grading_run_nothing_of_a_hostile_git_folder(
         plant_via_commondir(gitdir, markers)
     else:
         plant(gitdir, markers)
-    stamp_verified(workspace, RepoPackage(packed))
+    stamp_verified(workspace.verified_dir, RepoPackage(packed))
     mine_repo(workspace, "tally")
     runner = CliRunner()
     ran = runner.invoke(cli, ["harness", "run", "--repo", "tally", "--limit", "1", "--json"])

@@ -87,13 +87,15 @@ def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def client_for(workspace: Workspace, conn=None) -> LLMClient:
-    state = running_state(workspace)
+    state = running_state(workspace.serve_state_path)
     assert state is not None
     return LLMClient(
         endpoint=state.base_url,
         model=state.served_model,
         conn=conn,
-        router=make_router(workspace),
+        router=make_router(
+            workspace.raw_db, workspace.serve_state_path, workspace.config.settings.stages
+        ),
         timeout_s=120.0,
     )
 
@@ -129,7 +131,7 @@ def test_stages_route_to_their_adapters_and_the_log_says_which(served: Workspace
             "SELECT stage, model, adapter, adapter_version FROM llm_calls ORDER BY id"
         ).fetchall()
     assert len(set(outputs.values())) == 3, outputs  # three different sets of weights
-    base = running_state(served).served_model
+    base = running_state(served.serve_state_path).served_model
     assert [tuple(c) for c in calls] == [
         ("scope", "scope@v1", "scope", 1),
         ("plan", "planning@v1", "planning", 1),
@@ -166,8 +168,10 @@ def test_promote_and_rollback_under_load_fail_no_request(served: Workspace) -> N
     try:
         swap(served, new=v2, old=v1, switch=lambda: set_active(served, "scope", 2))
         after_promote = len(results)
-        assert running_state(served).loaded.keys() >= {"scope@v2"}
-        assert "scope@v1" not in running_state(served).loaded  # drained, then unloaded
+        assert running_state(served.serve_state_path).loaded.keys() >= {"scope@v2"}
+        assert (
+            "scope@v1" not in running_state(served.serve_state_path).loaded
+        )  # drained, then unloaded
         swap(served, new=v1, old=v2, switch=lambda: set_active(served, "scope", 1))
     finally:
         stop.set()
@@ -221,7 +225,7 @@ def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
     set_active(served, "scope", 2)  # the registry moved while no server would know
     stopped = run_cra(served, "serve", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
-    assert running_state(served) is None
+    assert running_state(served.serve_state_path) is None
     # In the foreground this time, as a user runs it, until Ctrl-C.
     proc = subprocess.Popen(
         [sys.executable, "-m", "cra", "-w", str(served.root), "serve"],
@@ -241,7 +245,7 @@ def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
                 break
         output = "".join(lines)
         assert "loaded scope@v2" in output and "loaded planning@v1" in output, output
-        state = running_state(served)
+        state = running_state(served.serve_state_path)
         assert state is not None and state.healthy()
         assert served_by(served, "scope") == "scope@v2"
         proc.send_signal(signal.SIGINT)
@@ -250,6 +254,6 @@ def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
         if proc.poll() is None:
             proc.kill()
         proc.stdout.close()
-    assert running_state(served) is None
+    assert running_state(served.serve_state_path) is None
     with pytest.raises(ProcessLookupError):
         os.kill(state.pid, 0)
