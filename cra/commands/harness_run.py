@@ -10,7 +10,7 @@ import click
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
 from cra.commands.options import json_option, parse_date, unsafe_option
-from cra.commands.output import counted_progress, echo_summary
+from cra.commands.output import counted_progress, echo_plan_summary, echo_summary
 from cra.commands.validation import run_validation
 from cra.errors import UsageError
 from cra.repos.layout import require_package
@@ -40,7 +40,12 @@ MAX_JOBS = SLOTS  # each concurrent sandboxed run as root takes a uid slot
     show_default=True,
     help="Comma-separated sampling temperatures; the llm planner plans once per value.",
 )
-@click.option("--limit", type=int, default=None, help="Plan at most N commits.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Plan at most N commits not planned yet (planned ones are skipped, not counted).",
+)
 @click.option("--since", default=None, help="Only commits authored on or after this date.")
 @click.option(
     "--jobs",
@@ -154,12 +159,6 @@ def _run(
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    mean = data["mean_alignment"]
-    click.echo(
-        f"run {summary.run_id} on {repo} ({planner}): {summary.tasks_done} planned, "
-        f"{summary.tasks_skipped} already done, {summary.plans} plans "
-        f"({summary.invalid_plans} invalid), mean alignment "
-        + ("n/a" if mean is None else f"{mean:.3f}")
-    )
+    echo_plan_summary(data)
     if validation is not None:
         echo_summary(validation)

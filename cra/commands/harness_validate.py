@@ -21,7 +21,12 @@ from cra.text import printable
 
 @click.command("validate")
 @click.option("--repo", "repo", required=True, help="Repository package name.")
-@click.option("--limit", type=int, default=None, help="Validate at most N commits.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Validate at most N commits without a final verdict (those with one are skipped).",
+)
 @click.option("--since", default=None, help="Only commits authored on or after this date.")
 @click.option(
     "--sample",

@@ -157,7 +157,7 @@ def mine_repo(
     rescore: bool = False,
 ) -> MineResult:
     """Mine the repo package `name` of `workspace` (see :func:`mine_history`)."""
-    package = require_package(workspace, name)
+    package = require_package(workspace.repos_dir, name)
     domain = source_url = None
     if package.manifest_path.is_file():
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from cra.db import RAW_MIGRATIONS, open_db
 from cra.db.commits import Commit, qualified_commits
 from cra.db.plans import has_plans
-from cra.db.runs import finish_run, start_run
+from cra.db.runs import finish_run, run_label, start_run
 from cra.db.tasks import task_id_for
 from cra.errors import UsageError
 from cra.fsutil import now_iso
@@ -37,12 +37,18 @@ from cra.workspace import Workspace
 class RunSummary:
     """What a run did."""
 
-    run_id: int
+    run_id: int | None
+    """None when there was nothing to do: no run is recorded then."""
     repo: str
     planner: str
     tasks_total: int
     tasks_done: int = 0
     tasks_skipped: int = 0
+    """Commits already planned, skipped (they never count against `--limit`)."""
+    tasks_left: int = 0
+    """Commits still to plan that `--limit` left for a later run."""
+    run_label: str | None = None
+    """The run as users name it (`plan #3`); None when no run was recorded."""
     plans: int = 0
     invalid_plans: int = 0
     alignments: list[float] = field(default_factory=list)
@@ -53,11 +59,13 @@ class RunSummary:
         mean = sum(self.alignments) / len(self.alignments) if self.alignments else None
         return {
             "run_id": self.run_id,
+            "run": self.run_label,
             "repo": self.repo,
             "planner": self.planner,
             "tasks_total": self.tasks_total,
             "tasks_done": self.tasks_done,
             "tasks_skipped": self.tasks_skipped,
+            "tasks_left": self.tasks_left,
             "plans": self.plans,
             "invalid_plans": self.invalid_plans,
             "mean_alignment": mean,
@@ -153,6 +161,7 @@ def _count(summary: RunSummary, result: TaskResult) -> None:
 def _plan_all(
     conn: sqlite3.Connection,
     threads: _Threads,
+    run_id: int,
     repo_id: int,
     repo: str,
     todo: list[Commit],
@@ -182,11 +191,28 @@ def _plan_all(
 
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
         for result in pool.map(work, todo):
-            record_result(conn, summary.run_id, result, workspace.config.settings.harness.top_k)
+            record_result(conn, run_id, result, workspace.config.settings.harness.top_k)
             _count(summary, result)
             done += 1
             if progress:
                 progress(done, summary.tasks_total, result.task_id)
+
+
+def _split(
+    conn: sqlite3.Connection, repo: str, commits: list[Commit], options: RunOptions
+) -> tuple[list[Commit], int, int]:
+    """The commits to plan now (at most `options.limit` not planned yet), how many are
+    already planned and how many unplanned ones the limit leaves for later."""
+    todo: list[Commit] = []
+    skipped = left = 0
+    for commit in commits:
+        if has_plans(conn, task_id_for(repo, commit.sha), options.planner):
+            skipped += 1
+        elif options.limit is None or len(todo) < options.limit:
+            todo.append(commit)
+        else:
+            left += 1
+    return todo, skipped, left
 
 
 def run_harness(
@@ -196,30 +222,29 @@ def run_harness(
     *,
     progress: Progress | None = None,
 ) -> RunSummary:
-    """Run the harness over `repo`'s qualifying commits; resume where a past run stopped."""
+    """Plan up to `options.limit` of `repo`'s qualifying commits not planned yet (all of
+    them without a limit); the planned ones are skipped. With nothing to plan, no run is
+    recorded and the summary's `run_id` is None."""
     package = require_package(workspace, repo)
     with closing(workspace.raw_db()) as conn:
         repo_id = mined_repo_id(conn, repo)
         commits = qualified_commits(conn, repo_id, options.since)
-        if options.limit is not None:
-            commits = commits[: options.limit]
+        todo, skipped, left = _split(conn, repo, commits, options)
+        summary = RunSummary(None, repo, options.planner, skipped + len(todo))
+        summary.tasks_skipped, summary.tasks_left = skipped, left
+        if not todo:
+            return summary
         client = None
         if options.planner == "llm":
             client = make_client(workspace, conn, None)  # fails before the run starts
-        run_id = _start(conn, repo_id, workspace, options)
+        summary.run_id = run_id = _start(conn, repo_id, workspace, options)
+        summary.run_label = run_label(conn, run_id)
         if client is not None:
             client.run_id = run_id
-        summary = RunSummary(run_id, repo, options.planner, len(commits))
-        todo = []
-        for commit in commits:
-            if has_plans(conn, task_id_for(repo, commit.sha), options.planner):
-                summary.tasks_skipped += 1
-            else:
-                todo.append(commit)
         threads = _Threads(workspace, package.repo_dir, client, options.jobs)
         status, error = "interrupted", None
         try:
-            _plan_all(conn, threads, repo_id, repo, todo, options, summary, progress)
+            _plan_all(conn, threads, run_id, repo_id, repo, todo, options, summary, progress)
             status = "finished"
         except Exception as exc:
             status, error = "failed", f"{type(exc).__name__}: {exc}"

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from cra.db.commits import Commit, qualified_commits
 from cra.db.outcomes import latest_validation
-from cra.db.runs import finish_run, start_run
+from cra.db.runs import finish_run, run_label, start_run
 from cra.db.tasks import task_id_for
 from cra.env.build import BuiltEnv
 from cra.errors import ConfigError, CraError, UsageError
@@ -82,11 +82,17 @@ class ValidateOptions:
 class ValidateSummary:
     """What a validation pass did."""
 
-    run_id: int
+    run_id: int | None
+    """None when there was nothing to do: no run is recorded then."""
     repo: str
     tasks_total: int
     tasks_done: int = 0
     tasks_skipped: int = 0
+    """Commits with a final verdict, skipped (they never count against `--limit`)."""
+    tasks_left: int = 0
+    """Commits still to validate that `--limit` left for a later run."""
+    run_label: str | None = None
+    """The run as users name it (`validate #3`); None when no run was recorded."""
     verdicts: dict[str, int] = field(default_factory=dict)
     isolation: str | None = None
     seconds: float = 0.0
@@ -97,10 +103,12 @@ class ValidateSummary:
         """JSON-ready summary."""
         return {
             "run_id": self.run_id,
+            "run": self.run_label,
             "repo": self.repo,
             "tasks_total": self.tasks_total,
             "tasks_done": self.tasks_done,
             "tasks_skipped": self.tasks_skipped,
+            "tasks_left": self.tasks_left,
             "verdicts": dict(self.verdicts),
             "verified": self.latest.get("verified", 0),
             "latest_verdicts": dict(self.latest),
@@ -227,12 +235,11 @@ def spread(items: list[Commit], n: int) -> list[Commit]:
 def _commits_to_validate(
     conn: sqlite3.Connection, repo_id: int, options: ValidateOptions
 ) -> list[Commit]:
-    """The qualifying commits, sampled and limited as asked."""
+    """The qualifying commits, sampled as asked (`--limit` applies to the unfinished
+    ones, in :func:`_unfinished`)."""
     commits = qualified_commits(conn, repo_id, options.since)
     if options.sample is not None:
         commits = spread(commits, options.sample)
-    if options.limit is not None:
-        commits = commits[: options.limit]
     return commits
 
 
@@ -257,21 +264,26 @@ def _unfinished(
     options: ValidateOptions,
     summary: ValidateSummary,
 ) -> list[Commit]:
-    """Record each commit's task; return those without a finished verdict (all of them
-    with `force`), counting the others as skipped."""
-    todo = []
+    """Return the first `options.limit` commits without a finished verdict (every
+    commit with `force`), recording their tasks; count the finished ones as skipped and
+    the unfinished ones past the limit as left."""
+    todo: list[Commit] = []
     for commit in commits:
-        task_id = record_task(conn, repo_id, runner.repo, commit)
+        task_id = task_id_for(runner.repo, commit.sha)
         current = functools.partial(runner.fingerprint, commit)
         if not options.force and finished(conn, task_id, current):
             summary.tasks_skipped += 1
-        else:
+        elif options.limit is None or len(todo) < options.limit:
+            record_task(conn, repo_id, runner.repo, commit)
             todo.append(commit)
+        else:
+            summary.tasks_left += 1
     return todo
 
 
 def _validate_all(
     conn: sqlite3.Connection,
+    run_id: int,
     runner: Runner,
     todo: list[Commit],
     options: ValidateOptions,
@@ -291,7 +303,7 @@ def _validate_all(
     try:
         for v in pool.map(work, todo):
             count_attempt(conn, v)
-            record_validation(conn, summary.run_id, v, "validation")
+            record_validation(conn, run_id, v, "validation")
             summary.tasks_done += 1
             summary.verdicts[v.verdict] = summary.verdicts.get(v.verdict, 0) + 1
             summary.test_seconds += sum(r.test_seconds for r in v.runs)
@@ -317,26 +329,20 @@ def validate_repo(
     *,
     progress: Progress | None = None,
 ) -> ValidateSummary:
-    """Validate `repo`'s qualifying commits; skip those with a finished verdict."""
+    """Validate up to `options.limit` of `repo`'s qualifying commits without a finished
+    verdict (all of them without a limit); the finished ones are skipped. With nothing to
+    validate, no run is recorded and the summary's `run_id` is None."""
     started = time.perf_counter()
     runner = make_runner(workspace, repo, runs=options.runs, allow_unsafe=options.allow_unsafe)
     with closing(workspace.raw_db()) as conn:
         repo_id = mined_repo_id(conn, repo)
         commits = _commits_to_validate(conn, repo_id, options)
-        run_id = _start(conn, repo_id, runner, options)
-        summary = ValidateSummary(run_id, repo, len(commits), isolation=runner.isolation)
-        status, error = "interrupted", None
-        (workspace.harness_dir / "validate").mkdir(parents=True, exist_ok=True)
-        try:
-            _validate_in_run(conn, repo_id, runner, commits, options, summary, progress)
-            status = "finished"
-            _count_latest(conn, commits, summary)
-        except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            error = f"{type(exc).__name__}: {exc}"
-            raise
-        finally:
-            finish_run(conn, run_id, status, error, now_iso())
+        summary = ValidateSummary(None, repo, 0, isolation=runner.isolation)
+        todo = _unfinished(conn, repo_id, runner, commits, options, summary)
+        summary.tasks_total = summary.tasks_skipped + len(todo)
+        if todo:
+            _validate_in_run(conn, repo_id, runner, todo, options, summary, progress)
+        _count_latest(conn, commits, summary)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -345,23 +351,32 @@ def _validate_in_run(
     conn: sqlite3.Connection,
     repo_id: int,
     runner: Runner,
-    commits: list[Commit],
+    todo: list[Commit],
     options: ValidateOptions,
     summary: ValidateSummary,
     progress: Progress | None,
 ) -> None:
-    """Skip the finished commits and validate the others, reporting progress."""
-    if progress:
-        progress(0, len(commits), "")
-    todo = _unfinished(conn, repo_id, runner, commits, options, summary)
+    """Record a run and validate `todo` in it, reporting progress; the run is closed
+    with how it ended."""
+    run_id = _start(conn, repo_id, runner, options)
+    summary.run_id, summary.run_label = run_id, run_label(conn, run_id)
     done = summary.tasks_skipped
     if progress:
-        progress(done, len(commits), "")
+        progress(done, summary.tasks_total, "")
 
     def report(task_id: str) -> None:
         nonlocal done
         done += 1
         if progress:
-            progress(done, len(commits), task_id)
+            progress(done, summary.tasks_total, task_id)
 
-    _validate_all(conn, runner, todo, options, summary, report)
+    status, error = "interrupted", None
+    try:
+        _validate_all(conn, run_id, runner, todo, options, summary, report)
+        status = "finished"
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        finish_run(conn, run_id, status, error, now_iso())

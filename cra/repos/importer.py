@@ -151,7 +151,8 @@ def import_package(
         if package.root.exists():
             raise UsageError(
                 f"package {final_name!r} already exists at {package.root}",
-                hint="import it under another --name, or remove the existing one first",
+                hint=f"import it under another --name, or remove it first with "
+                f"`cra repo remove {final_name}`",
             )
         if final_name != manifest.name:
             manifest = replace(manifest, name=final_name)

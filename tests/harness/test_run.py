@@ -105,8 +105,10 @@ def test_baseline_run_scores_every_task_and_resumes(workspace, project_repo) -> 
     again = run_harness(workspace, "tally", RunOptions())
     assert (again.tasks_done, again.tasks_skipped) == (0, len(qualified))
     assert conn.execute("SELECT count(*) FROM plans").fetchone()[0] == len(qualified)
+    # The rerun had nothing to do: it recorded no run.
+    assert (again.run_id, again.tasks_total) == (None, len(qualified))
     runs = conn.execute("SELECT status FROM harness_runs ORDER BY id").fetchall()
-    assert [r[0] for r in runs] == ["finished", "finished"]
+    assert [r[0] for r in runs] == ["finished"]
 
 
 KILL_SCRIPT = """
