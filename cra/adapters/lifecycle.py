@@ -35,6 +35,7 @@ from cra.adapters.registry import (
     reject_candidate,
     verify_files,
 )
+from cra.config import AdaptersSettings
 from cra.db import transaction
 from cra.errors import CraError, UsageError
 from cra.serving.server import swap
@@ -61,7 +62,7 @@ class Move:
 
 
 def _switch(
-    workspace: Workspace,
+    open_raw: Callable[[], sqlite3.Connection],
     name: str,
     *,
     expect_active: int | None,
@@ -73,7 +74,7 @@ def _switch(
     details: dict[str, Any],
 ) -> Callable[[], None]:
     def switch() -> None:
-        with closing(workspace.raw_db()) as conn, transaction(conn):
+        with closing(open_raw()) as conn, transaction(conn):
             now_active = move_active(
                 conn,
                 name,
@@ -99,9 +100,8 @@ def _v(version: int | None) -> str:
     return "none" if version is None else f"v{version}"
 
 
-def _gate(workspace: Workspace, cand: Version, active: Version | None) -> dict[str, Any]:
+def _gate(settings: AdaptersSettings, cand: Version, active: Version | None) -> dict[str, Any]:
     """The comparison the gate decides on; raise PromotionRefused when it cannot compare."""
-    config = workspace.config
     if not cand.eval_metrics:
         raise PromotionRefused(
             f"{cand.ref} has no eval results", hint=f"run `cra adapter eval {cand.ref}` first"
@@ -133,9 +133,9 @@ def _gate(workspace: Workspace, cand: Version, active: Version | None) -> dict[s
         cand.name,
         result,
         baseline,
-        floor=config.settings.adapters.noise_floor,
-        samples=config.settings.adapters.bootstrap,
-        quantile=config.settings.adapters.bootstrap_quantile,
+        floor=settings.noise_floor,
+        samples=settings.bootstrap,
+        quantile=settings.bootstrap_quantile,
     )
     return {
         "holdout": key,
@@ -162,7 +162,7 @@ def promote(
         raise UsageError(f"{cand.ref} is already the active version")
     verify_files(cand)
     try:
-        details = _gate(workspace, cand, active)
+        details = _gate(workspace.config.settings.adapters, cand, active)
     except PromotionRefused:
         if not force:
             raise
@@ -188,7 +188,7 @@ def promote(
     )
     text = reason or ("forced" if force else passed)
     switch = _switch(
-        workspace,
+        workspace.raw_db,
         name,
         expect_active=active.version if active else None,
         to_version=number,
@@ -260,7 +260,7 @@ def rollback(
     if target is not None:
         extra["restored_metrics"] = {k: v.get("metrics") for k, v in target.eval_metrics.items()}
     switch = _switch(
-        workspace,
+        workspace.raw_db,
         name,
         expect_active=active.version if active else None,
         to_version=target.version if target else None,
@@ -288,11 +288,9 @@ def rollback(
     )
 
 
-def _activation(workspace: Workspace, name: str, version: int) -> tuple[str, dict[str, Any]]:
+def _activation(conn: sqlite3.Connection, name: str, version: int) -> tuple[str, dict[str, Any]]:
     """When `name@vN` last became active, and the metrics it became active on."""
-    with closing(workspace.raw_db()) as conn:
-        history = events(conn, name)
-    for event in reversed(history):
+    for event in reversed(events(conn, name)):
         if event.version == version and event.event in ("promoted", "rolled_back"):
             metrics = event.details.get("promoted_metrics")
             if metrics is None:
@@ -312,7 +310,7 @@ def check(workspace: Workspace, name: str, *, echo: Echo | None = None) -> Move 
         if active is None:
             say(f"{name} has no active version: nothing to check")
             return None
-        since, promoted = _activation(workspace, name, active.version)
+        since, promoted = _activation(conn, name, active.version)
         scores = live_scores(conn, name, active.version, since=since)
     if not promoted:
         say(f"{active.ref} was made active without eval metrics: nothing to compare")
