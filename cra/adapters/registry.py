@@ -234,6 +234,12 @@ def list_versions(conn: sqlite3.Connection, root: Path, name: str | None = None)
     return [_row(root, r) for r in rows]
 
 
+def adapter_names(conn: sqlite3.Connection) -> list[str]:
+    """The names that have at least one registered version, sorted."""
+    rows = conn.execute("SELECT DISTINCT name FROM adapter_versions ORDER BY name")
+    return [str(r[0]) for r in rows]
+
+
 @dataclass(frozen=True)
 class Event:
     """One entry of a name's history."""

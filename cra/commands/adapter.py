@@ -9,7 +9,12 @@ import click
 
 from cra.adapters.registry import Version
 from cra.commands import Context, pass_context
-from cra.commands.options import json_option
+from cra.commands.options import (
+    json_option,
+    require_adapter,
+    require_adapter_version,
+    require_dataset,
+)
 
 
 @click.group("adapter")
@@ -159,6 +164,9 @@ def eval_(
         raise UsageError(f"--limit must be >= 1, got {limit}")
     if max_new_tokens is not None and max_new_tokens < 1:
         raise UsageError(f"--max-new-tokens must be >= 1, got {max_new_tokens}")
+    require_adapter_version(ctx.workspace(), ref)
+    if dataset_id is not None:
+        require_dataset(ctx.workspace(), dataset_id)
     with Progress(transient=True, disable=as_json) as bar:
         task = bar.add_task(f"evaluating {ref}", total=None)
 
@@ -214,6 +222,7 @@ def rollback_(ctx: Context, name: str, to: str | None, reason: str | None) -> No
     from cra.adapters.lifecycle import rollback
     from cra.errors import UsageError
 
+    require_adapter(ctx.workspace(), name)
     number = None
     if to is not None:
         text = to.lower().removeprefix("v")
@@ -233,6 +242,7 @@ def check_(ctx: Context, name: str) -> None:
     roll back automatically on a regression beyond the noise floor."""
     from cra.adapters.lifecycle import check
 
+    require_adapter(ctx.workspace(), name)
     move = check(ctx.workspace(), name, echo=click.echo)
     if move is None:
         click.echo(f"{name}: no regression, nothing changed")

@@ -10,7 +10,7 @@ import click
 
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
-from cra.commands.options import json_option, parse_date
+from cra.commands.options import json_option, parse_date, require_repo
 from cra.commands.output import TextTable, echo_table, top_counts
 from cra.db.plans import PlannerAlignment, planner_alignments
 from cra.errors import UsageError
@@ -71,6 +71,8 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
     """The funnel of every mined repository, plan alignment per planner, and the
     verified yield of validation."""
     workspace = ctx.workspace()
+    if repo is not None:
+        require_repo(workspace, repo)
     with closing(workspace.raw_db()) as conn:
         funnels = funnel(conn, repo)
         plans = planner_alignments(conn, repo)
@@ -84,7 +86,9 @@ def status(ctx: Context, repo: str | None, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     if not funnels:
-        click.echo("no repository mined yet: run `cra harness mine --repo NAME`")
+        named = repo or "NAME"
+        what = f"{repo} has not been mined yet" if repo else "no repository mined yet"
+        click.echo(f"{what}: run `cra harness mine --repo {named}`")
         return
     echo_table(_funnel_table(funnels))
     echo_table(_reasons_table(funnels))

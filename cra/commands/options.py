@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 
-from cra.errors import UsageError
+from cra.errors import NotFound, UsageError
+from cra.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,3 +38,56 @@ def parse_date(text: str | None, option: str) -> datetime | None:
             f"{option} {text!r} is not a date", hint="use YYYY-MM-DD or an ISO 8601 timestamp"
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _known(names: list[str], otherwise: str) -> str:
+    return f"known: {', '.join(names)}" if names else otherwise
+
+
+def require_repo(workspace: Workspace, name: str) -> None:
+    """NotFound, naming the known repositories, unless `name` is a package of the
+    workspace or a recorded repository. Commands call it before anything else."""
+    from cra.db.repos import repo_names
+
+    packages = [p.name for p in workspace.repos_dir.iterdir() if p.is_dir()]
+    with closing(workspace.raw_db()) as conn:
+        known = sorted(set(packages) | set(repo_names(conn)))
+    if name not in known:
+        raise NotFound(
+            f"no repository {name!r}",
+            hint=_known(known, "add one with `cra repo pack` or `cra repo import`"),
+        )
+
+
+def require_adapter(workspace: Workspace, name: str) -> None:
+    """NotFound, naming the adapters with versions, unless `name` (an adapter name, a
+    version suffix `@vN` allowed) has a registered version."""
+    from cra.adapters.registry import adapter_names, parse_ref
+
+    bare, _version = parse_ref(name)
+    with closing(workspace.raw_db()) as conn:
+        known = adapter_names(conn)
+    if bare not in known:
+        raise NotFound(
+            f"no adapter {bare!r}: it has no registered version",
+            hint=_known(known, "train one with `cra train`"),
+        )
+
+
+def require_adapter_version(workspace: Workspace, ref: str) -> None:
+    """NotFound unless `ref` (NAME@vN) is a registered version: an unknown name names the
+    known adapters, an unknown version the versions of the name."""
+    from cra.adapters.registry import get_version, parse_versioned
+
+    name, number = parse_versioned(ref)
+    require_adapter(workspace, name)
+    with closing(workspace.raw_db()) as conn:
+        get_version(conn, workspace.root, name, number)
+
+
+def require_dataset(workspace: Workspace, dataset_id: str) -> None:
+    """NotFound, naming the known datasets, unless `dataset_id` is a registered dataset."""
+    from cra.datasets_store import get_dataset
+
+    with closing(workspace.raw_db()) as conn:
+        get_dataset(conn, workspace.root, dataset_id)

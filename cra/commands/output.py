@@ -18,8 +18,6 @@ from cra.commands import Context
 from cra.text import printable
 
 
-
-
 def quiet() -> bool:
     """Whether the running command was given the global `--quiet`."""
     ctx = click.get_current_context(silent=True)
@@ -79,15 +77,47 @@ def echo_safe(message: str, *, err: bool = False) -> None:
     click.echo(printable(message, keep_newlines=True), err=err)
 
 
+def _left(data: dict[str, object]) -> str:
+    left = data.get("tasks_left") or 0
+    return f"; {left} more left for a later run (--limit)" if left else ""
+
+
 def echo_summary(data: dict[str, object]) -> None:
-    """Print a validation summary in one line."""
+    """Print a validation summary in one line: what it validated, what it skipped as
+    already done, and the latest verdicts; with nothing to do, says so (no run recorded)."""
     # The summary's as_dict() maps each latest verdict to its count of tasks.
     latest = cast(dict[str, int], data["latest_verdicts"])
     verdicts = ", ".join(f"{v} ×{n}" for v, n in latest.items())
+    tally = f"{data['verified']} of {sum(latest.values())} verified" + (
+        f" ({verdicts})" if verdicts else ""
+    )
+    if data.get("run") is None:
+        click.echo(
+            f"nothing to validate in {data['repo']}: {data['tasks_skipped']} commits already "
+            f"have a final verdict (no run recorded; --force validates again): {tally}"
+        )
+        return
     click.echo(
-        f"validated {data['tasks_done']} tasks of {data['repo']} ({data['tasks_skipped']} "
-        f"already done) under {data['isolation']}: {data['verified']} of "
-        f"{sum(latest.values())} verified" + (f" ({verdicts})" if verdicts else "")
+        f"{data['run']}: validated {data['tasks_done']} new tasks of {data['repo']} "
+        f"({data['tasks_skipped']} already done, skipped{_left(data)}) under "
+        f"{data['isolation']}: {tally}"
+    )
+
+
+def echo_plan_summary(data: dict[str, object]) -> None:
+    """Print a planning summary in one line, like :func:`echo_summary`."""
+    if data.get("run") is None:
+        click.echo(
+            f"nothing to plan in {data['repo']} ({data['planner']}): "
+            f"{data['tasks_skipped']} commits already planned (no run recorded)"
+        )
+        return
+    mean = data["mean_alignment"]
+    shown = "n/a" if mean is None else f"{cast(float, mean):.3f}"
+    click.echo(
+        f"{data['run']} on {data['repo']} ({data['planner']}): {data['tasks_done']} new "
+        f"tasks planned ({data['tasks_skipped']} already done, skipped{_left(data)}), "
+        f"{data['plans']} plans ({data['invalid_plans']} invalid), mean alignment {shown}"
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from cra.commands import Context, pass_context
-from cra.commands.options import json_option
+from cra.commands.options import json_option, require_dataset
 
 
 @click.command("train")
@@ -55,6 +55,8 @@ def train(
     nothing registered.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    # The dataset is checked first: before the base model, the options or any import.
+    require_dataset(ctx.workspace(), dataset_id)
 
     from cra.training.train import TrainOptions, train_adapter
 
