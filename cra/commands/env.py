@@ -72,8 +72,7 @@ def _build_all(
     "--project-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Refused: the project is never built on the host (each commit's tree is built "
-    "in the sandbox before its tests).",
+    help="Checkout to install for editable/installed modes (default: an export of head).",
 )
 @json_option("Print the result as JSON.")
 @pass_context

@@ -46,12 +46,13 @@ def _known(names: list[str], otherwise: str) -> str:
 
 def require_repo(workspace: Workspace, name: str) -> None:
     """NotFound, naming the known repositories, unless `name` is a package of the
-    workspace or a recorded repository. Commands call it before anything else."""
-    from cra.db.repos import repo_names
+    workspace or a mined repository. Commands call it before anything else."""
+    from cra.harness.funnel import funnel
 
     packages = [p.name for p in workspace.repos_dir.iterdir() if p.is_dir()]
     with closing(workspace.raw_db()) as conn:
-        known = sorted(set(packages) | set(repo_names(conn)))
+        mined = [f.repo for f in funnel(conn, None)]
+    known = sorted(set(packages) | set(mined))
     if name not in known:
         raise NotFound(
             f"no repository {name!r}",
