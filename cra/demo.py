@@ -198,12 +198,24 @@ def _set_config(workspace: Workspace, section: str, values: dict[str, str]) -> W
         return workspace
     config = workspace.root / "cra.toml"
     head, _, rest = config.read_text(encoding="utf-8").partition(f"[{section}]\n")
-    for key in changed:  # drop the section's own line for the key, if it has one
-        body, sep, tail = rest.partition("\n[")
-        rest = re.sub(rf"(?m)^{re.escape(key)}\s*=.*\n", "", body, count=1) + sep + tail
-    lines = "".join(f"{key} = {literal}\n" for key, literal in changed.items())
-    atomic_write_text(config, f"{head}[{section}]\n{lines}{rest}")
+    body, sep, tail = rest.partition("\n[")
+    added = ""
+    for key, literal in changed.items():
+        # The value changes in place, so the key's comment stays directly above it; a key
+        # the file lacks comes first in the section, under its own comment.
+        found = re.search(rf"(?m)^{re.escape(key)}\s*=.*$", body)
+        if found:
+            body = f"{body[: found.start()]}{key} = {literal}{body[found.end() :]}"
+        else:
+            added += f"# {_setting_help(section, key)}\n{key} = {literal}\n"
+    atomic_write_text(config, f"{head}[{section}]\n{added}{body}{sep}{tail}")
     return open_workspace(workspace.root)
+
+
+def _setting_help(section: str, key: str) -> str:
+    from cra.config import SETTINGS
+
+    return next(s.help for s in SETTINGS if (s.section, s.key) == (section, key))
 
 
 def _demo_model(workspace: Workspace, echo: Echo) -> Workspace:

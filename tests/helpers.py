@@ -161,3 +161,97 @@ def trust_key(workspace_root: Path, public_key: str) -> None:
     if "trusted_keys = []" not in text:
         raise ValueError(f"{path} has no empty trusted_keys to fill")
     path.write_text(text.replace("trusted_keys = []", f'trusted_keys = ["{public_key}"]'))
+
+
+CRA_MENTION = r"(?<![\w./$-])cra((?:\s+[a-z][a-z0-9-]*)+)"
+"""A `cra ...` mention in README text: `cra` then the words that may name a command."""
+
+
+def readme_code(text: str) -> list[str]:
+    """The code of a Markdown text: each line of its fenced blocks and each inline code
+    span outside them (a span's `\\|` is a table's escaped `|`)."""
+    import re
+
+    pieces: list[str] = []
+    prose: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif fenced:
+            pieces.append(line)
+        else:
+            prose.append(line)
+    spans = re.findall(r"`([^`]+)`", "\n".join(prose))
+    return pieces + [span.replace("\\|", "|") for span in spans]
+
+
+def readme_cli_problems(text: str, root: object) -> tuple[list[str], int]:
+    """What README `text` says about the click command tree `root` that is false: a `cra
+    ...` command that does not exist, an `--option` next to it the command lacks. Returns
+    the problems and how many mentions were checked."""
+    import re
+
+    import click
+
+    assert isinstance(root, click.Group)
+    problems: list[str] = []
+    checked = 0
+    for piece in readme_code(text):
+        starts = [m.start() for m in re.finditer(CRA_MENTION, piece)]
+        for start, end in zip(starts, [*starts[1:], len(piece)][: len(starts)], strict=True):
+            segment = piece[start:end]
+            words = re.match(CRA_MENTION, segment)
+            assert words is not None
+            chain = _command_chain(root, words.group(1).split())
+            command = chain[-1]
+            name = " ".join(["cra", *(c.name or "" for c in chain[1:])])
+            checked += 1
+            unknown = len(chain) <= len(words.group(1).split()) and isinstance(command, click.Group)
+            if command is root or unknown:
+                problems.append(f"`{segment.strip()[:60]}`: no such command")
+                continue
+            known = {o for c in chain for p in c.params for o in (*p.opts, *p.secondary_opts)}
+            for option in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", segment):
+                if option not in known | {"--help"}:
+                    problems.append(f"`{name}` has no option {option}")
+    return problems, checked
+
+
+def _command_chain(root: object, words: list[str]) -> list:
+    """The commands `words` walk down from `root`, as far as they name subcommands."""
+    import click
+
+    chain = [root]
+    for word in words:
+        group = chain[-1]
+        if not isinstance(group, click.Group) or word not in group.commands:
+            break
+        chain.append(group.commands[word])
+    return chain
+
+
+def misplaced_comments(text: str) -> list[str]:
+    """The keys of a `cra.toml` text whose line is not directly under the comment of its
+    own setting's help (a section header under its section's help, where it has one)."""
+    from cra.config import SECTION_HELP, SETTINGS
+
+    helps = {(s.section, s.key): s.help for s in SETTINGS}
+    problems: list[str] = []
+    section = ""
+    comment: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            comment.append(line.lstrip("#").strip())
+            continue
+        above, comment = " ".join(" ".join(comment).split()), []
+        if line.startswith("["):
+            section = line.strip("[]")
+            wanted = SECTION_HELP.get(section)
+        elif "=" in line:
+            wanted = helps.get((section, line.split("=", 1)[0].strip()), "?")
+        else:
+            continue
+        if wanted is not None and above != " ".join(wanted.replace("\n# ", " ").split()):
+            problems.append(f"[{section}] {line.split('=', 1)[0].strip()}: under {above!r}")
+    return problems

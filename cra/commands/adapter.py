@@ -58,7 +58,7 @@ def list_(ctx: Context, as_json: bool) -> None:
 
 
 @adapter.command("show")
-@click.argument("ref")
+@click.argument("ref", metavar="NAME[@vN]")
 @json_option()
 @pass_context
 def show(ctx: Context, ref: str, as_json: bool) -> None:
@@ -130,7 +130,7 @@ def show(ctx: Context, ref: str, as_json: bool) -> None:
 
 
 @adapter.command("eval")
-@click.argument("ref")
+@click.argument("ref", metavar="NAME@vN")
 @click.option(
     "--dataset",
     "dataset_id",
@@ -193,7 +193,7 @@ def eval_(
 
 
 @adapter.command("promote")
-@click.argument("ref")
+@click.argument("ref", metavar="NAME@vN")
 @click.option("--force", is_flag=True, help="Skip the gate (recorded as forced).")
 @click.option("--reason", default=None, help="Why, for the history.")
 @pass_context

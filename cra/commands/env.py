@@ -72,7 +72,8 @@ def _build_all(
     "--project-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Checkout to install for editable/installed modes (default: an export of head).",
+    help="Refused: the project is never built on the host (each commit's tree is built "
+    "in the sandbox before its tests).",
 )
 @json_option("Print the result as JSON.")
 @pass_context

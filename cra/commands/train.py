@@ -47,16 +47,17 @@ def train(
     backend: str,
     as_json: bool,
 ) -> None:
-    """Train adapter ADAPTER with QLoRA on the rows of DATASET meant for it.
+    """Train the adapter named by --adapter with QLoRA on the rows of the --dataset
+    dataset meant for it.
 
     4-bit NF4 base, LoRA on q, k, v, o, gate, up and down projections (rank and alpha from
     [train]), always from the frozen base. Every sample's completion mask must end with
-    <|im_end|>. The result is registered as adapters/NAME/vN, a candidate; Ctrl-C leaves
-    nothing registered.
+    <|im_end|>. The result is registered as adapters/NAME/vN (NAME@vN), a candidate, with a
+    model card README.md in its folder; Ctrl-C leaves nothing registered.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
     # The dataset is checked first: before the base model, the options or any import.
     require_dataset(ctx.workspace(), dataset_id)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from cra.training.train import TrainOptions, train_adapter
 
