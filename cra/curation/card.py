@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,11 +74,57 @@ class ReplaySummary:
         }
 
 
-def readme(card: dict[str, Any]) -> str:
-    """The dataset's `README.md`, from its card."""
+LICENSE = "other"
+"""The card's `license`: repo packages record no license of their repositories, so the
+rows (derived from their commits) carry the Hub's `other`, named unknown below."""
+LICENSE_NAME = "unknown-repository-licenses"
+
+
+def front_matter(card: dict[str, Any]) -> str:
+    """The Hugging Face dataset card metadata (YAML between `---` lines): license, task
+    categories, the `train`/`eval` data files as the default config, and each split's
+    row count (`dataset_info.splits`). Strings are written as JSON, valid YAML."""
+    q = json.dumps
+    splits = (("train", "train.jsonl"), ("eval", "eval.jsonl"))
+    lines = [
+        "---",
+        f"pretty_name: {q('cra dataset ' + str(card['id']))}",
+        f"license: {LICENSE}",
+        f"license_name: {LICENSE_NAME}",
+        "language:",
+        "- en",
+        "task_categories:",
+        "- text-generation",
+        "tags:",
+        "- code",
+        "- cra",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        *(f"  - split: {name}\n    path: {file}" for name, file in splits),
+        "dataset_info:",
+        "  config_name: default",
+        "  splits:",
+        *(
+            f"  - name: {name}\n    num_examples: {card['counts'][name]['rows']}"
+            for name, _ in splits
+        ),
+        "---",
+    ]
+    return "\n".join(lines)
+
+
+def readme(card: dict[str, Any], card_sha256: str | None = None) -> str:
+    """The dataset's `README.md`, from its card: Hub metadata, then what it holds and the
+    sha256 of each data file (and of `card.json` when given)."""
     train, held = card["counts"]["train"], card["counts"]["eval"]
     replay = card["replay"]
+    hashes = dict(card.get("sha256", {}))
+    if card_sha256 is not None:
+        hashes["card.json"] = card_sha256
     lines = [
+        front_matter(card),
+        "",
         f"# Dataset {card['id']}",
         "",
         f"Written {card['created_at']} from plan `{card['plan']['path']}`.",
@@ -96,7 +143,14 @@ def readme(card: dict[str, Any]) -> str:
         "",
         "SFT rows are conversational prompt-completion (loss on the completion only); DPO rows "
         "are prompt/chosen/rejected. `meta` on every row names its adapter, technique, task, "
-        "repository, commit, authored date, source, domain and scores. sha256 of each file: "
-        "card.json.",
+        "repository, commit, authored date, source, domain and scores.",
+        "",
+        f"License: `{LICENSE}` ({LICENSE_NAME}): the rows derive from the commits of the "
+        "repositories named in `card.json`, whose own licenses apply; repo packages do not "
+        "record them.",
+        "",
+        "| file | sha256 |",
+        "| --- | --- |",
+        *(f"| {name} | `{digest}` |" for name, digest in hashes.items()),
     ]
     return "\n".join(lines) + "\n"

@@ -334,7 +334,8 @@ def _write(root: Path, dataset_id: str, splits: Splits, card: dict[str, Any]) ->
         _write_jsonl(staging / "eval.jsonl", splits.eval)
         card["sha256"] = {n: sha256_file(staging / n) for n in ("train.jsonl", "eval.jsonl")}
         (staging / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-        (staging / "README.md").write_text(readme(card), encoding="utf-8")
+        card_sha256 = sha256_file(staging / "card.json")
+        (staging / "README.md").write_text(readme(card, card_sha256), encoding="utf-8")
         hashes = {n: sha256_file(staging / n) for n in FILES}
         staging.rename(root / dataset_id)  # fails if another run took the ID meanwhile
     except BaseException:
