@@ -225,7 +225,7 @@ def run_harness(
     """Plan up to `options.limit` of `repo`'s qualifying commits not planned yet (all of
     them without a limit); the planned ones are skipped. With nothing to plan, no run is
     recorded and the summary's `run_id` is None."""
-    package = require_package(workspace, repo)
+    package = require_package(workspace.repos_dir, repo)
     with closing(workspace.raw_db()) as conn:
         repo_id = mined_repo_id(conn, repo)
         commits = qualified_commits(conn, repo_id, options.since)

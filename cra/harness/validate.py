@@ -44,11 +44,10 @@ from cra.errors import ConfigError, CraError, UsageError
 from cra.fsutil import now_iso
 from cra.harness.judge import judge
 from cra.harness.records import count_attempt, finished, record_validation
-from cra.harness.runner import Runner, make_runner, manifest_timeout
+from cra.harness.runner import Runner, make_runner
 from cra.harness.tasks import mined_repo_id, record_task
 from cra.harness.trees import before_tree, export_tree
 from cra.harness.verdicts import COMMIT_ERRORS, ENV_MISMATCH, RUN_PROBLEMS, PytestRun, Validation
-from cra.repos.layout import require_package
 from cra.sandbox import describe_isolation
 from cra.workspace import Workspace
 
@@ -174,8 +173,8 @@ def _validate_in(
         v = Validation(task_id, "env_failed", isolation=runner.isolation)
         v.details = {"error": str(env), "hint": env.hint}
         return v
-    repo_dir = require_package(runner.workspace, runner.repo).repo_dir
-    timeout = manifest_timeout(runner.workspace, runner.repo)
+    repo_dir = runner.package.repo_dir
+    timeout = runner.timeout_s
     if scratch.exists():
         shutil.rmtree(scratch)
     try:
@@ -292,7 +291,7 @@ def _validate_all(
 ) -> None:
     """Validate `todo` on `options.jobs` threads; each verdict is recorded as soon as it
     is known, in this thread."""
-    scratch_root = runner.workspace.harness_dir / "validate"
+    scratch_root = runner.scratch_root
     scratch_root.mkdir(parents=True, exist_ok=True)
 
     def work(commit: Commit) -> Validation:
