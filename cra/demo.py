@@ -213,7 +213,7 @@ def _set_config(workspace: Workspace, section: str, values: dict[str, str]) -> W
 
 
 def _setting_help(section: str, key: str) -> str:
-    from cra.config import SETTINGS
+    from cra.settings_table import SETTINGS
 
     return next(s.help for s in SETTINGS if (s.section, s.key) == (section, key))
 
@@ -325,9 +325,9 @@ def _ask_each_stage(
     workspace: Workspace, base_url: str, served_model: str, raw: sqlite3.Connection, echo: Echo
 ) -> None:
     """One request per stage through the router; say which model answered each."""
-    from cra.config import STAGES
     from cra.llm.client import LLMClient
     from cra.llm.routing import make_router
+    from cra.settings_table import STAGES
 
     router = make_router(
         workspace.raw_db, workspace.serve_state_path, workspace.config.settings.stages

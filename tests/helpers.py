@@ -234,7 +234,7 @@ def _command_chain(root: object, words: list[str]) -> list:
 def misplaced_comments(text: str) -> list[str]:
     """The keys of a `cra.toml` text whose line is not directly under the comment of its
     own setting's help (a section header under its section's help, where it has one)."""
-    from cra.config import SECTION_HELP, SETTINGS
+    from cra.settings_table import SECTION_HELP, SETTINGS
 
     helps = {(s.section, s.key): s.help for s in SETTINGS}
     problems: list[str] = []

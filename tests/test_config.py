@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cra.config import SETTINGS, Config, default_config_text, load_config
+from cra.config import Config, default_config_text, load_config
 from cra.errors import ConfigError
+from cra.settings_table import SETTINGS
 
 
 def test_default_text_lists_every_setting_with_a_comment() -> None:
