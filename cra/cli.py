@@ -125,6 +125,7 @@ from cra.commands.adapter import adapter  # noqa: E402
 from cra.commands.curate import curate_data, train_plan  # noqa: E402
 from cra.commands.env import env as _env_group  # noqa: E402
 from cra.commands.harness import harness  # noqa: E402
+from cra.commands.harness_export import export_command, import_command  # noqa: E402
 from cra.commands.harness_run import run_command  # noqa: E402
 from cra.commands.harness_runs import runs as _runs_group  # noqa: E402
 from cra.commands.harness_validate import grade_command, validate_command  # noqa: E402
@@ -134,6 +135,8 @@ from cra.commands.train import train  # noqa: E402
 
 for _command in (run_command, validate_command, grade_command, _runs_group):
     harness.add_command(_command)
+harness.add_command(export_command)
+harness.add_command(import_command)
 for _group in (_repo_group, _env_group, harness, serve, train_plan, curate_data, train, adapter):
     cli.add_command(_group)
 

@@ -107,6 +107,71 @@ def latest_validation(conn: sqlite3.Connection, task_id: str) -> PastVerdict | N
     row = conn.execute(_VALIDATIONS + " LIMIT 1", (task_id,)).fetchone()
     return None if row is None else PastVerdict(*row)
 
+@dataclass(frozen=True)
+class VerifiedTask:
+    """A task whose latest validation is `verified`: its repository, its commit and that
+    verdict (the lists and details as JSON texts)."""
+
+    task_id: str
+    repo: str
+    sha: str
+    parent_sha: str | None
+    authored_at: str
+    task_text: str
+    fail_to_pass: str
+    pass_to_pass: str
+    flaky: str
+    isolation: str | None
+    details: str
+    validated_at: str
+
+
+def verified_tasks(
+    conn: sqlite3.Connection, repo: str | None, since_ts: int | None
+) -> list[VerifiedTask]:
+    """The verified tasks (of `repo`, authored at or after `since_ts`) whose commit is
+    still in its package's history, by repository and oldest commit first."""
+    rows = conn.execute(
+        "SELECT t.task_id, r.name, c.sha, c.parent_sha, c.authored_at, t.task_text, "
+        "o.fail_to_pass, o.pass_to_pass, o.flaky, o.isolation, o.details, o.created_at "
+        "FROM outcomes o JOIN tasks t USING (task_id) JOIN commits c ON c.id = t.commit_id "
+        "JOIN repos r ON r.id = t.repo_id WHERE o.kind = 'validation' "
+        "AND o.verdict = 'verified' AND o.id = (SELECT max(id) FROM outcomes "
+        "WHERE task_id = o.task_id AND kind = 'validation') AND c.gone_at IS NULL "
+        "AND (:repo IS NULL OR r.name = :repo) AND (:since IS NULL OR c.authored_ts >= :since) "
+        "ORDER BY r.name, c.authored_ts, t.task_id",
+        {"repo": repo, "since": since_ts},
+    ).fetchall()
+    return [VerifiedTask(*row) for row in rows]
+
+
+def latest_import(conn: sqlite3.Connection, task_id: str) -> PastVerdict | None:
+    """The task's newest import record (kind `import`), or None when it was not imported."""
+    row = conn.execute(
+        "SELECT verdict, fail_to_pass, pass_to_pass, details FROM outcomes "
+        "WHERE task_id = ? AND kind = 'import' ORDER BY id DESC LIMIT 1",
+        (task_id,),
+    ).fetchone()
+    return None if row is None else PastVerdict(*row)
+
+
+def record_import(
+    conn: sqlite3.Connection,
+    task_id: str,
+    lists: tuple[str, str, str],
+    details: str,
+    now: str,
+) -> None:
+    """Record that the task was imported with the FAIL_TO_PASS, PASS_TO_PASS and flaky
+    tests (JSON texts) its source claims, as an outcome of kind `import` (never a
+    validation); the caller holds the transaction."""
+    conn.execute(
+        "INSERT INTO outcomes (task_id, run_id, kind, verdict, fail_to_pass, pass_to_pass, "
+        "flaky, isolation, details, created_at) VALUES (?, NULL, 'import', 'imported', "
+        "?, ?, ?, NULL, ?, ?)",
+        (task_id, *lists, details, now),
+    )
+
 
 def latest_verdict_counts(conn: sqlite3.Connection, repo: str | None) -> list[VerdictCount]:
     """Per repository (or of `repo`) and verdict, the tasks whose latest validation it is."""

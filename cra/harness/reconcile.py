@@ -36,10 +36,16 @@ class Reconciled:
     returned: int
 
 
+IMPORTED_REFS = "refs/heads/cra-imported"
+"""Where the package keeps the commits made for imported tasks whose own commit it lacks
+(`IMPORTED_REFS/SHA`): part of its history, though HEAD does not reach them."""
+
+
 def history_shas(repo_dir: Path) -> set[str] | None:
-    """Every commit reachable from HEAD of `repo_dir` (None when it has no HEAD)."""
+    """Every commit reachable from HEAD of `repo_dir`, or from a commit kept for an
+    imported task (None when it has no HEAD)."""
     try:
-        out = git("rev-list", "HEAD", cwd=repo_dir)
+        out = git("rev-list", "HEAD", f"--glob={IMPORTED_REFS}/*", cwd=repo_dir)
     except GitError:
         return None
     return set(out.split())

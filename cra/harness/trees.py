@@ -53,6 +53,16 @@ def before_tree(repo_dir: Path, commit: Commit, dest: Path) -> list[str]:
     return exercised_modules(present, listing.splitlines())
 
 
+def test_patch(repo_dir: Path, parent: str, sha: str) -> str:
+    """The commit's change to its tests only (the complement of :func:`gold_patch`), as a
+    patch `git apply` takes."""
+    out = git("diff-tree", "-r", "-z", "--no-renames", "--name-only", parent, sha, cwd=repo_dir)
+    paths = [f":(literal){p}" for p in out.split("\0") if p and is_test_path(p)]
+    if not paths:
+        return ""
+    return git("diff", "--binary", "--no-renames", parent, sha, "--", *paths, cwd=repo_dir)
+
+
 def gold_patch(repo_dir: Path, parent: str, sha: str) -> str:
     """The commit's change to everything but its tests, as a patch `git apply` takes."""
     out = git("diff-tree", "-r", "-z", "--no-renames", "--name-only", parent, sha, cwd=repo_dir)
