@@ -128,12 +128,20 @@ from cra.commands.harness import harness  # noqa: E402
 from cra.commands.harness_export import export_command, import_command  # noqa: E402
 from cra.commands.harness_run import run_command  # noqa: E402
 from cra.commands.harness_runs import runs as _runs_group  # noqa: E402
+from cra.commands.harness_tasks import commits_command, tasks_group  # noqa: E402
 from cra.commands.harness_validate import grade_command, validate_command  # noqa: E402
 from cra.commands.repo import repo as _repo_group  # noqa: E402
 from cra.commands.serve import serve  # noqa: E402
 from cra.commands.train import train  # noqa: E402
 
-for _command in (run_command, validate_command, grade_command, _runs_group):
+for _command in (
+    run_command,
+    validate_command,
+    grade_command,
+    _runs_group,
+    tasks_group,
+    commits_command,
+):
     harness.add_command(_command)
 harness.add_command(export_command)
 harness.add_command(import_command)

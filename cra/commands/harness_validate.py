@@ -12,9 +12,10 @@ import click
 from cra.commands import Context, pass_context
 from cra.commands.guard import writing
 from cra.commands.options import json_option, unsafe_option
-from cra.commands.output import echo_summary
+from cra.commands.output import echo_summary, notice
 from cra.commands.validation import run_validation
 from cra.errors import UsageError
+from cra.fsutil import atomic_write_bytes
 from cra.sandbox import SLOTS
 from cra.text import printable
 
@@ -107,6 +108,13 @@ def validate_command(
 )
 @click.option("--gold", is_flag=True, help="Grade the task's own commit (minus its tests).")
 @click.option("--runs", type=int, default=1, show_default=True, help="Runs of the tests.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the grade's report.json to FILE.",
+)
 @unsafe_option()
 @json_option("Print the grade as JSON.")
 @pass_context
@@ -116,11 +124,18 @@ def grade_command(
     patch_path: Path | None,
     gold: bool,
     runs: int,
+    report_path: Path | None,
     unsafe: bool,
     as_json: bool,
 ) -> None:
     """Apply a patch to TASK_ID's parent plus its tests and grade it: resolved when every
-    FAIL_TO_PASS and PASS_TO_PASS test passes."""
+    FAIL_TO_PASS and PASS_TO_PASS test passes.
+
+    Each grade keeps, as SWE-bench's evaluation does, a folder
+    harness/grades/TASK_ID/RUN_ID/ with report.json (resolved or not, the FAIL_TO_PASS
+    and PASS_TO_PASS tests that passed and failed), the patch and each test run's
+    output; where, it says on stderr (in the JSON with --json). Exits 1 when the patch
+    does not resolve the task."""
     from cra.harness.grading import grade_patch, task_gold_patch
 
     if gold == (patch_path is not None):
@@ -137,6 +152,14 @@ def grade_command(
                 raise UsageError(f"cannot read patch {patch_path}: {exc}") from None
             label = "patch"
         grade = grade_patch(workspace, task_id, patch, runs=runs, allow_unsafe=unsafe, label=label)
+    if grade.report is not None:
+        if not as_json:  # the JSON names it ("report"); --json hides notices
+            notice(f"report and test logs: {grade.report.parent}")
+        if report_path is not None:
+            try:
+                atomic_write_bytes(report_path, grade.report.read_bytes())
+            except OSError as exc:
+                raise UsageError(f"cannot write the report to {report_path}: {exc}") from None
     if as_json:
         click.echo(json.dumps(grade.as_dict(), indent=2))
         return

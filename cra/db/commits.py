@@ -157,6 +157,40 @@ def qualified_commits(
     return [commit_of(r) for r in rows if since is None or r["authored_ts"] >= since.timestamp()]
 
 
+@dataclass(frozen=True)
+class CommitRecord:
+    """A recorded commit with the funnel's decision on it."""
+
+    sha: str
+    authored_at: str
+    subject: str
+    verdict: str
+    stage: str
+    reason: str | None
+    gone_at: str | None
+
+
+def commit_records(
+    conn: sqlite3.Connection,
+    repo_id: int,
+    *,
+    stage: str | None = None,
+    dropped: bool = False,
+    reason: str | None = None,
+) -> list[CommitRecord]:
+    """The repository's recorded commits, oldest first: only those decided at `stage`,
+    only dropped ones, only those whose reason contains `reason` (any case), as asked."""
+    rows = conn.execute(
+        "SELECT sha, authored_at, subject, verdict, stage, reason, gone_at FROM commits "
+        "WHERE repo_id = :repo AND (:stage IS NULL OR stage = :stage) "
+        "AND (:dropped = 0 OR verdict = 'dropped') "
+        "AND (:reason IS NULL OR instr(lower(coalesce(reason, '')), lower(:reason)) > 0) "
+        "ORDER BY authored_ts, id",
+        {"repo": repo_id, "stage": stage, "dropped": int(dropped), "reason": reason},
+    ).fetchall()
+    return [CommitRecord(*row) for row in rows]
+
+
 def commit_of(row: sqlite3.Row) -> Commit:
     """A :class:`Commit` from a row with the `commits` columns it needs."""
     return Commit(

@@ -184,3 +184,42 @@ def latest_verdict_counts(conn: sqlite3.Connection, repo: str | None) -> list[Ve
         (repo, repo),
     ).fetchall()
     return [VerdictCount(r[0], r[1], int(r[2])) for r in rows]
+
+
+@dataclass(frozen=True)
+class RecordedOutcome:
+    """A verdict with the run that gave it and when; the lists and details are JSON texts."""
+
+    id: int
+    task_id: str
+    run_id: int | None
+    kind: str
+    verdict: str
+    fail_to_pass: str
+    pass_to_pass: str
+    flaky: str
+    isolation: str | None
+    details: str
+    created_at: str
+
+
+_RECORDED = (
+    "SELECT o.id, o.task_id, o.run_id, o.kind, o.verdict, o.fail_to_pass, o.pass_to_pass, "
+    "o.flaky, o.isolation, o.details, o.created_at FROM outcomes o "
+)
+
+
+def task_outcomes(conn: sqlite3.Connection, task_id: str, kind: str) -> list[RecordedOutcome]:
+    """The task's verdicts of `kind` (validation, patch_grade), oldest first."""
+    sql = _RECORDED + "WHERE o.task_id = ? AND o.kind = ? ORDER BY o.id"
+    return [RecordedOutcome(*row) for row in conn.execute(sql, (task_id, kind))]
+
+
+def latest_validations(conn: sqlite3.Connection, repo: str | None) -> list[RecordedOutcome]:
+    """The latest validation verdict of every validated task (of `repo`)."""
+    sql = _RECORDED + (
+        "JOIN tasks t USING (task_id) JOIN repos r ON r.id = t.repo_id "
+        "WHERE o.kind = 'validation' AND o.id = (SELECT max(id) FROM outcomes "
+        "WHERE task_id = o.task_id AND kind = 'validation') AND (? IS NULL OR r.name = ?)"
+    )
+    return [RecordedOutcome(*row) for row in conn.execute(sql, (repo, repo))]

@@ -99,3 +99,34 @@ def planner_alignments(conn: sqlite3.Connection, repo: str | None) -> list[Plann
         (repo, repo),
     ).fetchall()
     return [PlannerAlignment(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """A plan made for a task and its score (None where no score was recorded)."""
+
+    id: int
+    run_id: int | None
+    planner: str
+    temperature: float | None
+    valid: bool
+    error: str | None
+    alignment: float | None
+    file_f1: float | None
+    symbol_f1: float | None
+    order_score: float | None
+    created_at: str
+
+
+def task_plans(conn: sqlite3.Connection, task_id: str) -> list[TaskPlan]:
+    """Every plan made for the task with its score, oldest first."""
+    rows = conn.execute(
+        "SELECT p.id, p.run_id, p.planner, p.temperature, p.valid, p.error, s.alignment, "
+        "s.file_f1, s.symbol_f1, s.order_score, p.created_at FROM plans p "
+        "LEFT JOIN plan_scores s ON s.plan_id = p.id WHERE p.task_id = ? ORDER BY p.id",
+        (task_id,),
+    ).fetchall()
+    return [
+        TaskPlan(r[0], r[1], r[2], r[3], bool(r[4]), r[5], r[6], r[7], r[8], r[9], r[10])
+        for r in rows
+    ]

@@ -40,3 +40,8 @@ def repo_id(conn: sqlite3.Connection, name: str) -> int | None:
     """The id of the repository called `name`, or None when it is not recorded."""
     row = conn.execute("SELECT id FROM repos WHERE name = ?", (name,)).fetchone()
     return None if row is None else int(row[0])
+
+
+def repo_names(conn: sqlite3.Connection) -> list[str]:
+    """The names of every recorded repository, sorted."""
+    return [row[0] for row in conn.execute("SELECT name FROM repos ORDER BY name")]

@@ -72,3 +72,51 @@ def task_gold(conn: sqlite3.Connection, task_id: str) -> TaskGold | None:
         (task_id,),
     ).fetchone()
     return None if row is None else TaskGold(row[0], row[1], row[2], row[3])
+
+
+@dataclass(frozen=True)
+class TaskListing:
+    """A task with its repository and commit as recorded (gold and the commit's changed
+    files as JSON texts; the gold is `[]` until a planning run computed it)."""
+
+    task_id: str
+    repo: str
+    sha: str
+    parent_sha: str | None
+    authored_at: str
+    task_text: str
+    gold_files: str
+    gold_symbols: str
+    files_source: str
+    files_tests: str
+
+
+def task_listings(
+    conn: sqlite3.Connection,
+    *,
+    repo: str | None = None,
+    task_id: str | None = None,
+    since_ts: int | None = None,
+) -> list[TaskListing]:
+    """The tasks (of `repo`, or the one `task_id`, authored at or after `since_ts`),
+    oldest commit first."""
+    rows = conn.execute(
+        "SELECT t.task_id, r.name, c.sha, c.parent_sha, c.authored_at, t.task_text, "
+        "t.gold_files, t.gold_symbols, c.files_source, c.files_tests FROM tasks t "
+        "JOIN commits c ON c.id = t.commit_id JOIN repos r ON r.id = t.repo_id "
+        "WHERE (:repo IS NULL OR r.name = :repo) "
+        "AND (:task IS NULL OR t.task_id = :task) "
+        "AND (:since IS NULL OR c.authored_ts >= :since) ORDER BY c.authored_ts, t.task_id",
+        {"repo": repo, "task": task_id, "since": since_ts},
+    ).fetchall()
+    return [TaskListing(*row) for row in rows]
+
+
+def task_ids_like(conn: sqlite3.Connection, prefix: str, limit: int = 5) -> list[str]:
+    """Up to `limit` task ids that start with `prefix`, sorted."""
+    rows = conn.execute(
+        "SELECT task_id FROM tasks WHERE substr(task_id, 1, length(?)) = ? "
+        "ORDER BY task_id LIMIT ?",
+        (prefix, prefix, limit),
+    )
+    return [row[0] for row in rows]

@@ -20,6 +20,13 @@ from cra.env.build import BuiltEnv
 from cra.errors import ConfigError, CraError, NotFound, UsageError
 from cra.fsutil import now_iso
 from cra.git import git
+from cra.harness.grade_report import (
+    GradeReport,
+    TestsStatus,
+    keep_logs,
+    staging_folder,
+    write_report,
+)
 from cra.harness.judge import outcome_in
 from cra.harness.records import record_validation
 from cra.harness.runner import Runner, make_runner, manifest_timeout
@@ -39,6 +46,8 @@ class Grade:
     pass_to_pass: dict[str, str] = field(default_factory=dict)
     isolation: str | None = None
     detail: str = ""
+    report: Path | None = None
+    """The grade's `report.json`, its test logs beside it (see :mod:`cra.harness.grade_report`)."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready grade."""
@@ -49,6 +58,7 @@ class Grade:
             "pass_to_pass": self.pass_to_pass,
             "isolation": self.isolation,
             "detail": self.detail,
+            "report": None if self.report is None else str(self.report),
         }
 
 
@@ -91,7 +101,8 @@ def grade_patch(
     label: str = "patch",
 ) -> Grade:
     """Apply `patch` onto the task's parent plus its tests, run the tests, and grade it:
-    resolved when every FAIL_TO_PASS and PASS_TO_PASS test passes in every run."""
+    resolved when every FAIL_TO_PASS and PASS_TO_PASS test passes in every run. The
+    report and the test logs are kept in the grade's folder (`Grade.report`)."""
     if runs < 1:
         raise UsageError(f"--runs must be >= 1, got {runs}")
     with closing(workspace.raw_db()) as conn:
@@ -100,13 +111,53 @@ def grade_patch(
         runner = make_runner(workspace, task.repo, runs=runs, allow_unsafe=allow_unsafe)
         env = runner.env_for(task.commit)
         grade = Grade(task_id, "unresolved", isolation=runner.isolation)
-        test_runs = _grade_sandboxed(runner, task.commit, env, (patch, label), grade, expected)
-        with transaction(conn):
-            params = json.dumps({"runs": runs, "label": label})
-            run_id = record_task_run(conn, task_id, "grade", params, now_iso(), now_iso())
-        v = _grade_validation(grade, test_runs, runner, env, label, expected)
+        staged = staging_folder(workspace.harness_dir, task_id)
+        try:
+            test_runs = _grade_sandboxed(
+                runner, task.commit, env, (patch, label), grade, expected, staged
+            )
+            with transaction(conn):
+                params = json.dumps({"runs": runs, "label": label})
+                run_id = record_task_run(conn, task_id, "grade", params, now_iso(), now_iso())
+            v = _grade_validation(grade, test_runs, runner, env, label, expected)
+            _keep_report(workspace, staged, (run_id, patch), grade, v, expected)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)  # gone already once kept
         record_validation(conn, run_id, v, "patch_grade")
     return grade
+
+
+def _keep_report(
+    workspace: Workspace,
+    staged: Path,
+    graded: tuple[int, str],
+    grade: Grade,
+    v: Validation,
+    expected: tuple[list[str], list[str]],
+) -> None:
+    """Write the grade's report beside its kept logs; note where in `grade` and `v`."""
+    run_id, patch = graded
+    report = GradeReport(
+        grade.task_id,
+        run_id,
+        str(v.details["label"]),
+        grade.verdict,
+        patch_exists=bool(patch.strip()),
+        patch_successfully_applied=bool(v.runs),
+        isolation=grade.isolation,
+        env_id=v.env_id,
+        fail_to_pass=TestsStatus.of(expected[0], grade.fail_to_pass),
+        pass_to_pass=TestsStatus.of(expected[1], grade.pass_to_pass),
+        logs=(),
+        created_at=now_iso(),
+    )
+    written = write_report(staged, report, patch, workspace.harness_dir)
+    grade.report = written.path
+    where = written.path
+    if where.is_relative_to(workspace.root):
+        where = where.relative_to(workspace.root)
+    v.details["report"] = str(where)
+    v.details["report_sha256"] = written.sha256
 
 
 def _grade_sandboxed(
@@ -116,10 +167,12 @@ def _grade_sandboxed(
     labelled: tuple[str, str],
     grade: Grade,
     expected: tuple[list[str], list[str]],
+    keep: Path,
 ) -> list[PytestRun]:
-    """Grade in a scratch folder of its own (removed in every case); return the runs. An
-    error of the commit's own work is the grade `harness_failed`."""
     scratch_root = runner.workspace.harness_dir / "validate"
+    """Grade in a scratch folder of its own (removed in every case, its test logs kept
+    in `keep` first); return the runs. An error of the commit's own work is the grade
+    `harness_failed`."""
     scratch_root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"grade-{commit.sha[:12]}-", dir=scratch_root))
     test_runs: list[PytestRun] = []
@@ -134,7 +187,10 @@ def _grade_sandboxed(
         test_runs.clear()
         grade.verdict, grade.detail = "harness_failed", f"{type(exc).__name__}: {exc}"
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            keep_logs(scratch, keep)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return test_runs
 
 

@@ -70,3 +70,25 @@ def gold_patch(repo_dir: Path, parent: str, sha: str) -> str:
     if not paths:
         return ""
     return git("diff", "--binary", "--no-renames", parent, sha, "--", *paths, cwd=repo_dir)
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+"""git's empty tree: what a commit without a parent is compared with."""
+
+
+def commit_diff(repo_dir: Path, parent: str | None, sha: str) -> tuple[str, str]:
+    """The commit's change as text, split: (everything but its tests, its tests)."""
+    base = parent or EMPTY_TREE
+    out = git("diff-tree", "-r", "-z", "--no-renames", "--name-only", base, sha, cwd=repo_dir)
+    paths = [p for p in out.split("\0") if p]
+
+    def diff(selected: list[str]) -> str:
+        if not selected:
+            return ""
+        specs = [f":(literal){p}" for p in selected]
+        return git("diff", "--no-renames", base, sha, "--", *specs, cwd=repo_dir)
+
+    return (
+        diff([p for p in paths if not is_test_path(p)]),
+        diff([p for p in paths if is_test_path(p)]),
+    )
