@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cra.adapters.model_card import CARD_NAME, META_NAME, CardFacts, write_card_once_known
 from cra.artefacts import AdapterVersion, check_files, model_hashes
 from cra.db import transaction
 from cra.errors import CraError, NotFound, UsageError
@@ -26,7 +27,6 @@ from cra.fsutil import atomic_write_text, now_iso, sha256_file
 from cra.workspace import Workspace
 
 STATUSES = ("candidate", "active", "retired", "rejected")
-META_NAME = "meta.json"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _REF = re.compile(r"^(?P<name>[^@\s]+)(?:@v?(?P<version>\d+))?$")
 
@@ -328,12 +328,30 @@ def verify_files(version: Version) -> None:
 
 
 def adapter_files(folder: Path) -> dict[str, str]:
-    """sha256 of every file under `folder` but `meta.json`, by relative path."""
+    """sha256 of every file under `folder` but `meta.json` and the model card, by
+    relative path."""
     return {
         p.relative_to(folder).as_posix(): sha256_file(p)
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != META_NAME
+        if p.is_file() and p.name != META_NAME and p.relative_to(folder).as_posix() != CARD_NAME
     }
+
+
+def _card_facts(version: Version) -> CardFacts:
+    """What the model card of `version` says (its lineage comes from `meta.json`)."""
+    return CardFacts(
+        name=version.name,
+        version=version.version,
+        base_model=version.base_model,
+        base_model_hash=version.base_model_hash,
+        dataset_id=version.dataset_id,
+        method=version.method,
+        hyperparams=version.hyperparams,
+        train_metrics=version.train_metrics,
+        files_sha256=version.files_sha256,
+        created_at=version.created_at,
+        eval_metrics=version.eval_metrics,
+    )
 
 
 def _next_version(conn: sqlite3.Connection, folder: Path, name: str) -> int:
@@ -393,7 +411,9 @@ def register(workspace: Workspace, reg: Registration) -> Version:
         except BaseException:
             target.rename(reg.staged)  # the transaction rolls back: put the folder back too
             raise
-        return get_version(conn, workspace.root, reg.name, number)
+        registered = get_version(conn, workspace.root, reg.name, number)
+    write_card_once_known(registered.path, _card_facts(registered))
+    return registered
 
 
 @dataclass(frozen=True)
@@ -474,4 +494,6 @@ def store_eval(workspace: Workspace, name: str, version: int, key: str, result: 
             reason=f"holdout {key}",
             details={"holdout": key, "metrics": result.get("metrics", {})},
         )
-        return get_version(conn, workspace.root, name, version)
+        stored = get_version(conn, workspace.root, name, version)
+    write_card_once_known(stored.path, _card_facts(stored))
+    return stored
