@@ -129,7 +129,7 @@ def _run(
         jobs=jobs,
     )
     if validate:
-        package = require_package(workspace, repo)
+        package = require_package(workspace.repos_dir, repo)
         if not package.manifest_path.is_file():
             raise UsageError(
                 f"repos/{repo} has no manifest.json: its tests have no environment to run in",

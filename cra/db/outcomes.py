@@ -107,6 +107,7 @@ def latest_validation(conn: sqlite3.Connection, task_id: str) -> PastVerdict | N
     row = conn.execute(_VALIDATIONS + " LIMIT 1", (task_id,)).fetchone()
     return None if row is None else PastVerdict(*row)
 
+
 @dataclass(frozen=True)
 class VerifiedTask:
     """A task whose latest validation is `verified`: its repository, its commit and that

@@ -29,7 +29,7 @@ from cra.harness.grade_report import (
 )
 from cra.harness.judge import outcome_in
 from cra.harness.records import record_validation
-from cra.harness.runner import Runner, make_runner, manifest_timeout
+from cra.harness.runner import Runner, make_runner
 from cra.harness.trees import before_tree, gold_patch
 from cra.harness.verdicts import COMMIT_ERRORS, RUN_PROBLEMS, PytestRun, Validation
 from cra.repos.layout import require_package
@@ -73,7 +73,7 @@ def task_gold_patch(workspace: Workspace, task_id: str) -> str:
     """The task's gold patch: its commit's change minus the tests."""
     with closing(workspace.raw_db()) as conn:
         task = _task_commit(conn, task_id)
-    repo_dir = require_package(workspace, task.repo).repo_dir
+    repo_dir = require_package(workspace.repos_dir, task.repo).repo_dir
     return gold_patch(repo_dir, task.commit.parent, task.commit.sha)
 
 
@@ -169,10 +169,10 @@ def _grade_sandboxed(
     expected: tuple[list[str], list[str]],
     keep: Path,
 ) -> list[PytestRun]:
-    scratch_root = runner.workspace.harness_dir / "validate"
     """Grade in a scratch folder of its own (removed in every case, its test logs kept
     in `keep` first); return the runs. An error of the commit's own work is the grade
     `harness_failed`."""
+    scratch_root = runner.scratch_root
     scratch_root.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"grade-{commit.sha[:12]}-", dir=scratch_root))
     test_runs: list[PytestRun] = []
@@ -237,12 +237,12 @@ def _grade_in(
     `grade` and `test_runs`; `expected` are the FAIL_TO_PASS and PASS_TO_PASS tests."""
     patch, label = labelled
     tree = scratch / "tree"
-    tests = before_tree(require_package(runner.workspace, runner.repo).repo_dir, commit, tree)
+    tests = before_tree(runner.package.repo_dir, commit, tree)
     applied = _apply(tree, patch)
     if applied is not None:
         grade.verdict, grade.detail = "patch_failed", applied
         return
-    timeout = manifest_timeout(runner.workspace, runner.repo)
+    timeout = runner.timeout_s
     for attempt in range(1, runner.runs + 1):
         run_scratch = scratch / f"run-{attempt}"
         test_runs.append(runner.run_tests(env, tree, tests, label, attempt, run_scratch, timeout))

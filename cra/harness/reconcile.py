@@ -68,7 +68,7 @@ def mark_gone(conn: sqlite3.Connection, repo_id: int, reachable: set[str]) -> tu
 def reconcile_history(workspace: Workspace, repo: str) -> Reconciled:
     """Reconcile `repo`'s recorded commits with its package's history (nothing to do
     when it was never mined or has no package)."""
-    package = package_path(workspace, repo)
+    package = package_path(workspace.repos_dir, repo)
     if not package.repo_dir.is_dir():
         return Reconciled(repo, 0, 0)
     with closing(workspace.raw_db()) as conn:

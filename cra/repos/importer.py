@@ -147,7 +147,7 @@ def import_package(
         if manifest is None:  # verify passed, so this cannot be; stay loud if it is
             raise CraError(f"{source}: verified package has no manifest")
         final_name = check_name(name or manifest.name)
-        package = package_path(workspace, final_name)
+        package = package_path(workspace.repos_dir, final_name)
         if package.root.exists():
             raise UsageError(
                 f"package {final_name!r} already exists at {package.root}",
@@ -169,5 +169,5 @@ def import_package(
             domain=manifest.domain,
             manifest_sha256=sha256_file(package.manifest_path),
         )
-    stamp_verified(workspace, package)
+    stamp_verified(workspace.verified_dir, package)
     return ImportResult(package, manifest, report)
