@@ -240,8 +240,36 @@ ALTER TABLE commits ADD COLUMN gone_at TEXT;
 """
 )
 
+# Every logging step of a training run (`cra train`): loss, learning rate, gradient norm,
+# throughput and, for DPO, the reward margin. `run_id` names the run; `version` is NULL
+# until the run's adapter is registered (and stays NULL for a run that never finished).
+M0004_TRAIN_STEPS = sql(
+    """
+CREATE TABLE train_steps (
+    id            INTEGER PRIMARY KEY,
+    run_id        TEXT NOT NULL,                -- ADAPTER-STAMP of the training run
+    adapter       TEXT NOT NULL,
+    version       INTEGER,                      -- the registered version, NULL until then
+    method        TEXT NOT NULL,                -- sft, dpo
+    step          INTEGER NOT NULL,
+    epoch         REAL,
+    loss          REAL,
+    learning_rate REAL,
+    grad_norm     REAL,
+    num_tokens    REAL,                         -- tokens seen so far, where logged
+    tokens_per_s  REAL,                         -- since the previous logging step
+    reward_margin REAL,                         -- DPO: mean chosen - rejected reward
+    logs          TEXT NOT NULL DEFAULT '{}',   -- JSON: every numeric value logged
+    created_at    TEXT NOT NULL,
+    UNIQUE (run_id, step)
+);
+CREATE INDEX train_steps_adapter ON train_steps (adapter, version, step);
+"""
+)
+
 RAW_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", M0001_CORE),
     Migration(2, "commits record their conventional-commit type", M0002_COMMIT_TYPE),
     Migration(3, "commits gone from a re-packed history are marked", M0003_COMMIT_GONE),
+    Migration(4, "every logging step of a training run", M0004_TRAIN_STEPS),
 )

@@ -22,6 +22,8 @@ from cra.adapters.registry import Registration, Version, check_name, discard_sta
 from cra.artefacts import LORA_TARGETS, base_model_dir
 from cra.config import TrainSettings
 from cra.datasets_store import METHODS, get_dataset, plan_path, read_rows
+from cra.db import transaction
+from cra.db.train_steps import set_run_version
 from cra.errors import UsageError
 from cra.training.backends import LoraSpec, cuda_available, load, select_backend
 from cra.training.mask import (
@@ -30,6 +32,7 @@ from cra.training.mask import (
     check_completion_masks,
     sequence_length,
 )
+from cra.training.steps import RunKey, step_recorder
 from cra.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -215,26 +218,33 @@ def train_adapter(
     data = _hf_dataset(options.method, rows)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     staging = workspace.training_dir / "runs" / f".{options.adapter}-{stamp}"
+    run = RunKey(f"{options.adapter}-{stamp}", options.adapter, options.method)
     try:
-        trainer = _trainer(options.method, model, tokenizer, lora, data, hp, staging / "trainer")
-        fitted = _fit(trainer, len(rows), staging / "adapter", progress)
-        metrics = _metrics(fitted, hp, backend, len(rows), too_long)
-        registration = Registration(
-            name=options.adapter,
-            staged=fitted.adapter_dir,
-            base_model=base,
-            dataset_id=dataset.id,
-            method=options.method,
-            hyperparams=hp,
-            train_metrics=metrics,
-            lineage={
-                "dataset": dataset.id,
-                "dataset_sha256": dataset.sha256,
-                "plan": plan,
-                "train_rows": len(rows),
-            },
-        )
-        version = register(workspace, registration)
+        with closing(workspace.raw_db()) as steps_conn:
+            trainer = _trainer(
+                options.method, model, tokenizer, lora, data, hp, staging / "trainer"
+            )
+            trainer.add_callback(step_recorder(steps_conn, run))
+            fitted = _fit(trainer, len(rows), staging / "adapter", progress)
+            metrics = _metrics(fitted, hp, backend, len(rows), too_long)
+            registration = Registration(
+                name=options.adapter,
+                staged=fitted.adapter_dir,
+                base_model=base,
+                dataset_id=dataset.id,
+                method=options.method,
+                hyperparams=hp,
+                train_metrics=metrics,
+                lineage={
+                    "dataset": dataset.id,
+                    "dataset_sha256": dataset.sha256,
+                    "plan": plan,
+                    "train_rows": len(rows),
+                },
+            )
+            version = register(workspace, registration)
+            with transaction(steps_conn):
+                set_run_version(steps_conn, run.run_id, version.version)
     finally:
         discard_staged(staging)
     say(f"registered {version.ref} as a candidate at {version.path}")

@@ -35,6 +35,7 @@ RAW_TABLES = {
     "training_datasets",
     "adapter_versions",
     "adapter_events",
+    "train_steps",
 }
 
 

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from cra.adapters.registry import list_versions
 from cra.artefacts import LORA_TARGETS, model_hashes
 from cra.cli import cli
+from cra.db.train_steps import train_steps
 from cra.errors import NotFound, UsageError
 from cra.fixtures.datasets import toy_rows, write_dataset
 from cra.training.backends import select_backend
@@ -126,6 +127,26 @@ def test_dpo_trains_from_the_frozen_base_and_registers_the_next_version(trained)
     assert losses[-1] < losses[0]
     assert result.version.ref == "scope@v2" and result.version.method == "dpo"
     assert result.version.hyperparams["dpo_beta"] == 0.1
+    with closing(workspace.raw_db()) as conn:
+        steps = train_steps(conn, "scope", 2)
+    assert [s.step for s in steps] == [1, 2, 3, 4, 5] and {s.method for s in steps} == {"dpo"}
+    assert [s.loss for s in steps] == pytest.approx(losses)
+    assert all(s.reward_margin is not None for s in steps)
+
+
+def test_every_logging_step_is_recorded_and_keyed_to_the_registered_version(trained) -> None:
+    """Each of the 24 SFT logging steps is a train_steps row of scope@v1 with its loss,
+    learning rate, grad norm, epoch and token throughput."""
+    workspace, result, _ = trained
+    with closing(workspace.raw_db()) as conn:
+        steps = train_steps(conn, "scope", 1)
+    assert [s.step for s in steps] == list(range(1, 25))
+    assert [s.loss for s in steps] == pytest.approx(result.metrics["losses"])
+    assert [s.learning_rate for s in steps] == pytest.approx([0.005] * 24)  # constant
+    assert all(s.grad_norm is not None and s.grad_norm >= 0 for s in steps)
+    assert [s.epoch for s in steps] == sorted(s.epoch for s in steps if s.epoch is not None)
+    assert all(s.tokens_per_s is not None and s.tokens_per_s > 0 for s in steps)
+    assert len({s.run_id for s in steps}) == 1 and steps[0].run_id.startswith("scope-")
 
 
 def _template_without_end(model_dir: Path, target: Path) -> Path:
