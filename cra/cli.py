@@ -37,9 +37,11 @@ def _debug_from_env() -> bool:
 
 
 def report_error(exc: CraError) -> None:
-    """Print a CraError as one line, and its hint, on stderr (control characters of
-    repository text in it escaped)."""
+    """Print a CraError as one line, its details (one line each) and its hint, on stderr
+    (control characters of repository text in it escaped)."""
     click.secho(f"error: {printable(str(exc))}", fg="red", err=True)
+    for line in exc.details:
+        click.echo(f"  {printable(line)}", err=True)
     if exc.hint:
         click.echo(f"hint: {printable(exc.hint)}", err=True)
 

@@ -12,14 +12,19 @@ from pathlib import Path
 
 
 class CraError(Exception):
-    """An error the user can act on: a message, and a hint saying what to do."""
+    """An error the user can act on: a message, and a hint saying what to do. `details`
+    are short lines (one per item: an adapter, a file) the CLI lists under the message."""
 
     exit_code: int = 1
+    details: tuple[str, ...] = ()
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, details: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = details
 
     def __str__(self) -> str:
         return self.message

@@ -75,9 +75,10 @@ def train_plan(ctx: Context, out: Path | None, as_json: bool) -> None:
 @click.option(
     "--plan",
     "plan_path",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="The training plan to follow (from `cra train-plan`).",
+    help="The training plan to follow (from `cra train-plan`). Default: the newest plan "
+    "in the workspace's planning/ folder.",
 )
 @click.option(
     "--out",
@@ -88,7 +89,9 @@ def train_plan(ctx: Context, out: Path | None, as_json: bool) -> None:
 )
 @json_option("Print the dataset card as JSON.")
 @pass_context
-def curate_data(ctx: Context, plan_path: Path, dataset_id: str | None, as_json: bool) -> None:
+def curate_data(
+    ctx: Context, plan_path: Path | None, dataset_id: str | None, as_json: bool
+) -> None:
     """Follow a plan and write training/datasets/ID/ (train.jsonl, eval.jsonl, card).
 
     SFT rows are TRL conversational prompt-completion, DPO rows prompt/chosen/rejected,
@@ -97,9 +100,12 @@ def curate_data(ctx: Context, plan_path: Path, dataset_id: str | None, as_json: 
     domain, replay_share of train rows replayed from earlier datasets (which are never
     modified). The dataset is registered in raw.db with the sha256 of every file.
     """
-    from cra.curation.curate import curate
+    from cra.curation.curate import curate, newest_plan
 
     workspace = ctx.workspace()
+    if plan_path is None:
+        plan_path = newest_plan(workspace.planning_dir)
+        notice(f"following the newest plan, {plan_path} (--plan FILE to choose another)")
     progress = None if as_json else notice
     result = curate(workspace, plan_path, dataset_id, progress=progress)
     card = result.card

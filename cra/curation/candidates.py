@@ -109,6 +109,7 @@ class _Context:
     options: CurateOptions
     teachers: set[str]
     verified: set[str]
+    validated: set[str]
     repos_dir: Path | None
     deps: _Deps
     prompts: _Prompts
@@ -174,6 +175,8 @@ def _by_task(plans: Iterable[ScoredPlan]) -> Iterator[tuple[str, list[ScoredPlan
 
 
 NO_GOLD_FILES = "no gold files (task not run by the harness)"
+NOT_VALIDATED = "not validated yet (run `cra harness validate`)"
+NOT_VERIFIED = "not verified by its tests"
 
 
 def _scope_rows(view: _TaskView, ctx: _Context) -> list[Row]:
@@ -247,7 +250,11 @@ def _planning_dpo_rows(view: _TaskView, ctx: _Context) -> list[Row]:
 
 def _execute_rows(view: _TaskView, ctx: _Context) -> list[Row]:
     """The commit's source diff (see :func:`_execute_row`)."""
-    row = _execute_row(view.task, ctx.repos_dir, ctx.verified, ctx.options, ctx.out)
+    if ctx.options.execute_requires_verified and view.task.task_id not in ctx.verified:
+        validated = view.task.task_id in ctx.validated
+        ctx.out.skip("execute-code", "sft", NOT_VERIFIED if validated else NOT_VALIDATED)
+        return []
+    row = _execute_row(view.task, ctx.repos_dir, ctx.options, ctx.out)
     return [] if row is None else [row]
 
 
@@ -309,6 +316,7 @@ def build_candidates(
         options=options,
         teachers=set(options.teacher_models),
         verified=logs.verified_tasks(),
+        validated=logs.validated_tasks(),
         repos_dir=repos_dir,
         deps=_Deps(repos_dir, curated),
         prompts=_Prompts(logs),
@@ -399,14 +407,11 @@ def _dpo_row(task: TaskRecord, llm_plans: list[ScoredPlan], ctx: _Context) -> Ro
 def _execute_row(
     task: TaskRecord,
     repos_dir: Path | None,
-    verified: set[str],
     options: CurateOptions,
     out: Candidates,
 ) -> Row | None:
-    """The commit's source diff as the answer to the task plus the parent's sources."""
-    if options.execute_requires_verified and task.task_id not in verified:
-        out.skip("execute-code", "sft", "not verified by its tests")
-        return None
+    """The commit's source diff as the answer to the task plus the parent's sources (the
+    caller has checked that the task is verified where that is required)."""
     clone = repos_dir / task.repo / "repo" if repos_dir else None
     if clone is None or not clone.exists() or not task.parent_sha:
         out.skip("execute-code", "sft", "no repository clone to read the patch from")

@@ -116,6 +116,20 @@ def load_plan(path: Path) -> dict[str, Any]:
     return plan
 
 
+def newest_plan(planning_dir: Path) -> Path:
+    """The newest plan file (`*.json`, by modification time, then name) in the workspace's
+    `planning_dir`; PlanError saying to run `cra train-plan` when there is none."""
+    found = sorted(
+        (p for p in planning_dir.glob("*.json") if p.is_file()),
+        key=lambda p: (p.stat().st_mtime_ns, p.name),
+    )
+    if not found:
+        raise PlanError(
+            f"no training plan in {planning_dir}: run `cra train-plan` first (or pass --plan)"
+        )
+    return found[-1]
+
+
 def planned_groups(plan: dict[str, Any]) -> list[Group]:
     """The (adapter, technique) pairs the plan says to train."""
     return [
@@ -150,17 +164,18 @@ def _replay_row(record: dict[str, Any], dataset_id: str) -> Row:
 class _Earlier:
     """What earlier datasets trained on, and their train rows as replay candidates."""
 
-    trained: set[tuple[str, str, str]]
+    trained: dict[tuple[str, str, str], str]  # (adapter, technique, task) -> first dataset
     pool: list[Row]
 
 
 def _read_earlier(datasets: list[tuple[str, Path]]) -> _Earlier:
-    trained: set[tuple[str, str, str]] = set()
+    trained: dict[tuple[str, str, str], str] = {}
     pool: list[Row] = []
     for ds_id, path in datasets:
         for record in _read_jsonl(path / "train.jsonl"):
             meta = record.get("meta", {})
-            trained.add((meta.get("adapter"), meta.get("technique"), meta.get("task_id")))
+            key = (meta.get("adapter"), meta.get("technique"), meta.get("task_id"))
+            trained.setdefault(key, ds_id)
             pool.append(_replay_row(record, ds_id))
     return _Earlier(trained, pool)
 
@@ -265,14 +280,23 @@ def _pipeline(
     )
 
 
-def _check_split(splits: Splits) -> None:
-    """Something worth writing, and the time split holding on what is about to be."""
+def _check_split(splits: Splits, leave: LeaveToReplay) -> None:
+    """Something worth writing (else why not, naming the earlier datasets that already
+    hold rows), and the time split holding on what is about to be."""
     train, held = splits.train, splits.eval
     if not train or not held:
+        why = ""
+        if leave.by_dataset:
+            n = sum(leave.by_dataset.values())
+            why = (
+                f"; {n} rows were left out because they already sit in earlier dataset(s) "
+                f"{', '.join(sorted(leave.by_dataset))} (they are only replayed, never repeated)"
+            )
         raise CraError(
             f"the plan's data leaves {len(train)} train and {len(held)} eval rows "
-            "after filtering: nothing worth writing",
-            hint="run the harness on newer commits, or plan again with `cra train-plan`",
+            f"after filtering: nothing worth writing{why}",
+            hint="run the harness on newer commits (new tasks), then plan again with "
+            "`cra train-plan`",
         )
     newest_train = max(r.authored_ts for r in train)
     if newest_train >= min(r.authored_ts for r in held) or (
@@ -375,7 +399,7 @@ def curate(
     earlier = _read_earlier(datasets)
     run = _pipeline(plan, dataset_id, earlier, workspace.config.settings.curate)
     splits = run_steps(run.steps(), Splits(pending=tuple(candidates.rows)), say)
-    _check_split(splits)
+    _check_split(splits, run.leave)
     card = _card(workspace, plan_path, plan, dataset_id, candidates, run, splits)
     say("writing the dataset")
     root = workspace.datasets_dir

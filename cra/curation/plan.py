@@ -52,16 +52,40 @@ class EmptyDatabase(CraError, LookupError):
 
 
 class NotEnoughData(CraError, ValueError):
-    """No adapter has enough data to train; `reasons` says why for each."""
+    """No adapter has enough data to train; `reasons` says why for each, and `details`
+    lists each adapter's train rows against the `min_examples` it needs, one a line."""
 
-    def __init__(self, reasons: dict[str, str]) -> None:
-        lines = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+    def __init__(
+        self, reasons: dict[str, str], *, min_examples: int, details: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(
-            f"not enough data to train any adapter ({lines})",
-            hint="run the harness on more commits or more repositories "
-            "(`cra harness mine`, `cra harness run`), then plan again",
+            "not enough data to train any adapter: each needs [curate] min_examples = "
+            f"{min_examples} train rows (set in cra.toml) and one eval row",
+            hint="run the harness on more commits or repositories (`cra harness mine`, "
+            "`cra harness run`, `cra harness validate`), or lower [curate] min_examples "
+            "in cra.toml; then plan again",
+            details=details,
         )
         self.reasons = reasons
+        self.min_examples = min_examples
+
+
+def shortfall(entry: dict[str, Any], min_examples: int) -> str:
+    """One line for an adapter the plan cannot train: per technique, the train rows it has
+    against the `min_examples` it needs, and the commonest reasons tasks gave no row."""
+    parts = []
+    for t in entry["techniques"]:
+        unit = "pairs" if t["technique"] == "dpo" else "rows"
+        ex = t["estimated_examples"]
+        text = f"{t['technique']} {ex['train']} train {unit} (needs {min_examples})"
+        if ex["train"] >= min_examples and ex["eval"] == 0:
+            text += ", no eval rows after the holdout boundary"
+        skipped = Counter(t["skipped"])
+        if skipped and ex["train"] < min_examples:
+            top = ", ".join(f"{k} ×{v}" for k, v in skipped.most_common(2))
+            text += f"; tasks without rows: {top}"
+        parts.append(text)
+    return f"{entry['name']:<14} " + " | ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -180,7 +204,7 @@ def _technique_entry(
         unit = "pairs" if technique == "dpo" else "rows"
         why = (
             f"not enough data: {train} train {unit} before the holdout boundary, "
-            f"need {min_examples}"
+            f"need {min_examples} ([curate] min_examples)"
         )
     elif held == 0:
         why = "not enough data: no eval rows after the holdout boundary"
@@ -274,7 +298,14 @@ def plan_from(
         ]
         adapters.append(_adapter_entry(adapter, entries, stage_view, settings.min_examples))
     if not any(a["train"] for a in adapters):
-        raise NotEnoughData({a["name"]: a["reason"] for a in adapters})
+        details = [shortfall(a, settings.min_examples) for a in adapters]
+        if boundary is None:
+            details.append("(fewer than two distinct commit dates: no time split possible)")
+        raise NotEnoughData(
+            {a["name"]: a["reason"] for a in adapters},
+            min_examples=settings.min_examples,
+            details=tuple(details),
+        )
     eval_tasks = (
         len({r.task_id for r in candidates.rows if r.authored_ts >= boundary}) if boundary else 0
     )

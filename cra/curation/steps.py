@@ -8,7 +8,7 @@ funnel can always be printed. :func:`run_steps` applies them in order.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -108,19 +108,29 @@ class LeaveToReplay(Step):
     replay: data accumulates, it is never repeated."""
 
     name = "leave to replay"
+    by = "by_dataset"
     REASON = "already in an earlier dataset (replayed instead)"
 
-    def __init__(self, trained: set[TrainedKey]) -> None:
+    def __init__(self, trained: Mapping[TrainedKey, str]) -> None:
         super().__init__(self.REASON)
         self.trained = trained
 
+    @property
+    def by_dataset(self) -> dict[str, int]:
+        """How many rows were left out, per earlier dataset holding them."""
+        return dict(self.detail.get(self.REASON, {}))
+
     def run(self, splits: Splits) -> Splits:
-        """The pending rows no earlier dataset trained on."""
-        kept = tuple(
-            r for r in splits.pending if (r.adapter, r.technique, r.task_id) not in self.trained
-        )
-        self.drop(self.REASON, n=len(splits.pending) - len(kept))
-        return replace(splits, pending=kept)
+        """The pending rows no earlier dataset (`trained` maps each row's key to the
+        first that holds it) trained on."""
+        kept = []
+        for row in splits.pending:
+            earlier = self.trained.get((row.adapter, row.technique, row.task_id))
+            if earlier is None:
+                kept.append(row)
+            else:
+                self.drop(self.REASON, earlier)
+        return replace(splits, pending=tuple(kept))
 
 
 class TimeSplit(Step):

@@ -157,6 +157,7 @@ _COUNTS = {
 _VERIFIED = (
     "SELECT DISTINCT task_id FROM outcomes WHERE kind = 'validation' AND verdict = 'verified'"
 )
+_VALIDATED = "SELECT DISTINCT task_id FROM outcomes WHERE kind = 'validation'"
 
 
 class TaskReads:
@@ -266,6 +267,10 @@ class TaskReads:
     def verified_tasks(self) -> set[str]:
         """Tasks whose validation found stable FAIL_TO_PASS tests."""
         return {r[0] for r in self.conn.execute(_VERIFIED)}
+
+    def validated_tasks(self) -> set[str]:
+        """Tasks validation has run on, whatever it found."""
+        return {r[0] for r in self.conn.execute(_VALIDATED)}
 
     def test_runs(self, task_id: str) -> list[TestRun]:
         """Every test outcome recorded for a task."""

@@ -7,7 +7,7 @@ import json
 import subprocess
 from contextlib import closing
 
-from cra.curation.candidates import build_candidates
+from cra.curation.candidates import NOT_VALIDATED, build_candidates
 from cra.curation.rows import CurateOptions
 from cra.db import transaction
 from cra.db.logs import LogAnalysis
@@ -43,9 +43,7 @@ def test_gold_rows_from_a_real_run(workspace, project_repo, tmp_path) -> None:
     execute = [r for r in got.rows if r.adapter == "execute-code"]
     assert {r.task_id for r in execute} <= {t.task_id for t in verified}
     assert execute
-    assert got.skipped["execute-code/sft"]["not verified by its tests"] == len(tasks) - len(
-        verified
-    )
+    assert got.skipped["execute-code/sft"][NOT_VALIDATED] == len(tasks) - len(verified)
     assert not [r for r in without_clone.rows if r.adapter == "execute-code"]
     by_id = {t.task_id: t for t in tasks}
     for row in execute:
