@@ -133,6 +133,8 @@ from cra.commands.harness_runs import runs as _runs_group  # noqa: E402
 from cra.commands.harness_tasks import commits_command, tasks_group  # noqa: E402
 from cra.commands.harness_validate import grade_command, validate_command  # noqa: E402
 from cra.commands.repo import repo as _repo_group  # noqa: E402
+from cra.commands.repo_remove import remove_command  # noqa: E402
+from cra.commands.report import report  # noqa: E402
 from cra.commands.serve import serve  # noqa: E402
 from cra.commands.train import train  # noqa: E402
 
@@ -147,7 +149,18 @@ for _command in (
     harness.add_command(_command)
 harness.add_command(export_command)
 harness.add_command(import_command)
-for _group in (_repo_group, _env_group, harness, serve, train_plan, curate_data, train, adapter):
+_repo_group.add_command(remove_command)
+for _group in (
+    _repo_group,
+    _env_group,
+    harness,
+    serve,
+    train_plan,
+    curate_data,
+    train,
+    adapter,
+    report,
+):
     cli.add_command(_group)
 
 

@@ -78,6 +78,46 @@ def registered_paths(conn: sqlite3.Connection) -> list[tuple[str, str]]:
 
 
 @dataclass(frozen=True)
+class DatasetUse:
+    """A registered dataset holding rows of one repository's tasks: how many, per split."""
+
+    id: str
+    train: int
+    eval: int
+
+
+def datasets_with_repo(conn: sqlite3.Connection, root: Path, repo: str) -> list[DatasetUse]:
+    """The registered datasets (oldest first) whose train or eval rows come from tasks of
+    `repo` (by each row's `meta.repo`); a dataset whose files are gone counts for none."""
+    uses = []
+    for dataset_id, recorded in registered_paths(conn):
+        path = Path(recorded)
+        folder = path if path.is_absolute() else root / path
+        counts = [_rows_of_repo(folder / f"{split}.jsonl", repo) for split in SPLITS]
+        if any(counts):
+            uses.append(DatasetUse(dataset_id, *counts))
+    return uses
+
+
+def _rows_of_repo(path: Path, repo: str) -> int:
+    if not path.is_file():
+        return 0
+    needle = json.dumps(repo)
+    count = 0
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if needle not in line:  # most lines of other repositories parse no further
+                continue
+            try:
+                meta = json.loads(line).get("meta")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(meta, dict) and meta.get("repo") == repo:
+                count += 1
+    return count
+
+
+@dataclass(frozen=True)
 class NewDataset:
     """What a curation run registers: the dataset's id, plan, folder, counts and hashes
     (paths relative to the workspace root where they lie inside it)."""

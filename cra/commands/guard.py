@@ -1,7 +1,7 @@
 """The writer lock of the command layer: every command that writes to a workspace runs
 inside :func:`writing`.
 
-Those commands are `cra harness mine|run|validate|grade`, `cra repo pack|import` and
+Those commands are `cra harness mine|run|validate|grade`, `cra repo pack|import|remove` and
 `cra env build|prove`. A second one started on the same workspace while the first runs
 refuses at once with one line naming the first (`another cra harness validate (pid N,
 …) holds this workspace`); commands that only read (`status`, `list`, `show`, `verify`)

@@ -45,3 +45,12 @@ def repo_id(conn: sqlite3.Connection, name: str) -> int | None:
 def repo_names(conn: sqlite3.Connection) -> list[str]:
     """The names of every recorded repository, sorted."""
     return [row[0] for row in conn.execute("SELECT name FROM repos ORDER BY name")]
+
+
+def delete_repo(conn: sqlite3.Connection, name: str) -> bool:
+    """Delete the repository called `name` and, through the schema's cascades, its
+    commits, tasks, runs and every record of its tasks (model calls keep their row, their
+    task cleared), in one transaction; return whether there was one."""
+    with transaction(conn):
+        cursor = conn.execute("DELETE FROM repos WHERE name = ?", (name,))
+    return cursor.rowcount > 0
