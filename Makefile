@@ -23,7 +23,7 @@ STAMP := $(VENV)/.installed
 VLLM_VENV ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install vllm demo test lint format schema clean
+.PHONY: install vllm chromium demo test lint format schema clean
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,16 @@ $(VLLM_STAMP): scripts/install-vllm.sh
 
 vllm: $(VLLM_STAMP)
 
+# The browser tests of `cra report` need chromium: installed with apt-get where we are root
+# on Debian, else they skip, saying why.
+CHROMIUM_STAMP := $(VENV)/.chromium
+$(CHROMIUM_STAMP): $(STAMP)
+	{ command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; } \
+	  && touch $@ || echo "chromium could not be installed: the browser tests of cra report will be skipped"
+
+chromium: $(CHROMIUM_STAMP)
+
 # The demo's last step serves the tiny model with vLLM (it says so and skips it without).
 demo: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/cra demo cra-demo
@@ -50,7 +60,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m cra.db.schema_doc --check
 
-test: lint $(VLLM_STAMP)
+test: lint $(VLLM_STAMP) $(CHROMIUM_STAMP)
 	$(BIN)/python -m pytest
 
 format: $(STAMP)

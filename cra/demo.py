@@ -18,6 +18,7 @@ from cra.db import schema_version
 from cra.db.logs import LogAnalysis
 from cra.db.plans import alignments
 from cra.fsutil import atomic_write_text
+from cra.report.build import write_report
 from cra.sandbox import require_sandbox
 from cra.workspace import Workspace, init_workspace
 
@@ -375,5 +376,8 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
     _adapters(workspace, echo)
     echo("[10] serve the tiny model with its active adapter; one request per stage (cra serve)")
     _serve(workspace, echo)
+    echo("[11] the whole pipeline in one offline HTML file (cra report)")
+    written = write_report(workspace)
+    echo(f"report written to {written.path}")
     echo("done")
     return workspace

@@ -81,6 +81,36 @@ def connect(
     return conn
 
 
+def connect_readonly(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
+    """Open an existing database at `path` read-only (`mode=ro`): nothing can be written,
+    no schema is migrated, and the file is never created."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatabaseError("does not exist", path=path)
+    refuse_emptied(path)
+    try:
+        conn = sqlite3.connect(
+            f"{path.absolute().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            timeout=busy_timeout_ms / 1000,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA query_only = ON")
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(f"cannot open read-only: {exc}", path=path) from exc
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def table_names(conn: sqlite3.Connection) -> frozenset[str]:
+    """The tables the database holds (its own bookkeeping tables left out)."""
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    )
+    return frozenset(str(r[0]) for r in rows)
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run the block in one write transaction (BEGIN IMMEDIATE); roll back on any error."""

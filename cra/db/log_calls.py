@@ -70,10 +70,37 @@ ORDER BY id
 _CALL_MESSAGES = "SELECT messages FROM llm_calls WHERE id = ?"
 
 
+@dataclass(frozen=True)
+class TokenTotal:
+    """The model calls of one stage through one adapter version (None: the base model)."""
+
+    stage: str
+    adapter: str | None
+    adapter_version: int | None
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+_USAGE_BY_STAGE = """
+SELECT stage, adapter, adapter_version, count(*) AS calls,
+       coalesce(sum(prompt_tokens), 0) AS prompt, coalesce(sum(completion_tokens), 0) AS completion
+FROM llm_calls GROUP BY stage, adapter, adapter_version
+ORDER BY stage, adapter IS NOT NULL, adapter, adapter_version
+"""
+
+
 class CallReads:
     """The model-call reads of :class:`cra.db.logs.LogAnalysis`, which holds `conn`."""
 
     conn: sqlite3.Connection
+
+    def token_totals(self) -> list[TokenTotal]:
+        """Calls and tokens per stage and adapter version, base-model calls first."""
+        return [
+            TokenTotal(r[0], r[1], r[2], int(r[3]), int(r[4]), int(r[5]))
+            for r in self.conn.execute(_USAGE_BY_STAGE)
+        ]
 
     def llm_calls(
         self,

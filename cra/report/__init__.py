@@ -1,0 +1,1 @@
+"""`cra report`: the whole pipeline in one self-contained, offline HTML file."""
