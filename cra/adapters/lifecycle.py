@@ -23,6 +23,7 @@ from typing import Any
 
 from cra.adapters.live import live_scores
 from cra.adapters.metrics import bootstrap_floor, compare, mean_metrics, primary_metrics
+from cra.adapters.names import name_kind
 from cra.adapters.registry import (
     Version,
     active_version,
@@ -98,6 +99,28 @@ def _switch(
 
 def _v(version: int | None) -> str:
     return "none" if version is None else f"v{version}"
+
+
+def _swap(
+    workspace: Workspace,
+    name: str,
+    new: Version | None,
+    old: Version | None,
+    switch: Callable[[], None],
+    echo: Echo | None,
+) -> None:
+    """Move the pointer: through the server's swap for LoRA adapters; directly for a
+    ranker, which no server loads (it is scored in-process by whoever reads the pointer)."""
+    if name_kind(name) == "ranker":
+        switch()
+        return
+    swap(
+        workspace,
+        new=new.served() if new else None,
+        old=old.served() if old else None,
+        switch=switch,
+        echo=echo,
+    )
 
 
 def _gate(settings: AdaptersSettings, cand: Version, active: Version | None) -> dict[str, Any]:
@@ -198,13 +221,7 @@ def promote(
         forced=force,
         details=details,
     )
-    swap(
-        workspace,
-        new=cand.served(),
-        old=active.served() if active else None,
-        switch=switch,
-        echo=echo,
-    )
+    _swap(workspace, name, cand, active, switch, echo)
     return Move(name, "promoted", number, active.version if active else None, text, force, details)
 
 
@@ -270,13 +287,7 @@ def rollback(
         forced=False,
         details=extra,
     )
-    swap(
-        workspace,
-        new=target.served() if target else None,
-        old=active.served() if active else None,
-        switch=switch,
-        echo=echo,
-    )
+    _swap(workspace, name, target, active, switch, echo)
     return Move(
         name,
         "rolled_back",

@@ -233,9 +233,10 @@ def compare(
     quantile: float,
 ) -> dict[str, Any]:
     """Compare two eval results on the same holdout metric by metric; `regressions`
-    lists the primary metrics whose drop exceeds that metric's noise floor."""
+    lists the primary metrics whose drop exceeds that metric's noise floor. The primary
+    metrics are those the candidate's eval names (`primary`), else those of `kind`."""
     out: dict[str, Any] = {"metrics": {}, "regressions": []}
-    for metric in primary_metrics(kind):
+    for metric in tuple(candidate.get("primary") or ()) or primary_metrics(kind):
         new = candidate["metrics"].get(metric)
         old = baseline["metrics"].get(metric)
         if new is None or old is None:

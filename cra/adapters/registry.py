@@ -10,7 +10,6 @@ interrupted run leaves no half-registered version.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sqlite3
 from collections.abc import Mapping
@@ -20,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from cra.adapters.model_card import CARD_NAME, META_NAME, CardFacts, write_card_once_known
+from cra.adapters.names import check_name as check_name
+from cra.adapters.names import check_staged, method_kind
+from cra.adapters.names import parse_ref as parse_ref
+from cra.adapters.names import parse_versioned as parse_versioned
 from cra.artefacts import AdapterVersion, check_files, model_hashes
 from cra.db import transaction
 from cra.errors import CraError, NotFound, UsageError
@@ -27,41 +30,10 @@ from cra.fsutil import atomic_write_text, now_iso, sha256_file
 from cra.workspace import Workspace
 
 STATUSES = ("candidate", "active", "retired", "rejected")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_REF = re.compile(r"^(?P<name>[^@\s]+)(?:@v?(?P<version>\d+))?$")
 
 
 class RegistryConflict(CraError, RuntimeError):
     """The registry changed under a command (another promote or rollback won)."""
-
-
-def check_name(name: str) -> str:
-    """Return `name` if it is a valid adapter name, else raise UsageError."""
-    if not _NAME.match(name or ""):
-        raise UsageError(
-            f"invalid adapter name {name!r}",
-            hint="use lowercase letters, digits, '-' and '_' (e.g. scope, execute-code)",
-        )
-    return name
-
-
-def parse_ref(text: str, *, need_version: bool = False) -> tuple[str, int | None]:
-    """Split `NAME@vN` (or `NAME`) into name and version."""
-    found = _REF.match(text.strip())
-    if found is None:
-        raise UsageError(f"cannot read adapter reference {text!r}", hint="write NAME@vN")
-    version = int(found["version"]) if found["version"] else None
-    if need_version and version is None:
-        raise UsageError(f"{text!r} names no version", hint=f"write {text}@vN")
-    return check_name(found["name"]), version
-
-
-def parse_versioned(text: str) -> tuple[str, int]:
-    """Split `NAME@vN` into name and version; UsageError when it names no version."""
-    name, version = parse_ref(text, need_version=True)
-    if version is None:  # parse_ref refuses it already; this narrows the type
-        raise UsageError(f"{text!r} names no version", hint=f"write {text}@vN")
-    return name, version
 
 
 @dataclass(frozen=True)
@@ -82,6 +54,11 @@ class Version:
     eval_metrics: dict[str, Any]
     files_sha256: dict[str, str]
     created_at: str
+
+    @property
+    def kind(self) -> str:
+        """`lora` (served by vLLM) or `ranker` (scored in-process), by its method."""
+        return method_kind(self.method)
 
     @property
     def ref(self) -> str:
@@ -112,6 +89,7 @@ class Version:
             "tokenizer_hash": self.tokenizer_hash,
             "dataset_id": self.dataset_id,
             "method": self.method,
+            "kind": self.kind,
             "hyperparams": self.hyperparams,
             "train_metrics": self.train_metrics,
             "eval_metrics": self.eval_metrics,
@@ -385,9 +363,7 @@ def register(workspace: Workspace, reg: Registration) -> Version:
     """Move the finished adapter `reg.staged` to `adapters/NAME/vN/` as a candidate and
     record it, all or nothing; return the new version."""
     check_name(reg.name)
-    config = reg.staged / "adapter_config.json"
-    if not config.is_file():
-        raise UsageError(f"{reg.staged} is not a PEFT adapter directory (no adapter_config.json)")
+    check_staged(reg.name, reg.method, reg.staged)
     base_hash, tokenizer_hash = model_hashes(reg.base_model)
     identity = _Identity(base_hash, tokenizer_hash, adapter_files(reg.staged), now_iso())
     folder = workspace.adapters_dir / reg.name
@@ -437,6 +413,7 @@ def _meta(reg: Registration, number: int, identity: _Identity) -> dict[str, Any]
         "tokenizer_hash": identity.tokenizer_hash,
         "dataset_id": reg.dataset_id,
         "method": reg.method,
+        "kind": method_kind(reg.method),
         "hyperparams": reg.hyperparams,
         "train_metrics": reg.train_metrics,
         "lineage": reg.lineage,

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import click
 
+from cra.adapters.names import name_kind
 from cra.commands import Context, pass_context
 from cra.commands.options import json_option, require_dataset
 
 
 @click.command("train")
-@click.option("--dataset", "dataset_id", required=True, help="Dataset id (training_datasets).")
+@click.option(
+    "--dataset",
+    "dataset_id",
+    default=None,
+    help="Dataset id (training_datasets); a ranker without one trains on the mined history.",
+)
 @click.option("--adapter", required=True, help="Adapter name: picks meta.adapter rows.")
 @click.option(
     "--base",
@@ -36,7 +42,7 @@ from cra.commands.options import json_option, require_dataset
 @pass_context
 def train(
     ctx: Context,
-    dataset_id: str,
+    dataset_id: str | None,
     adapter: str,
     base: Path | None,
     method: str,
@@ -55,6 +61,13 @@ def train(
     <|im_end|>. The result is registered as adapters/NAME/vN (NAME@vN), a candidate, with a
     model card README.md in its folder; Ctrl-C leaves nothing registered.
     """
+    if name_kind(adapter) == "ranker":
+        _train_ranker(
+            ctx, dataset_id, adapter, base, epochs, max_steps, learning_rate, batch_size, as_json
+        )
+        return
+    if dataset_id is None:
+        raise click.UsageError(f"--dataset is required to train {adapter}")
     # The dataset is checked first: before the base model, the options or any import.
     require_dataset(ctx.workspace(), dataset_id)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -90,5 +103,53 @@ def train(
     click.echo(
         f"{version.ref}: {m['steps']} steps, loss {m['first_loss']:.3f} -> {m['last_loss']:.3f}, "
         f"{m['tokens_per_s']} tokens/s ({result.backend})"
+    )
+    click.echo(f"next: cra adapter eval {version.ref}")
+
+
+def _train_ranker(
+    ctx: Context,
+    dataset_id: str | None,
+    adapter: str,
+    base: Path | None,
+    epochs: float | None,
+    max_steps: int | None,
+    learning_rate: float | None,
+    batch_size: int | None,
+    as_json: bool,
+) -> None:
+    """A ranker version: the encoder fine-tuned on the dataset's ranker rows, or on the
+    mined history when no dataset is named."""
+    if dataset_id is not None:
+        require_dataset(ctx.workspace(), dataset_id)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from cra.ranker.train import RankerTrainOptions, train_ranker
+
+    options = RankerTrainOptions(
+        adapter=adapter,
+        dataset_id=dataset_id,
+        base=base,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        batch_size=batch_size,
+    )
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"training {adapter}", total=None)
+        result = train_ranker(
+            ctx.workspace(),
+            options,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            echo=None if as_json else lambda m: click.echo(m, err=True),
+        )
+    version, m = result.version, result.metrics
+    if as_json:
+        click.echo(json.dumps(version.as_dict(), indent=2))
+        return
+    click.echo(
+        f"{version.ref}: {m['steps']} steps, loss {m['first_loss']:.3f} -> {m['last_loss']:.3f}, "
+        f"{m['seconds']:.1f}s, weight {m['weight']}"
     )
     click.echo(f"next: cra adapter eval {version.ref}")
