@@ -132,6 +132,7 @@ from cra.commands.harness_run import run_command  # noqa: E402
 from cra.commands.harness_runs import runs as _runs_group  # noqa: E402
 from cra.commands.harness_tasks import commits_command, tasks_group  # noqa: E402
 from cra.commands.harness_validate import grade_command, validate_command  # noqa: E402
+from cra.commands.loop import loop  # noqa: E402
 from cra.commands.repo import repo as _repo_group  # noqa: E402
 from cra.commands.repo_remove import remove_command  # noqa: E402
 from cra.commands.report import report  # noqa: E402
@@ -160,6 +161,7 @@ for _group in (
     train,
     adapter,
     report,
+    loop,
 ):
     cli.add_command(_group)
 

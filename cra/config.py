@@ -185,6 +185,22 @@ class RankerSettings:
 
 
 @dataclass(frozen=True)
+class LoopSettings:
+    """[loop] of `cra.toml`: the self-improvement loop's limits and targets."""
+
+    max_cycles: int
+    patience: int
+    cycle_timeout_s: float
+    max_hours: float
+    min_hours: float
+    tokens_per_cycle: int
+    tasks_per_cycle: int
+    max_failed_cycles: int
+    meta_every: int
+    targets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class StagesSettings:
     """[stages] of `cra.toml`: the adapter each pipeline stage routes to."""
 
@@ -222,6 +238,7 @@ class Settings:
     adapters: AdaptersSettings
     ranker: RankerSettings
     stages: StagesSettings
+    loop: LoopSettings
 
 
 def _field_name(key: str) -> str:

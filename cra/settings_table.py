@@ -111,6 +111,8 @@ SECTION_HELP: dict[str, str] = {
     "adapters": "cra adapter eval/promote/check: evaluation and the promotion gate.",
     "ranker": "cra train --adapter scope-ranker: the file-relevance ranker (a small text encoder\n"
     "# fine-tuned on the files each task's commit changed, mixed with BM25).",
+    "loop": "cra loop: the self-improvement loop's limits and targets (each overridable by\n"
+    "# a flag of `cra loop start`; an invalid limit is an error, never unlimited).",
     "stages": "Routing: which adapter serves each pipeline stage (its active version is\n"
     "# looked up in the registry at request time; none active = the base model).",
 }
@@ -124,6 +126,95 @@ STAGE_ADAPTERS: tuple[tuple[str, str], ...] = (
 )
 """The pipeline's stages and the adapter each routes to by default."""
 STAGES: tuple[str, ...] = tuple(stage for stage, _ in STAGE_ADAPTERS)
+
+TARGET_RE = re.compile(r"^([a-z0-9][a-z0-9-]*)\.([a-z0-9_]+)\s*(>=|<=)\s*(-?[0-9]+(?:\.[0-9]+)?)$")
+"""A loop target: `ADAPTER.METRIC>=VALUE` (or `<=` for a metric where lower is better)."""
+
+
+def loop_targets(value: Any) -> str | None:
+    """Accept a list of targets written `ADAPTER.METRIC>=VALUE` or `ADAPTER.METRIC<=VALUE`."""
+    bad = [v for v in value if not (isinstance(v, str) and TARGET_RE.match(v.strip()))]
+    if bad:
+        return f"{bad[0]!r} is not a target written ADAPTER.METRIC>=VALUE"
+    return None
+
+
+LOOP_SETTINGS: tuple[Setting, ...] = (
+    Setting("loop", "max_cycles", 10, int, "Cycles at most.", between(1, 100_000)),
+    Setting(
+        "loop",
+        "patience",
+        3,
+        int,
+        "Cycles without a promotion through the gate before the loop has converged.",
+        between(1, 10_000),
+    ),
+    Setting(
+        "loop",
+        "cycle_timeout_s",
+        1800.0,
+        float,
+        "Seconds one cycle may run; a step over it is cut at its next safe point.",
+        between(1, WEEK_S),
+    ),
+    Setting(
+        "loop",
+        "max_hours",
+        24.0,
+        float,
+        "Hours of runtime in all (time stopped not counted).",
+        between(0.0001, 8760),
+    ),
+    Setting(
+        "loop",
+        "min_hours",
+        0.0,
+        float,
+        "Hours before convergence may end the loop: until then it pivots to the next repository.",
+        between(0, 8760),
+    ),
+    Setting(
+        "loop",
+        "tokens_per_cycle",
+        2_000_000,
+        int,
+        "LLM tokens (prompt + completion, from llm_calls) one cycle may use.",
+        between(1, 10**12),
+    ),
+    Setting(
+        "loop",
+        "tasks_per_cycle",
+        20,
+        int,
+        "Tasks one cycle plans (baseline planner) and validates at most (--limit).",
+        between(1, 1_000_000),
+    ),
+    Setting(
+        "loop",
+        "max_failed_cycles",
+        3,
+        int,
+        "Consecutive failed cycles that end the loop.",
+        between(1, 10_000),
+    ),
+    Setting(
+        "loop",
+        "meta_every",
+        5,
+        int,
+        "Every this many cycles, a meta event compares the last cycles with those before.",
+        between(1, 10_000),
+    ),
+    Setting(
+        "loop",
+        "targets",
+        [],
+        list,
+        'Targets that end the loop once all are met, e.g. "scope-ranker.recall_at_1>=0.8".',
+        loop_targets,
+    ),
+)
+"""The `[loop]` section: `cra loop start` flags override each of them."""
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -615,4 +706,5 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("stages", stage, adapter, str, f"Adapter for the {stage!r} stage.")
         for stage, adapter in STAGE_ADAPTERS
     ),
+    *LOOP_SETTINGS,
 )

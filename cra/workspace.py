@@ -109,6 +109,21 @@ class Workspace:
         """`db/writer.lock`: the lock one writing command at a time holds (:mod:`cra.lock`)."""
         return self.db_dir / "writer.lock"
 
+    @property
+    def loop_lock_path(self) -> Path:
+        """`db/loop.lock`: held by the one `cra loop` running in this workspace."""
+        return self.db_dir / "loop.lock"
+
+    @property
+    def stop_path(self) -> Path:
+        """`STOP`: the loop's kill switch; a running loop ends soon after it appears."""
+        return self.root / "STOP"
+
+    @property
+    def loop_dir(self) -> Path:
+        """`loop/`: the loop's final reports."""
+        return self.root / "loop"
+
     def has_packages(self) -> bool:
         """Whether `repos/` holds any package (temporary folders of a pack or import aside)."""
         if not self.repos_dir.is_dir():

@@ -89,3 +89,13 @@ def calls_with_gold(
 def runs_using(conn: sqlite3.Connection, name: str, version: int) -> list[int]:
     """Ids of the harness runs that called `name@vN`."""
     return [int(r[0]) for r in conn.execute(_RUNS_USING, _args(name, version, ""))]
+
+
+def tokens_since(conn: sqlite3.Connection, since: str) -> int:
+    """LLM tokens (prompt + completion) of the calls made at or after `since` (ISO time)."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(COALESCE(prompt_tokens, 0) + COALESCE(completion_tokens, 0)), 0) "
+        "FROM llm_calls WHERE created_at >= ?",
+        (since,),
+    ).fetchone()
+    return int(row[0])

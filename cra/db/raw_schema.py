@@ -267,9 +267,69 @@ CREATE INDEX train_steps_adapter ON train_steps (adapter, version, step);
 """
 )
 
+# The self-improvement loop (`cra loop`): its runs, their cycles and steps, and an
+# append-only journal of events in which each row holds the sha256 of the one before.
+M0005_LOOP = sql(
+    """
+CREATE TABLE loop_runs (
+    id              INTEGER PRIMARY KEY,
+    status          TEXT NOT NULL CHECK (status IN ('running', 'ended')),
+    limits          TEXT NOT NULL,                -- JSON: the limits the run was started with
+    cycle           INTEGER NOT NULL DEFAULT 0,   -- the cycle now (or last) running
+    runtime_s       REAL NOT NULL DEFAULT 0,      -- time run so far, time stopped not counted
+    repo            TEXT,                         -- the repository the cycles work on
+    stop_requested  TEXT,                         -- set by `cra loop stop`
+    stop_reason     TEXT,
+    exit_code       INTEGER,
+    started_at      TEXT NOT NULL,
+    ended_at        TEXT
+);
+CREATE TABLE loop_cycles (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER NOT NULL REFERENCES loop_runs(id),
+    number      INTEGER NOT NULL CHECK (number >= 1),
+    repo        TEXT,
+    status      TEXT NOT NULL,                    -- running, done, failed, cut
+    runtime_s   REAL NOT NULL DEFAULT 0,
+    tokens      INTEGER NOT NULL DEFAULT 0,       -- LLM tokens its calls used
+    promoted    INTEGER NOT NULL DEFAULT 0,       -- versions promoted through the gate
+    summary     TEXT NOT NULL DEFAULT '{}',       -- JSON: what it changed and measured
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT,
+    UNIQUE (run_id, number)
+);
+CREATE TABLE loop_steps (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER NOT NULL REFERENCES loop_runs(id),
+    cycle       INTEGER NOT NULL,
+    position    INTEGER NOT NULL,
+    step        TEXT NOT NULL,
+    status      TEXT NOT NULL,     -- running, done, skipped, failed, cut, interrupted
+    reason      TEXT,
+    counts      TEXT NOT NULL DEFAULT '{}',       -- JSON: what it did, counted
+    outputs     TEXT NOT NULL DEFAULT '{}',       -- JSON: what later steps read (ids, refs)
+    started_at  TEXT NOT NULL,
+    ended_at    TEXT
+);
+CREATE INDEX loop_steps_cycle ON loop_steps (run_id, cycle, position);
+CREATE TABLE loop_events (
+    id          INTEGER PRIMARY KEY,
+    run_id      INTEGER NOT NULL REFERENCES loop_runs(id),
+    kind        TEXT NOT NULL,
+    payload     TEXT NOT NULL,                    -- canonical JSON
+    created_at  TEXT NOT NULL,
+    prev_sha256 TEXT NOT NULL,                    -- the previous event's sha256 ('' first)
+    sha256      TEXT NOT NULL                     -- of prev_sha256 and this row's content
+);
+CREATE TRIGGER loop_events_no_update BEFORE UPDATE ON loop_events
+BEGIN SELECT RAISE(ABORT, 'loop_events is append-only'); END;
+"""
+)
+
 RAW_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", M0001_CORE),
     Migration(2, "commits record their conventional-commit type", M0002_COMMIT_TYPE),
     Migration(3, "commits gone from a re-packed history are marked", M0003_COMMIT_GONE),
     Migration(4, "every logging step of a training run", M0004_TRAIN_STEPS),
+    Migration(5, "the self-improvement loop's runs, cycles, steps and journal", M0005_LOOP),
 )

@@ -1,0 +1,122 @@
+"""Helpers of the loop tests: limits, steps that take real time, and reading the loop's
+tables through their store."""
+
+from __future__ import annotations
+
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cra.db import loop as store
+from cra.db.llm_calls import record_call
+from cra.fsutil import now_iso
+from cra.loop.limits import Limits, parse_target
+from cra.loop.steps import FunctionStep, StepContext, StepResult
+from cra.workspace import Workspace
+from tests.adapters.helpers import candidate, planted_eval
+
+
+def limits(**changed: Any) -> Limits:
+    """Small limits for the engine's tests, with `changed` applied."""
+    values: dict[str, Any] = {
+        "max_cycles": 5,
+        "patience": 2,
+        "cycle_timeout_s": 60.0,
+        "max_hours": 1.0,
+        "min_hours": 0.0,
+        "tokens_per_cycle": 1000,
+        "tasks_per_cycle": 2,
+        "max_failed_cycles": 2,
+        "meta_every": 2,
+        "targets": (),
+    }
+    values.update(changed)
+    values["targets"] = tuple(parse_target(t) for t in values["targets"])
+    return Limits(**values)
+
+
+def slow_step(name: str, units: int, unit_s: float = 0.1) -> FunctionStep:
+    """A step that works `units` units of `unit_s` seconds, with a safe point after each,
+    and counts how many it finished."""
+
+    def run(ctx: StepContext) -> StepResult:
+        for done in range(units):
+            time.sleep(unit_s)
+            ctx.checkpoint()
+            (ctx.workspace.root / f"{name}.units").write_text(str(done + 1))
+        return StepResult("done", None, {"units": units})
+
+    return FunctionStep(name, run)
+
+
+def failing_step(name: str) -> FunctionStep:
+    """A step that always breaks with an unexpected error."""
+
+    def run(_ctx: StepContext) -> StepResult:
+        raise RuntimeError("broken on purpose")
+
+    return FunctionStep(name, run)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the loop tables hold about one run."""
+
+    run: store.LoopRun
+    cycles: list[store.LoopCycle]
+    steps: list[store.LoopStep]
+    events: list[store.LoopEvent]
+
+
+def recorded(workspace: Workspace, run_id: int | None = None) -> Recorded:
+    """The latest run (or `run_id`) with its cycles, steps and events."""
+    with closing(workspace.raw_db()) as conn:
+        run = store.get_run(conn, run_id) if run_id else store.latest_run(conn)
+        assert run is not None
+        return Recorded(
+            run, store.cycles(conn, run.id), store.steps(conn, run.id), store.events(conn, run.id)
+        )
+
+
+def running_step(workspace: Workspace, name: str) -> bool:
+    """Whether the latest run has step `name` running now."""
+    if not workspace.raw_db_path.exists():
+        return False
+    with closing(workspace.raw_db()) as conn:
+        run = store.latest_run(conn)
+        if run is None:
+            return False
+        return any(s.step == name and s.status == "running" for s in store.steps(conn, run.id))
+
+
+def token_step(name: str, tokens: int) -> FunctionStep:
+    """A step that records one LLM call of `tokens` prompt tokens in `llm_calls`."""
+
+    def run(ctx: StepContext) -> StepResult:
+        row = {
+            "stage": "plan",
+            "model": "teacher",
+            "messages": "[]",
+            "prompt_tokens": tokens,
+            "completion_tokens": 0,
+            "created_at": now_iso(),
+        }
+        with closing(ctx.workspace.raw_db()) as conn:
+            record_call(conn, row)
+        return StepResult("done", None, {"tokens": tokens})
+
+    return FunctionStep(name, run)
+
+
+def candidate_step(recalls: list[list[float]], tmp: Path) -> FunctionStep:
+    """A train+evaluate stand-in that registers a real random-weight adapter `scope` per
+    cycle with planted eval results: cycle N gets the per-example recalls `recalls[N-1]`."""
+
+    def run(ctx: StepContext) -> StepResult:
+        number = candidate(ctx.workspace, tmp, seed=ctx.cycle)
+        planted_eval(ctx.workspace, number, recalls[ctx.cycle - 1])
+        return StepResult("done", None, {"candidates": 1}, {"candidates": f"scope@v{number}"})
+
+    return FunctionStep("candidate", run)

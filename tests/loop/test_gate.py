@@ -1,0 +1,47 @@
+"""Improvement is a promotion through the registry's gate: the loop's promote step, its
+patience and its report, on real adapters with planted eval results."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cra.fixtures.datasets import write_dataset
+from cra.loop.decide import StopReason
+from cra.loop.run import start_loop
+from cra.loop.steps import DEFAULT_STEPS
+from cra.workspace import Workspace, open_workspace
+from tests.loop.helpers import candidate_step, recorded
+
+
+@pytest.fixture
+def ws(workspace: Workspace, tiny_model_dir: Path) -> Workspace:
+    """A workspace whose base model is the tiny model, with a dataset."""
+    (workspace.root / "cra.toml").write_text(
+        f'[model]\nbase = "{tiny_model_dir}"\n[serve]\ndrain_s = 0.0\n'
+    )
+    workspace = open_workspace(workspace.root)
+    write_dataset(workspace)
+    return workspace
+
+
+def test_only_promotions_through_the_gate_count_as_improvement(ws, tmp_path) -> None:
+    """Cycle 1's better candidate is promoted; the regressing ones after it are rejected
+    with the gate's reason, so after `patience` such cycles the loop converges, and the
+    report names the best version and which cycle helped."""
+    better, worse = [1.0, 0.0] * 8, [0.0, 0.0] * 8
+    promote, check = (s for s in DEFAULT_STEPS if s.name in ("promote", "check"))
+    steps = (candidate_step([better, worse, worse], tmp_path), promote, check)
+    outcome = start_loop(ws, {"patience": 2, "max_cycles": 5}, steps=steps)
+    assert outcome.reason is StopReason.CONVERGED
+    rec = recorded(ws)
+    assert [c.promoted for c in rec.cycles] == [1, 0, 0]
+    rejected = next(s for s in rec.steps if s.step == "promote" and s.cycle == 2)
+    assert rejected.counts == {"promoted": 0, "rejected": 1}
+    assert "regresses against scope@v1" in (rejected.reason or "")
+    report = json.loads(outcome.report_json.read_text())
+    assert report["best_versions"]["scope"]["version"] == "scope@v1"
+    assert [c["helped"] for c in report["cycles"]] == [True, False, False]
+    assert "| 1 | - | done | 0 | promoted scope@v1 | yes |" in outcome.report_md.read_text()
