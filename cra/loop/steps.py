@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from cra.adapters.evaluate import evaluate
 from cra.adapters.lifecycle import PromotionRefused, check, promote
+from cra.adapters.names import name_kind
 from cra.adapters.registry import active_version, adapter_names, parse_versioned
 from cra.artefacts import base_model_dir
 from cra.curation.curate import curate
@@ -29,6 +30,7 @@ from cra.harness.planning import RunOptions
 from cra.harness.run import run_harness
 from cra.harness.validate import ValidateOptions, validate_repo
 from cra.loop.limits import Limits
+from cra.ranker.train import RankerTrainOptions, train_ranker
 from cra.training.train import TrainOptions, train_adapter
 from cra.workspace import Workspace
 
@@ -173,17 +175,24 @@ def train_lora(workspace: Workspace, dataset_id: str, adapter: str) -> str:
     return result.version.ref
 
 
-TRAINERS: dict[str, Trainer] = {}
-"""Trainers for adapter kinds that are not LoRA adapters, by adapter name."""
+def train_ranker_kind(workspace: Workspace, dataset_id: str, adapter: str) -> str:
+    """The trainer of the ranker kind (`scope-ranker`): `train_ranker` on the dataset."""
+    result = train_ranker(workspace, RankerTrainOptions(adapter=adapter, dataset_id=dataset_id))
+    return result.version.ref
+
+
+TRAINERS: dict[str, Trainer] = {"lora": train_lora, "ranker": train_ranker_kind}
+"""The trainer of each adapter kind (:func:`cra.adapters.names.name_kind`)."""
 
 
 def train(ctx: StepContext) -> StepResult:
-    """Train a candidate of each adapter the plan names."""
+    """Train a candidate of each adapter the plan names, with its kind's trainer (a LoRA
+    adapter needs `[model] base`; the ranker has its own base)."""
     dataset = ctx.earlier.get("dataset")
     if not dataset:
         return skipped("no dataset this cycle")
     adapters = _refs(ctx.earlier.get("adapters"))
-    if any(a not in TRAINERS for a in adapters):
+    if any(name_kind(a) == "lora" for a in adapters):
         try:
             base_model_dir(ctx.workspace.config.settings.model.base, ctx.workspace.root)
         except CraError as exc:
@@ -191,7 +200,10 @@ def train(ctx: StepContext) -> StepResult:
     candidates = []
     for adapter in adapters:
         ctx.checkpoint()
-        trainer = TRAINERS.get(adapter, train_lora)
+        trainer = TRAINERS.get(name_kind(adapter))
+        if trainer is None:
+            ctx.echo(f"no trainer for {adapter} ({name_kind(adapter)}): left out")
+            continue
         candidates.append(trainer(ctx.workspace, dataset, adapter))
         ctx.echo(f"trained {candidates[-1]}")
     return StepResult(

@@ -13,7 +13,7 @@ from cra.fsutil import now_iso
 from cra.loop.decide import StopReason
 from cra.loop.report import loop_status
 from cra.loop.run import resume_loop, start_loop
-from cra.loop.steps import DEFAULT_STEPS
+from cra.loop.steps import DEFAULT_STEPS, FunctionStep, StepContext, StepResult
 from tests.helpers import run_cra
 from tests.loop.helpers import failing_step, recorded, slow_step, token_step
 
@@ -144,3 +144,18 @@ def test_tokens_over_budget_cut_a_running_step(workspace) -> None:
     assert [(s.step, s.status) for s in rec.steps][-1] == ("long", "cut")
     assert rec.steps[-1].reason == "cut: token_budget"
     assert [c.status for c in rec.cycles] == ["stopped"] and rec.cycles[0].tokens == 1500
+
+
+def test_training_without_a_base_model_is_skipped_with_the_reason(workspace) -> None:
+    """The train step for a LoRA adapter with no [model] base is skipped (not failed),
+    saying so; the cycle still counts as done."""
+
+    def planned(_ctx: StepContext) -> StepResult:
+        return StepResult("done", None, {}, {"dataset": "ds-1", "adapters": "scope"})
+
+    train = next(s for s in DEFAULT_STEPS if s.name == "train")
+    start_loop(workspace, {"max_cycles": 1}, steps=(FunctionStep("plan", planned), train))
+    rec = recorded(workspace)
+    assert [(s.step, s.status) for s in rec.steps] == [("plan", "done"), ("train", "skipped")]
+    assert "no base model configured" in (rec.steps[1].reason or "")
+    assert [c.status for c in rec.cycles] == ["done"]
