@@ -151,6 +151,40 @@ def _served(
     return generate
 
 
+def _score_rows(
+    workspace: Workspace,
+    version: Version,
+    pairs: list[tuple[dict[str, Any], Any]],
+    generate: Generate,
+    progress: Progress | None,
+) -> tuple[list[dict[str, float]], list[dict[str, float]], list[dict[str, Any]]]:
+    """Generate for each (row, reference) with the version and the base; score both;
+    keep the first five outputs as samples."""
+    name = version.name
+    tuned_scores: list[dict[str, float]] = []
+    base_scores: list[dict[str, float]] = []
+    samples: list[dict[str, Any]] = []
+    for i, (row, reference) in enumerate(pairs, start=1):
+        tuned, plain = generate(row["prompt"])
+        tuned_scores.append(score_output(name, tuned, reference))
+        base_scores.append(score_output(name, plain, reference))
+        if name == "execute-code":
+            tuned_scores[-1].update(_tests_pass(workspace, reference, tuned, version.ref))
+            base_scores[-1].update(_tests_pass(workspace, reference, plain, "base model"))
+        if len(samples) < 5:
+            samples.append(
+                {
+                    "task_id": row["meta"].get("task_id"),
+                    "output": tuned[:500],
+                    "base_output": plain[:500],
+                    "reference": reference.text[:500],
+                }
+            )
+        if progress:
+            progress(i, len(pairs))
+    return tuned_scores, base_scores, samples
+
+
 def evaluate(
     workspace: Workspace,
     ref: str,
@@ -193,28 +227,10 @@ def evaluate(
         generate, backend = _served(workspace, version, max_new, state), "vllm"
     else:
         generate, backend = _in_process(version, max_new), "transformers+peft"
-    tuned_scores: list[dict[str, float]] = []
-    base_scores: list[dict[str, float]] = []
-    samples: list[dict[str, Any]] = []
     try:
-        for i, (row, reference) in enumerate(zip(rows, references, strict=True), start=1):
-            tuned, plain = generate(row["prompt"])
-            tuned_scores.append(score_output(name, tuned, reference))
-            base_scores.append(score_output(name, plain, reference))
-            if name == "execute-code":
-                tuned_scores[-1].update(_tests_pass(workspace, reference, tuned, version.ref))
-                base_scores[-1].update(_tests_pass(workspace, reference, plain, "base model"))
-            if len(samples) < 5:
-                samples.append(
-                    {
-                        "task_id": row["meta"].get("task_id"),
-                        "output": tuned[:500],
-                        "base_output": plain[:500],
-                        "reference": reference.text[:500],
-                    }
-                )
-            if progress:
-                progress(i, len(rows))
+        tuned_scores, base_scores, samples = _score_rows(
+            workspace, version, list(zip(rows, references, strict=True)), generate, progress
+        )
     finally:
         if loaded_here and state is not None:
             unload_version(state, version.ref)
