@@ -125,6 +125,7 @@ def demo(path: Path) -> None:
 # Command groups, one module each under cra/commands/.
 from cra.commands.adapter import adapter  # noqa: E402
 from cra.commands.curate import curate_data, train_plan  # noqa: E402
+from cra.commands.dashboard import dashboard  # noqa: E402
 from cra.commands.env import env as _env_group  # noqa: E402
 from cra.commands.harness import harness  # noqa: E402
 from cra.commands.harness_export import export_command, import_command  # noqa: E402
@@ -161,6 +162,7 @@ for _group in (
     train,
     adapter,
     report,
+    dashboard,
     loop,
 ):
     cli.add_command(_group)

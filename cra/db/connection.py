@@ -112,6 +112,18 @@ def table_names(conn: sqlite3.Connection) -> frozenset[str]:
 
 
 @contextmanager
+def read_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """Run the block's reads in one read transaction: every statement in it sees the
+    same committed state of the database, whatever a writer commits meanwhile."""
+    conn.execute("BEGIN DEFERRED")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")  # nothing was written: ending it releases the snapshot
+
+
+@contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """Run the block in one write transaction (BEGIN IMMEDIATE); roll back on any error."""
     conn.execute("BEGIN IMMEDIATE")

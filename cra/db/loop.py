@@ -384,3 +384,12 @@ def verify_journal(conn: sqlite3.Connection) -> tuple[int, BrokenLink | None]:
             return checked, BrokenLink(event_id, "its content does not match its sha256")
         prev, checked = stored, checked + 1
     return checked, None
+
+
+def latest_cycle(conn: sqlite3.Connection, run_id: int) -> LoopCycle | None:
+    """The run's highest-numbered cycle, or None before its first."""
+    row = conn.execute(
+        f"SELECT {_CYCLE_COLS} FROM loop_cycles WHERE run_id = ? ORDER BY number DESC LIMIT 1",
+        (run_id,),
+    ).fetchone()
+    return _cycle(row) if row else None

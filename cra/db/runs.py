@@ -145,6 +145,14 @@ def get_run(conn: sqlite3.Connection, run_id: int) -> RunRecord | None:
     return None if row is None else _record(row)
 
 
+def current_run(conn: sqlite3.Connection) -> RunRecord | None:
+    """The newest run still `running`, else the newest run; None when there is none."""
+    row = conn.execute(
+        "SELECT id FROM harness_runs ORDER BY status = 'running' DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else get_run(conn, int(row[0]))
+
+
 def run_label(conn: sqlite3.Connection, run_id: int) -> str:
     """How users name the run: its kind and number among that kind (`validate #3`)."""
     found = get_run(conn, run_id)

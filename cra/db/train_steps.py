@@ -133,3 +133,9 @@ def train_steps(
 def step_count(conn: sqlite3.Connection) -> int:
     """How many steps are recorded in all."""
     return int(conn.execute("SELECT count(*) FROM train_steps").fetchone()[0])
+
+
+def latest_step(conn: sqlite3.Connection) -> TrainStep | None:
+    """The step recorded last (of whichever run logged last); None when there is none."""
+    row = conn.execute(f"SELECT {_COLUMNS} FROM train_steps ORDER BY rowid DESC LIMIT 1").fetchone()
+    return None if row is None else _step(row)

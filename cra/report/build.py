@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -61,19 +62,25 @@ def gather(workspace: Workspace) -> Report:
         raise NotFound(f"{path} does not exist: this workspace has recorded nothing yet")
     busy = workspace.config.settings.db.busy_timeout_ms
     with closing(connect_readonly(path, busy_timeout_ms=busy)) as conn:
-        analysis = LogAnalysis(conn)
-        sections: list[Section] = [
-            harness_section(conn, analysis),
-            planning_section(analysis),
-            training_section(conn, workspace.root),
-            registry_section(conn, workspace.root),
-            resources_section(conn, analysis, workspace.root),
-        ]
-        loop = loop_section(table_names(conn))
+        sections = read_sections(conn, workspace.root)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    return Report(str(workspace.root), now, sections)
+
+
+def read_sections(conn: sqlite3.Connection, root: Path) -> tuple[Section, ...]:
+    """Every section's data from `conn` (the `raw.db` of the workspace at `root`)."""
+    analysis = LogAnalysis(conn)
+    sections: list[Section] = [
+        harness_section(conn, analysis),
+        planning_section(analysis),
+        training_section(conn, root),
+        registry_section(conn, root),
+        resources_section(conn, analysis, root),
+    ]
+    loop = loop_section(table_names(conn))
     if loop is not None:
         sections.append(loop)
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    return Report(str(workspace.root), now, tuple(sections))
+    return tuple(sections)
 
 
 def write_report(workspace: Workspace, out_dir: Path | None = None) -> ReportResult:
