@@ -322,13 +322,14 @@ def check(workspace: Workspace, name: str, *, echo: Echo | None = None) -> Move 
             say(f"{name} has no active version: nothing to check")
             return None
         since, promoted = _activation(conn, name, active.version)
-        scores = live_scores(conn, name, active.version, since=since)
+        scores = live_scores(conn, name, active.version, since=since, repos_dir=workspace.repos_dir)
     if not promoted:
         say(f"{active.ref} was made active without eval metrics: nothing to compare")
         return None
     if len(scores) < config.settings.adapters.min_live_samples:
+        what = "retrievals" if active.kind == "ranker" else "calls"
         say(
-            f"{active.ref}: {len(scores)} scored live calls, fewer than "
+            f"{active.ref}: {len(scores)} scored live {what}, fewer than "
             f"{config.settings.adapters.min_live_samples} ([adapters] min_live_samples): "
             "no verdict"
         )

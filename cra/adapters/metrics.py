@@ -29,12 +29,14 @@ from cra.git import GitError, git
 from cra.harness.gold import GoldSymbol
 from cra.harness.plan import InvalidPlan, parse_plan
 from cra.harness.score import Gold, score_plan
+from cra.ranker.metrics import PRIMARY as RANKER_PRIMARY
 
 PRIMARY: dict[str, tuple[str, ...]] = {
     "scope": ("file_recall", "file_precision"),
     "precision": ("symbol_recall", "symbol_precision"),
     "planning": ("alignment",),
     "execute-code": ("patch_applies", "tests_pass"),
+    "scope-ranker": RANKER_PRIMARY,
 }
 DEFAULT_PRIMARY = ("token_f1",)
 

@@ -326,10 +326,23 @@ BEGIN SELECT RAISE(ABORT, 'loop_events is append-only'); END;
 """
 )
 
+# Which method served each retrieval of `cra harness run`: `bm25`, or `learned` by the
+# ranker version named in `adapter` and `adapter_version`, with the files in its order
+# (`files`, JSON; NULL for BM25 alone), so `cra adapter check` can score that version live.
+M0006_RETRIEVAL_RANKER = sql(
+    """
+ALTER TABLE retrievals ADD COLUMN adapter TEXT;
+ALTER TABLE retrievals ADD COLUMN adapter_version INTEGER;
+ALTER TABLE retrievals ADD COLUMN files TEXT;   -- JSON list of {path, score, encoder, bm25}
+CREATE INDEX retrievals_adapter ON retrievals (adapter, adapter_version, created_at);
+"""
+)
+
 RAW_MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "core tables", M0001_CORE),
     Migration(2, "commits record their conventional-commit type", M0002_COMMIT_TYPE),
     Migration(3, "commits gone from a re-packed history are marked", M0003_COMMIT_GONE),
     Migration(4, "every logging step of a training run", M0004_TRAIN_STEPS),
     Migration(5, "the self-improvement loop's runs, cycles, steps and journal", M0005_LOOP),
+    Migration(6, "retrievals record the ranker version that served them", M0006_RETRIEVAL_RANKER),
 )

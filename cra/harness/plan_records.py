@@ -23,17 +23,22 @@ def record_result(conn: sqlite3.Connection, run_id: int, result: TaskResult, top
         {"path": g.path, "qualname": g.qualname, "change": g.change} for g in result.gold_symbols
     ]
     hits = json.dumps([h.as_dict() for h in result.hits])
+    served = result.retrieval
+    files = served.files_json()
     with transaction(conn):
         set_gold(conn, result.task_id, json.dumps(result.gold_files), json.dumps(gold_symbols))
         record_retrieval(
             conn,
             result.task_id,
             run_id,
-            method="bm25",
+            method=served.method,
             query=result.commit.task_text,
             k=top_k,
             results=hits,
             now=now,
+            adapter=served.adapter,
+            adapter_version=served.version,
+            files=json.dumps(files) if files is not None else None,
         )
         for attempt, score in result.attempts:
             plan = PlanRow(

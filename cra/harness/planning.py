@@ -20,6 +20,7 @@ from cra.harness.deps import closure, import_graph
 from cra.harness.gold import GoldSymbol, diff_changes, touched_symbols
 from cra.harness.index import Indexer, SnapshotIndex, python_blobs
 from cra.harness.planners import PLANNERS, PlanAttempt, baseline_plan, llm_plans
+from cra.harness.rerank import BM25, FileRanker, Retrieval, files_first
 from cra.harness.retrieve import Hit, retrieve
 from cra.harness.score import Gold, PlanScore, Weights, score_plan
 from cra.harness.testpaths import is_test_path
@@ -65,6 +66,8 @@ class TaskResult:
     attempts: list[tuple[PlanAttempt, PlanScore | None]]
     index_errors: dict[str, str]
     reparsed: int
+    retrieval: Retrieval = BM25
+    """How the files were ranked: BM25 alone, or reranked by a learned ranker version."""
 
 
 @contextmanager
@@ -130,6 +133,25 @@ def _is_test(path: str, tests: set[str]) -> bool:
     return path in tests or is_test_path(path)
 
 
+def _retrieve(
+    index: SnapshotIndex,
+    repo_dir: Path,
+    query: str,
+    tests: set[str],
+    *,
+    k: int,
+    ranker: FileRanker | None,
+) -> tuple[list[Hit], Retrieval]:
+    """BM25's hits for `query` in the parent snapshot; with `ranker`, regrouped in the
+    order it gives the snapshot's files (the same snapshot, nothing later)."""
+    hits = retrieve(index, query, k=k, exclude=tests)
+    if ranker is None:
+        return hits, BM25
+    files = tuple(ranker.rank_files(index, repo_dir, query, exclude=tests))
+    retrieval = Retrieval("learned", ranker.name, ranker.version, files)
+    return files_first(hits, files, k=k), retrieval
+
+
 def process_commit(
     worker: Worker,
     *,
@@ -139,8 +161,10 @@ def process_commit(
     commit: Commit,
     options: RunOptions,
     client: LLMClient | None,
+    ranker: FileRanker | None = None,
 ) -> TaskResult:
-    """Do everything for one commit except writing the results."""
+    """Do everything for one commit except writing the results; with `ranker`, the
+    planner reads the files in the ranker's order."""
     config = workspace.config
     task_id = task_id_for(repo, commit.sha)
     scratch = workspace.harness_dir / "worktrees" / task_id.replace("@", "-")
@@ -151,7 +175,9 @@ def process_commit(
     gold_files, gold_symbols = _gold(worker.indexer, repo_dir, commit, index)
     deps = closure(import_graph({p: index.imports(p) for p in index.parsed}))
     tests = {p for p in index.parsed if _is_test(p, set(commit.files_tests))}
-    hits = retrieve(index, commit.task_text, k=config.settings.harness.top_k, exclude=tests)
+    hits, retrieval = _retrieve(
+        index, repo_dir, commit.task_text, tests, k=config.settings.harness.top_k, ranker=ranker
+    )
     if options.planner == "baseline":
         plan = baseline_plan(
             commit.task_text,
@@ -185,5 +211,13 @@ def process_commit(
         for a in attempts
     ]
     return TaskResult(
-        commit, task_id, gold_files, gold_symbols, hits, scored, index.errors(), index.reparsed
+        commit,
+        task_id,
+        gold_files,
+        gold_symbols,
+        hits,
+        scored,
+        index.errors(),
+        index.reparsed,
+        retrieval,
     )

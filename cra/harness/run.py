@@ -27,6 +27,7 @@ from cra.fsutil import now_iso
 from cra.harness.client import make_client
 from cra.harness.plan_records import record_result
 from cra.harness.planning import RunOptions, TaskResult, Worker, process_commit
+from cra.harness.rerank import FileRanker
 from cra.harness.tasks import mined_repo_id, record_task
 from cra.llm.client import LLMClient
 from cra.repos.layout import require_package
@@ -53,6 +54,8 @@ class RunSummary:
     invalid_plans: int = 0
     alignments: list[float] = field(default_factory=list)
     reparsed_files: int = 0
+    retrieval: str = "bm25"
+    """How files were ranked: `bm25`, or the ranker version that reranked them."""
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready summary."""
@@ -70,6 +73,7 @@ class RunSummary:
             "invalid_plans": self.invalid_plans,
             "mean_alignment": mean,
             "reparsed_files": self.reparsed_files,
+            "retrieval": self.retrieval,
         }
 
 
@@ -81,12 +85,18 @@ class _Threads:
     closed by the run's thread when the run ends."""
 
     def __init__(
-        self, workspace: Workspace, repo_dir: Path, client: LLMClient | None, jobs: int
+        self,
+        workspace: Workspace,
+        repo_dir: Path,
+        client: LLMClient | None,
+        jobs: int,
+        ranker: FileRanker | None = None,
     ) -> None:
         self.workspace = workspace
         self.repo_dir = repo_dir
         self.client = client
         self.jobs = jobs
+        self.ranker = ranker
         self.local = threading.local()
         self.workers: list[Worker] = []
         self.clients: list[LLMClient] = []
@@ -132,7 +142,11 @@ class _Threads:
 
 
 def _start(
-    conn: sqlite3.Connection, repo_id: int, workspace: Workspace, options: RunOptions
+    conn: sqlite3.Connection,
+    repo_id: int,
+    workspace: Workspace,
+    options: RunOptions,
+    ranker: FileRanker | None,
 ) -> int:
     """Record the run with its parameters; return its id."""
     params = {
@@ -141,6 +155,8 @@ def _start(
         "since": options.since.isoformat() if options.since else None,
         "jobs": options.jobs,
         "top_k": workspace.config.settings.harness.top_k,
+        "retrieval": "bm25" if ranker is None else "learned",
+        "ranker": None if ranker is None else f"{ranker.name}@v{ranker.version}",
     }
     return start_run(conn, repo_id, "plan", json.dumps(params), now_iso(), planner=options.planner)
 
@@ -187,6 +203,7 @@ def _plan_all(
             commit=commit,
             options=options,
             client=threads.thread_client(),
+            ranker=threads.ranker,
         )
 
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
@@ -221,10 +238,12 @@ def run_harness(
     options: RunOptions,
     *,
     progress: Progress | None = None,
+    ranker: FileRanker | None = None,
 ) -> RunSummary:
     """Plan up to `options.limit` of `repo`'s qualifying commits not planned yet (all of
     them without a limit); the planned ones are skipped. With nothing to plan, no run is
-    recorded and the summary's `run_id` is None."""
+    recorded and the summary's `run_id` is None. With `ranker`, each task's files are
+    reranked by it (the run loads nothing itself: the caller wires the ranker)."""
     package = require_package(workspace.repos_dir, repo)
     with closing(workspace.raw_db()) as conn:
         repo_id = mined_repo_id(conn, repo)
@@ -232,16 +251,18 @@ def run_harness(
         todo, skipped, left = _split(conn, repo, commits, options)
         summary = RunSummary(None, repo, options.planner, skipped + len(todo))
         summary.tasks_skipped, summary.tasks_left = skipped, left
+        if ranker is not None:
+            summary.retrieval = f"{ranker.name}@v{ranker.version}"
         if not todo:
             return summary
         client = None
         if options.planner == "llm":
             client = make_client(workspace, conn, None)  # fails before the run starts
-        summary.run_id = run_id = _start(conn, repo_id, workspace, options)
+        summary.run_id = run_id = _start(conn, repo_id, workspace, options, ranker)
         summary.run_label = run_label(conn, run_id)
         if client is not None:
             client.run_id = run_id
-        threads = _Threads(workspace, package.repo_dir, client, options.jobs)
+        threads = _Threads(workspace, package.repo_dir, client, options.jobs, ranker)
         status, error = "interrupted", None
         try:
             _plan_all(conn, threads, run_id, repo_id, repo, todo, options, summary, progress)
