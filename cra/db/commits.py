@@ -157,6 +157,21 @@ def qualified_commits(
     return [commit_of(r) for r in rows if since is None or r["authored_ts"] >= since.timestamp()]
 
 
+def untested_commits(conn: sqlite3.Connection, repo_id: int) -> list[Commit]:
+    """The repository's commits dropped only at the last (`tests`) stage that still change
+    a non-test source file, oldest first (none gone from history): their message and size
+    passed, so their changed files are valid gold for a ranker. Mining keeps no task text
+    for a dropped commit, so `task_text` is empty."""
+    rows = conn.execute(
+        "SELECT id, sha, parent_sha, authored_at, authored_ts, '' AS task_text, files_source, "
+        "files_tests FROM commits WHERE repo_id = ? AND verdict = 'dropped' "
+        "AND stage = 'tests' AND files_source <> '[]' AND gone_at IS NULL "
+        "ORDER BY authored_ts, id",
+        (repo_id,),
+    ).fetchall()
+    return [commit_of(r) for r in rows]
+
+
 @dataclass(frozen=True)
 class CommitRecord:
     """A recorded commit with the funnel's decision on it."""

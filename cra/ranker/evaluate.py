@@ -16,7 +16,7 @@ from cra.adapters.registry import Version, store_eval
 from cra.datasets_store import get_dataset
 from cra.errors import UsageError
 from cra.fsutil import now_iso
-from cra.ranker.history import Snapshots, chronological_split, history_rows, prior_counts
+from cra.ranker.history import Snapshots, history_rows, holdout_split, prior_counts
 from cra.ranker.metrics import METRICS, PRIMARY, mean, prior_ranking, rank_metrics
 from cra.ranker.model import Ranker, load_ranker, mixed
 from cra.ranker_rows import RankerRow, read_ranker_rows
@@ -99,7 +99,7 @@ def holdout_rows(
     repos = list(version.hyperparams.get("repos") or [])
     share = float(version.hyperparams.get("holdout_share", 0.2))
     rows = workspace_rows(workspace, repos, negatives=0)
-    _, held = chronological_split(rows, share)
+    _, held = holdout_split(rows, share)
     digest = hashlib.sha256("\n".join(r.task_id for r in held).encode()).hexdigest()[:16]
     return f"history:{'+'.join(repos)}:{digest}", held, rows
 

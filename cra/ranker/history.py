@@ -12,14 +12,16 @@ from __future__ import annotations
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from cra.db.commits import qualified_commits
+from cra.db.commits import Commit, qualified_commits, untested_commits
 from cra.db.repos import repo_id
 from cra.db.tasks import task_id_for
 from cra.errors import NotFound, UsageError
+from cra.git import cat_blobs
 from cra.harness.index import Indexer, SnapshotIndex, read_blobs
+from cra.harness.messages import clean_task_text
 from cra.harness.retrieve import retrieve
 from cra.harness.testpaths import is_test_path
 from cra.ranker.text import file_text, module_docstring
@@ -122,15 +124,70 @@ def chronological_split(
     return ordered[:cut], ordered[cut:]
 
 
+def holdout_split(
+    rows: Sequence[RankerRow], share: float
+) -> tuple[list[RankerRow], list[RankerRow]]:
+    """(train, holdout) per repository: the newest `share` of each repository's tested
+    rows (its tasks) are held out, and only its rows authored before the first of them
+    train (untested rows of the held-out period are in neither); both oldest first."""
+    train: list[RankerRow] = []
+    held: list[RankerRow] = []
+    for repo in sorted({r.repo for r in rows}):
+        mine = [r for r in rows if r.repo == repo]
+        tested = [r for r in mine if r.kind == "tested"] or mine
+        _, newest = chronological_split(tested, share)
+        if not newest:  # one tested row: nothing to hold out
+            train.extend(mine)
+            continue
+        first = min((r.authored_at, r.task_id) for r in newest)
+        held.extend(newest)
+        train.extend(r for r in mine if (r.authored_at, r.task_id) < first)
+    return sorted(train, key=_order), sorted(held, key=_order)
+
+
+def _order(row: RankerRow) -> tuple[str, str]:
+    return (row.authored_at, row.task_id)
+
+
+def _messages(repo_dir: Path, commits: Sequence[Commit]) -> dict[str, str]:
+    """Each commit's message as a task text, read from its commit object."""
+    found = cat_blobs(repo_dir, [c.sha for c in commits])
+    out: dict[str, str] = {}
+    for sha, (kind, raw) in found.items():
+        if kind == "commit":
+            _, _, message = raw.decode("utf-8", "replace").partition("\n\n")
+            out[sha] = clean_task_text(message)
+    return out
+
+
+def _commits(
+    raw: sqlite3.Connection, snapshots: Snapshots, repo: str, rid: int, untested: bool
+) -> list[tuple[Commit, str]]:
+    """(commit, kind) of the repository's qualifying commits and, with `untested`, of
+    those dropped only at the tests stage (their task text read from git), oldest first."""
+    out = [(c, "tested") for c in qualified_commits(raw, rid, None)]
+    if untested and repo in snapshots.repo_dirs:
+        extra = untested_commits(raw, rid)
+        texts = _messages(snapshots.repo_dirs[repo], extra) if extra else {}
+        out += [(replace(c, task_text=texts.get(c.sha, "")), "untested") for c in extra]
+    return sorted(out, key=lambda ck: (ck[0].authored_at, ck[0].id))
+
+
 def commit_rows(
-    raw: sqlite3.Connection, snapshots: Snapshots, repo: str, *, negatives: int
+    raw: sqlite3.Connection,
+    snapshots: Snapshots,
+    repo: str,
+    *,
+    negatives: int,
+    untested: bool = True,
 ) -> Iterable[RankerRow]:
-    """The ranker rows of `repo`'s qualifying commits, oldest first; a commit whose
-    changed source files are all new (absent from the parent) yields none."""
+    """The ranker rows of `repo`'s qualifying commits (kind `tested`) and, with `untested`,
+    of its commits dropped only for their tests (kind `untested`), oldest first; a commit
+    whose changed source files are all new (absent from the parent) yields none."""
     rid = repo_id(raw, repo)
     if rid is None:
         raise NotFound(f"no repository {repo!r} in raw.db", hint="pack one with `cra repo pack`")
-    for commit in qualified_commits(raw, rid, None):
+    for commit, kind in _commits(raw, snapshots, repo, rid, untested):
         if not commit.parent or not commit.task_text.strip():
             continue
         view = snapshots.view(repo, commit.parent)
@@ -147,16 +204,25 @@ def commit_rows(
             negatives=hard,
             parent_sha=commit.parent,
             authored_at=commit.authored_at,
-            kind="untested",
+            kind=kind,
         )
 
 
 def history_rows(
-    raw: sqlite3.Connection, snapshots: Snapshots, repos: Sequence[str], *, negatives: int = 10
+    raw: sqlite3.Connection,
+    snapshots: Snapshots,
+    repos: Sequence[str],
+    *,
+    negatives: int = 10,
+    untested: bool = True,
 ) -> list[RankerRow]:
-    """Ranker rows of every qualifying commit of `repos`, oldest first; UsageError when
-    there are none."""
-    rows = [r for repo in repos for r in commit_rows(raw, snapshots, repo, negatives=negatives)]
+    """Ranker rows of every qualifying commit of `repos` and (with `untested`) of every
+    commit dropped only for its tests, oldest first; UsageError when there are none."""
+    rows = [
+        r
+        for repo in repos
+        for r in commit_rows(raw, snapshots, repo, negatives=negatives, untested=untested)
+    ]
     if not rows:
         raise UsageError(
             f"no ranker rows: {', '.join(repos) or 'no repository'} has no qualifying commit "

@@ -27,10 +27,11 @@ from cra.errors import UsageError
 from cra.fsutil import atomic_write_text
 from cra.ranker.base import load_encoder, ranker_base_dir
 from cra.ranker.evaluate import choose_weight, score_rows, workspace_rows, workspace_snapshots
-from cra.ranker.fit import FitResult, Pair, fit
-from cra.ranker.history import Snapshots, chronological_split
+from cra.ranker.fit import FitResult, Pair, StepHook, fit
+from cra.ranker.history import Snapshots, holdout_split
 from cra.ranker.metrics import mean
 from cra.ranker.model import ENCODER_DIR, RANKER_JSON, Ranker
+from cra.ranker.steps import stamp_run, step_recorder
 from cra.ranker_rows import RANKER_ADAPTER, RankerRow, read_ranker_rows
 from cra.workspace import Workspace
 
@@ -113,7 +114,7 @@ def _rows(workspace: Workspace, options: RankerTrainOptions, share: float) -> tu
     rows = workspace_rows(workspace, repos, negatives=10)
     if len(rows) < 3:
         raise UsageError(f"{len(rows)} ranker rows are too few to train, choose and hold out on")
-    older, _ = chronological_split(rows, share)
+    older, _ = holdout_split(rows, share)
     return older, None
 
 
@@ -179,31 +180,13 @@ def train_ranker(
     rows = sorted(rows, key=lambda r: (r.authored_at, r.task_id))
     repos = sorted({r.repo for r in rows})
     hp = {**ranker_hyperparams(settings, options, share), "repos": repos}
-    fit_rows, val_rows = chronological_split(rows, settings.validation_share)
-    say(f"{len(fit_rows)} rows train the encoder, {len(val_rows)} choose its weight ({base})")
-    encoder = load_encoder(base, max_seq_length=hp["max_seq_length"])
-    with closing(workspace.curated_db()) as curated:
-        snaps = workspace_snapshots(workspace, curated, repos)
-        pairs = pairs_of(snaps, fit_rows, hp["hard_negatives"])
-        if not pairs:
-            raise UsageError("no training pair: no row's changed file is in its snapshot")
-        fitted = fit(
-            encoder,
-            pairs,
-            epochs=hp["epochs"],
-            batch_size=hp["batch_size"],
-            learning_rate=hp["learning_rate"],
-            seed=hp["seed"],
-            max_steps=hp["max_steps"],
-            progress=progress,
-        )
-        scored = score_rows(
-            Ranker(encoder, 1.0), snaps, val_rows, rows, candidates=hp["candidates"]
-        )
-    weight, grid = choose_weight(scored)
-    metrics = _train_metrics(fitted, len(pairs), weight, grid, scored)
-    say(f"weight {weight} (validation MRR {grid[str(weight)]:.3f}, BM25 {grid['0.0']:.3f})")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    run_id = f"{options.adapter}-{stamp}"
+    with closing(workspace.curated_db()) as curated, closing(workspace.raw_db()) as steps:
+        snaps = workspace_snapshots(workspace, curated, repos)
+        hook = step_recorder(steps, run_id, options.adapter)
+        fitted = fit_ranker(snaps, rows, hp, base, progress=progress, echo=say, on_step=hook)
+    encoder, weight, metrics = fitted.ranker.encoder, fitted.ranker.weight, fitted.metrics
     staging = workspace.training_dir / "runs" / f".{options.adapter}-{stamp}"
     try:
         folder = _save(staging, encoder, weight, hp)
@@ -222,8 +205,57 @@ def train_ranker(
         )
     finally:
         discard_staged(staging)
+    with closing(workspace.raw_db()) as steps:
+        stamp_run(steps, run_id, version.version)
     say(f"registered {version.ref} as a candidate at {version.path}")
     return RankerTrainResult(version, metrics)
+
+
+@dataclass(frozen=True)
+class FittedRanker:
+    """A fine-tuned encoder with its chosen weight, and the run's metrics."""
+
+    ranker: Ranker
+    metrics: dict[str, Any]
+
+
+def fit_ranker(
+    snaps: Snapshots,
+    rows: Sequence[RankerRow],
+    hp: dict[str, Any],
+    base: Path,
+    *,
+    progress: Progress | None = None,
+    echo: Echo | None = None,
+    on_step: StepHook | None = None,
+) -> FittedRanker:
+    """Fine-tune the encoder at `base` on the older rows (hyperparameters `hp`, as
+    `ranker_hyperparams` writes them) and choose its weight on the newest
+    `validation_share` of each repository's rows; nothing is registered."""
+    say = echo or (lambda _m: None)
+    rows = sorted(rows, key=lambda r: (r.authored_at, r.task_id))
+    fit_rows, val_rows = holdout_split(rows, hp["validation_share"])
+    say(f"{len(fit_rows)} rows train the encoder, {len(val_rows)} choose its weight ({base})")
+    encoder = load_encoder(base, max_seq_length=hp["max_seq_length"])
+    pairs = pairs_of(snaps, fit_rows, hp["hard_negatives"])
+    if not pairs:
+        raise UsageError("no training pair: no row's changed file is in its snapshot")
+    fitted = fit(
+        encoder,
+        pairs,
+        epochs=hp["epochs"],
+        batch_size=hp["batch_size"],
+        learning_rate=hp["learning_rate"],
+        seed=hp["seed"],
+        max_steps=hp["max_steps"],
+        progress=progress,
+        on_step=on_step,
+    )
+    scored = score_rows(Ranker(encoder, 1.0), snaps, val_rows, rows, candidates=hp["candidates"])
+    weight, grid = choose_weight(scored)
+    say(f"weight {weight} (validation MRR {grid[str(weight)]:.3f}, BM25 {grid['0.0']:.3f})")
+    metrics = _train_metrics(fitted, len(pairs), weight, grid, scored)
+    return FittedRanker(Ranker(encoder, weight), metrics)
 
 
 def _train_metrics(
