@@ -18,6 +18,9 @@ from cra.errors import ChecksumMismatch, NotFound, UsageError
 from cra.fsutil import sha256_file
 
 METHODS = ("sft", "dpo")
+"""The techniques of chat rows, which `read_rows` returns."""
+RANKER_TECHNIQUE = "ranker"
+"""The technique of a scope ranker's rows: not chat rows; `cra.ranker_rows` reads them."""
 SPLITS = ("train", "eval")
 
 
@@ -171,8 +174,10 @@ def put_planless_dataset(
 def read_rows(
     dataset: Dataset, split: str, *, adapter: str, method: str | None
 ) -> list[dict[str, Any]]:
-    """The rows of `split` for `adapter` (and `method`, when given), after checking the
-    file's recorded sha256. A malformed line is an error naming file and line."""
+    """The chat rows (sft, dpo) of `split` for `adapter` (and `method`, when given), after
+    checking the file's recorded sha256; ranker rows are skipped (they are read by
+    `cra.ranker_rows.read_ranker_rows`). A malformed line is an error naming file and
+    line."""
     if method is not None and method not in METHODS:
         raise UsageError(f"unknown method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
     path = dataset.split_path(split)
@@ -197,6 +202,8 @@ def read_rows(
                 raise UsageError(f"{path}, line {number}: the row has no meta object")
             if meta.get("adapter") != adapter:
                 continue
+            if meta.get("technique") == RANKER_TECHNIQUE:
+                continue  # a ranker row of this name: read by `read_ranker_rows`
             if method is not None and meta.get("technique") != method:
                 continue
             _check_shape(row, meta.get("technique"), path, number)

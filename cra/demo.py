@@ -7,6 +7,7 @@ Each step says what it did; re-running reuses what exists.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections import Counter
@@ -287,6 +288,77 @@ def _adapters(workspace: Workspace, echo: Echo) -> None:
         echo(f"  cra adapter promote {weak}: refused, {exc}")
 
 
+def _ranker(workspace: Workspace, echo: Echo) -> None:
+    """Train a scope ranker on the curated dataset's ranker rows (the packaged MiniLM
+    encoder, one epoch), evaluate it next to BM25 on the dataset's holdout, promote it."""
+    import time
+
+    from cra.adapters.evaluate import evaluate
+    from cra.adapters.lifecycle import PromotionRefused, promote
+    from cra.adapters.registry import list_versions
+    from cra.datasets_store import get_dataset
+    from cra.ranker.train import RankerTrainOptions, train_ranker
+    from cra.ranker_rows import RANKER_ADAPTER, read_ranker_rows
+
+    with closing(workspace.raw_db()) as raw:
+        existing = list_versions(raw, workspace.root, RANKER_ADAPTER)
+    if existing:
+        echo("  rankers already trained: " + ", ".join(f"{v.ref} {v.status}" for v in existing))
+        return
+    with closing(workspace.raw_db()) as raw:
+        dataset = get_dataset(raw, workspace.root, "demo-1")
+    if not read_ranker_rows(dataset, "train") or not read_ranker_rows(dataset, "eval"):
+        plan = json.loads((workspace.planning_dir / "demo-plan.json").read_text("utf-8"))
+        entry = next(a for a in plan["adapters"] if a["name"] == RANKER_ADAPTER)
+        echo(f"  skipped: dataset demo-1 holds no {RANKER_ADAPTER} rows ({entry['reason']})")
+        return
+    started = time.perf_counter()
+    result = train_ranker(workspace, RankerTrainOptions(dataset_id="demo-1", epochs=1.0))
+    m, ref = result.metrics, result.version.ref
+    seconds = time.perf_counter() - started
+    echo(
+        f"  cra train --adapter {RANKER_ADAPTER} --dataset demo-1: {ref} candidate, "
+        f"{m['steps']} steps, loss {m['first_loss']:.2f} -> {m['last_loss']:.2f}, "
+        f"weight {m['weight']} against BM25, {seconds:.0f} s"
+    )
+    report = evaluate(workspace, ref)
+    ranked, bm25 = report["metrics"], report["bm25_metrics"]
+    echo(
+        f"  cra adapter eval {ref}: recall@5 {ranked['recall@5']:.2f} (BM25 "
+        f"{bm25['recall@5']:.2f}), MRR {ranked['mrr']:.2f} (BM25 {bm25['mrr']:.2f}) "
+        f"on {report['n']} held-out commits"
+    )
+    try:
+        move = promote(workspace, ref)
+        echo(f"  cra adapter promote {ref}: active ({move.reason})")
+    except PromotionRefused as exc:
+        echo(f"  cra adapter promote {ref}: refused, {exc}")
+
+
+def _loop(workspace: Workspace, echo: Echo) -> None:
+    """A short `cra loop` on the sample: at most three cycles, one task each, patience 2;
+    without plan and curate (the dataset of [8] stands), so its train step fits the ranker
+    on the mined history instead of four LoRA adapters per cycle."""
+    from cra.db import loop as store
+    from cra.loop.decisions import cycle_decisions
+    from cra.loop.run import start_loop
+    from cra.loop.steps import DEFAULT_STEPS
+
+    with closing(workspace.raw_db()) as raw:
+        last = store.latest_run(raw)
+    if last is not None and last.status == "ended":
+        run_id = last.id
+        echo(f"  loop run {run_id} already ran: {last.stop_reason}")
+    else:
+        steps = tuple(s for s in DEFAULT_STEPS if s.name not in ("plan", "curate"))
+        limits = {"max_cycles": 3, "patience": 2, "tasks_per_cycle": 1, "cycle_timeout_s": 900.0}
+        outcome = start_loop(workspace, limits, steps=steps)
+        run_id = outcome.run_id
+        echo(f"  cra loop start: {outcome.reason.value} ({outcome.detail}), {outcome.report_md}")
+    for decision in cycle_decisions(workspace, run_id):
+        echo(f"  {decision.line()}")
+
+
 DEMO_PROMPT = "Fix ZeroDivisionError in mean when the list is empty"
 
 
@@ -374,9 +446,16 @@ def run_demo(path: Path, *, echo: Echo) -> Workspace:
         "(cra train, cra adapter)"
     )
     _adapters(workspace, echo)
-    echo("[10] serve the tiny model with its active adapter; one request per stage (cra serve)")
+    echo(
+        "[10] train the scope ranker on the curated dataset, evaluate it next to BM25, "
+        "promote it (cra train --adapter scope-ranker, cra adapter)"
+    )
+    _ranker(workspace, echo)
+    echo("[11] a short self-improvement loop: ingest, harness, train, gate (cra loop start)")
+    _loop(workspace, echo)
+    echo("[12] serve the tiny model with its active adapter; one request per stage (cra serve)")
     _serve(workspace, echo)
-    echo("[11] the whole pipeline in one offline HTML file (cra report)")
+    echo("[13] the whole pipeline in one offline HTML file (cra report)")
     written = write_report(workspace)
     echo(f"report written to {written.path}")
     echo("done")

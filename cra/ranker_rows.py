@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cra.datasets_store import Dataset
+from cra.datasets_store import RANKER_TECHNIQUE, Dataset
 from cra.errors import ChecksumMismatch, NotFound, UsageError
 from cra.fsutil import sha256_file
 
-TECHNIQUE = "ranker"
+TECHNIQUE = RANKER_TECHNIQUE
 RANKER_ADAPTER = "scope-ranker"
 ROW_KINDS = ("tested", "untested")
 

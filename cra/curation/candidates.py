@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from cra.curation.gold import (
     stored_gist,
     stored_plan,
 )
+from cra.curation.ranker import GROUP as RANKER_GROUP
+from cra.curation.ranker import RankerRows, ranker_domains
 from cra.curation.rows import (
     EXECUTE_SYSTEM,
     PRECISION_SYSTEM,
@@ -331,8 +334,36 @@ def build_candidates(
             out.rows.extend(build(view, ctx))
     if ("task-analysis", "sft") in wanted:
         out.rows.extend(_task_analysis_rows(logs, tasks, ctx))
+    if RANKER_GROUP in wanted:
+        _add_ranker_rows(logs, tasks, options, repos_dir, curated, out)
     out.rows.sort(key=lambda r: (r.authored_ts, r.task_id, r.adapter, r.technique))
     return out
+
+
+def _add_ranker_rows(
+    logs: LogAnalysis,
+    tasks: list[TaskRecord],
+    options: CurateOptions,
+    repos_dir: Path | None,
+    curated: sqlite3.Connection | None,
+    out: Candidates,
+) -> None:
+    """The scope ranker's rows (see :mod:`cra.curation.ranker`), its step's counts as
+    the group's skip reasons."""
+    if repos_dir is None or curated is None:
+        out.skip(*RANKER_GROUP, "no repository clones or code index to read snapshots from")
+        return
+    step = RankerRows(
+        logs.conn,
+        curated,
+        repos_dir,
+        domains=ranker_domains(tasks),
+        negatives=options.ranker_negatives,
+    )
+    out.rows.extend(step.build())
+    for reason, n in step.dropped.items():
+        if n:
+            out.skipped.setdefault("/".join(RANKER_GROUP), Counter())[reason] += n
 
 
 def _dpo_row(task: TaskRecord, llm_plans: list[ScoredPlan], ctx: _Context) -> Row | None:

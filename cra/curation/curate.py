@@ -34,6 +34,7 @@ from cra.config import CurateSettings
 from cra.curation.candidates import build_candidates
 from cra.curation.card import CARD_FORMAT_VERSION, ReplaySummary, readme, registered_counts, tally
 from cra.curation.plan import PLAN_FORMAT_VERSION, PLAN_KIND, EmptyDatabase, curate_options
+from cra.curation.ranker import dedup_texts
 from cra.curation.rows import ADAPTERS, Candidates, Row
 from cra.curation.steps import (
     Deduplicate,
@@ -155,9 +156,13 @@ def _replay_row(record: dict[str, Any], dataset_id: str) -> Row:
         for m in record.get(part, [])
         if m.get("role") != "system"
     )
+    context = ""
+    if "ranker" in record:
+        text, context = dedup_texts(record)
     domain = meta.get("domain") or meta["repo"]
     task_id = meta["task_id"]
-    return Row(meta["adapter"], meta["technique"], task_id, ts, domain, "replay", fresh, text)
+    group = (meta["adapter"], meta["technique"])
+    return Row(*group, task_id, ts, domain, "replay", fresh, text, context)
 
 
 @dataclass(frozen=True)
@@ -329,7 +334,11 @@ def _card(
         "created_at": now_iso(),
         "plan": {"path": _rel(plan_path, workspace.root), "sha256": sha256_file(plan_path)},
         "holdout": {"boundary": plan["holdout"]["boundary"], "boundary_ts": run.split.boundary},
-        "formats": {"sft": "conversational prompt-completion", "dpo": "prompt/chosen/rejected"},
+        "formats": {
+            "sft": "conversational prompt-completion",
+            "dpo": "prompt/chosen/rejected",
+            "ranker": "query/positives/negatives at the parent snapshot (cra.ranker_rows)",
+        },
         "counts": {
             "candidates": len(candidates.rows),
             "train": tally(splits.train),

@@ -6,7 +6,9 @@ Adapters are ranked by priority = weakness x min(1, train rows / (4 x min_exampl
 so volume of usable data counts too. An adapter is trained only when its data is
 enough (`[curate] min_examples` train rows and at least one eval row after the
 chronological split). Stages with no logged metric (task-analysis) rank after the
-measured ones. When nothing can be trained the
+measured ones. The scope ranker's metric is its evaluated recall@5 against `[curate]
+target_scope_ranker` (see :func:`cra.curation.ranker.ranker_metric`). When nothing can
+be trained the
 plan is not written: :class:`NotEnoughData` says why for each adapter.
 
 The plan (JSON, `format_version` 1) names the adapters to train, the technique and
@@ -28,6 +30,7 @@ from typing import Any
 from cra.config import CurateSettings
 from cra.curation.candidates import build_candidates
 from cra.curation.dedup import effective_cap
+from cra.curation.ranker import ranker_metric
 from cra.curation.rows import ADAPTERS, STAGE_OF, Candidates, CurateOptions
 from cra.db.log_metrics import StageMetrics
 from cra.db.logs import LogAnalysis
@@ -44,6 +47,8 @@ TECHNIQUE_SOURCES = {
     ("planning", "dpo"): "harness: plans of one task at several temperatures",
     ("execute-code", "sft"): "gold: each verified commit's source diff",
     ("task-analysis", "sft"): "teacher: logged task analyses of teacher models",
+    ("scope-ranker", "ranker"): "history: files each commit past the message and size "
+    "stages changed (tested or not), BM25 hard negatives",
 }
 
 
@@ -112,6 +117,7 @@ class PlanSettings:
                 "precision": curate.target_precision,
                 "planning": curate.target_planning,
                 "execute": curate.target_execute,
+                "ranker": curate.target_scope_ranker,
             },
             options=curate_options(curate),
         )
@@ -182,6 +188,7 @@ def build_plan(workspace: Workspace, settings: PlanSettings | None = None) -> di
                 "`cra harness run --repo NAME`",
             )
         stages = {s: logs.stage_metrics(s) for s in ("scope", "precision", "planning", "execute")}
+        stages["ranker"] = ranker_metric(conn, workspace.root, stages["scope"])
         candidates = build_candidates(
             logs, groups, settings.options, repos_dir=workspace.repos_dir, curated=curated
         )

@@ -25,8 +25,10 @@ ADAPTERS: dict[str, tuple[str, ...]] = {
     "task-analysis": ("sft",),
     "planning": ("sft", "dpo"),
     "execute-code": ("sft",),
+    "scope-ranker": ("ranker",),
 }
-"""Every adapter a plan may name, and the techniques cra can curate data for."""
+"""Every adapter a plan may name, and the techniques cra can curate data for (`ranker`:
+the scope ranker's rows, :mod:`cra.ranker_rows`)."""
 
 STAGE_OF = {
     "scope": "scope",
@@ -34,8 +36,10 @@ STAGE_OF = {
     "planning": "planning",
     "execute-code": "execute",
     "task-analysis": None,
+    "scope-ranker": "ranker",
 }
-"""The logged stage metric each adapter improves (task-analysis has none logged)."""
+"""The stage metric each adapter improves (task-analysis has none logged; the ranker's
+is its own evaluated recall, see :func:`cra.curation.ranker.ranker_metric`)."""
 
 SCOPE_SYSTEM = (
     "You are the scope stage of a coding agent. Given a task and candidate files of the "
@@ -82,6 +86,12 @@ class Row:
         return self._key
 
     def _content_key(self) -> str:
+        if "ranker" in self.record:  # a ranker row: its query and positive files
+            body = self.record["ranker"]
+            parts = [body["query"], *body["positives"]]
+            return hashlib.sha1(
+                " ".join(" ".join(parts).lower().split()).encode("utf-8"), usedforsecurity=False
+            ).hexdigest()
         # The system prompt is the same in every row of an adapter.
         prompt = self.record["prompt"]
         parts = [m["content"] for m in prompt if m.get("role") != "system"]
@@ -113,6 +123,7 @@ class CurateOptions:
     dpo_min_margin: float = 0.2
     execute_requires_verified: bool = True
     max_prompt_chars: int = 12_000
+    ranker_negatives: int = 10
 
 
 def row_meta(

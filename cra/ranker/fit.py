@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 Progress = Callable[[int, int], None]
+StepHook = Callable[[int, float, float, float], None]
+"""Called after each step with (step, epoch, loss, learning rate)."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +52,10 @@ def fit(
     seed: int,
     max_steps: int | None = None,
     progress: Progress | None = None,
+    on_step: StepHook | None = None,
 ) -> FitResult:
-    """Train `encoder` in place on `pairs` and return the loss of every step."""
+    """Train `encoder` in place on `pairs` and return the loss of every step (each also
+    handed to `on_step` as it is taken)."""
     import torch
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -81,6 +85,9 @@ def fit(
         loss.backward()
         optimizer.step()
         losses.append(round(float(loss.detach()), 6))
+        if on_step is not None:
+            rate = float(optimizer.param_groups[0]["lr"])
+            on_step(len(losses), round(len(losses) / per_epoch, 4), losses[-1], rate)
         if progress is not None:
             progress(len(losses), total)
     encoder.eval()

@@ -226,6 +226,7 @@ def test_not_enough_data_writes_no_plan(make_log) -> None:
         "task-analysis",
         "planning",
         "execute-code",
+        "scope-ranker",
     }
     out = CliRunner().invoke(cli, ["-w", str(ws.root), "train-plan"])
     assert out.exit_code == 1
@@ -242,7 +243,7 @@ def test_plan_marks_adapters_without_data(make_log) -> None:
     assert by_name["execute-code"]["reason"].startswith("sft: not enough data")
     assert by_name["scope"]["train"] is True
     ranks = [a["rank"] for a in plan["adapters"]]
-    assert ranks == list(range(1, 6))
+    assert ranks == list(range(1, 7))  # five LoRA adapters and the scope ranker
     assert all(a["train"] for a in plan["adapters"][:4])
     assert plan["format_version"] == 1 and plan["holdout"]["boundary"]
 

@@ -63,7 +63,7 @@ def test_weakness_gap_decline_and_volume_rank_the_adapters() -> None:
     assert by_name["planning"]["priority"] == pytest.approx(0.6 * train / 40, abs=1e-4)
     order = [a["name"] for a in plan["adapters"]]
     assert order[:3] == ["precision", "planning", "scope"]
-    assert set(order[3:]) == {"execute-code", "task-analysis"}
+    assert set(order[3:]) == {"execute-code", "task-analysis", "scope-ranker"}
     assert not by_name["execute-code"]["train"]
     assert "not enough data: 0 train rows" in by_name["execute-code"]["reason"]
     assert plan["holdout"]["eval_tasks"] + plan["holdout"]["train_tasks"] == 215

@@ -30,17 +30,25 @@ def test_a_short_plan_lists_each_adapter_against_min_examples(make_log) -> None:
         build_plan(ws)
     assert "[curate] min_examples = 20" in str(info.value)
     assert "cra.toml" in str(info.value)
-    assert len(info.value.details) == 5
+    assert len(info.value.details) == 6  # five LoRA adapters and the scope ranker
     by_name = {line.split()[0]: line for line in info.value.details}
-    assert set(by_name) == {"scope", "precision", "task-analysis", "planning", "execute-code"}
+    assert set(by_name) == {
+        "scope",
+        "precision",
+        "task-analysis",
+        "planning",
+        "execute-code",
+        "scope-ranker",
+    }
+    assert "no repository clone" in by_name["scope-ranker"]  # the log has no clones
     assert "sft 4 train rows (needs 20)" in by_name["scope"]
     assert "dpo 4 train pairs (needs 20)" in by_name["planning"]
     out = CliRunner().invoke(cli, ["-w", str(ws.root), "train-plan"])
     assert out.exit_code == 1
     lines = out.output.splitlines()
     assert lines[0].startswith("error: not enough data to train any adapter")
-    assert all(len(line) < 200 for line in lines[:6]), lines
-    assert [line.split()[0] for line in lines[1:6]] == [d.split()[0] for d in info.value.details]
+    assert all(len(line) < 200 for line in lines[:7]), lines
+    assert [line.split()[0] for line in lines[1:7]] == [d.split()[0] for d in info.value.details]
     assert "[curate] min_examples" in lines[-1]  # the hint says which setting to lower
 
 
