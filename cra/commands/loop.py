@@ -29,6 +29,11 @@ _LIMITS: tuple[tuple[str, type, str], ...] = (
     ("tasks-per-cycle", int, "Tasks one cycle plans and validates at most."),
     ("max-failed-cycles", int, "Consecutive failed cycles that end the loop."),
     ("meta-every", int, "Cycles between meta events."),
+    (
+        "widen-every",
+        int,
+        "Cycles on one repository before pivoting to the next (0: on convergence).",
+    ),
 )
 
 

@@ -4,7 +4,7 @@ After every step and every cycle the loop hands :func:`decide` a :class:`Progres
 snapshot and its :class:`Limits`; the answer says whether to go on, pivot to the next
 repository, or stop, and why. Checks run in a fixed order so that a success on the last
 allowed cycle counts as a success: stop requests first (someone asked), then targets met,
-then failures, then budgets, then convergence.
+then failures, then budgets, then widening (`widen_every`), then convergence.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ class Progress:
     `cycles_done` counts finished cycles; `stale_cycles` the finished cycles since the
     last promotion through the gate (or pivot); `failed_in_a_row` the consecutive failed
     cycles; `cycle_runtime_s`/`cycle_tokens` what the current cycle has used;
-    `metrics` the active versions' eval metrics (`adapter.metric` -> value).
+    `metrics` the active versions' eval metrics (`adapter.metric` -> value);
+    `cycles_on_repo` the finished cycles since the loop last turned to a repository.
     """
 
     cycles_done: int = 0
@@ -79,6 +80,7 @@ class Progress:
     kill_switch: bool = False
     stop_requested: bool = False
     interrupted: bool = False
+    cycles_on_repo: int = 0
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,9 @@ def decide(limits: Limits, p: Progress, *, between_cycles: bool) -> Decision:
         return found or Decision(Action.CONTINUE)
     if p.cycles_done >= limits.max_cycles:
         return _stop(StopReason.MAX_CYCLES, f"ran {p.cycles_done} of {limits.max_cycles} cycles")
+    if limits.widen_every and p.cycles_on_repo >= limits.widen_every and p.queue:
+        why = f"{p.cycles_on_repo} cycle(s) on this repository (widen_every {limits.widen_every})"
+        return Decision(Action.PIVOT, None, f"{why}: pivoting to {p.queue[0]}")
     if p.stale_cycles >= limits.patience:
         why = f"no promotion beyond the noise floor in {p.stale_cycles} cycles"
         if p.runtime_s < limits.min_hours * 3600 and p.queue:

@@ -68,6 +68,7 @@ class Limits:
     max_failed_cycles: int
     meta_every: int
     targets: tuple[Target, ...]
+    widen_every: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view (targets as written), as the run records it."""

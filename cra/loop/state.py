@@ -29,6 +29,16 @@ def stale_cycles(done: Sequence[LoopCycle]) -> int:
     return count
 
 
+def cycles_on_repo(done: Sequence[LoopCycle]) -> int:
+    """Finished cycles since the loop last turned to a repository (its last pivot)."""
+    count = 0
+    for cycle in reversed(done):
+        count += 1
+        if cycle.summary.get("pivot"):
+            break
+    return count
+
+
 def failed_in_a_row(done: Sequence[LoopCycle]) -> int:
     """Consecutive failed cycles at the end."""
     count = 0
@@ -104,6 +114,7 @@ def progress_of(state: Recorded, runtime_s: float, cycle_runtime_s: float) -> Pr
         cycle_tokens=state.tokens if state.current else (last.tokens if last else 0),
         stale_cycles=stale_cycles(state.done),
         failed_in_a_row=failed_in_a_row(state.done),
+        cycles_on_repo=cycles_on_repo(state.done),
         cycle_cut=bool(last and last.status == "cut" and state.current is None),
     )
 

@@ -12,25 +12,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from cra.adapters.evaluate import evaluate
 from cra.adapters.lifecycle import PromotionRefused, check, promote
 from cra.adapters.names import name_kind
-from cra.adapters.registry import active_version, adapter_names, parse_versioned
+from cra.adapters.registry import (
+    Version,
+    active_version,
+    adapter_names,
+    get_version,
+    parse_versioned,
+    verify_files,
+)
 from cra.artefacts import base_model_dir
 from cra.curation.curate import curate
 from cra.curation.plan import EmptyDatabase, NotEnoughData, build_plan, write_plan
 from cra.db.commits import funnel_counts
-from cra.errors import CraError
+from cra.errors import CraError, UsageError
 from cra.harness.mine import mine_repo
 from cra.harness.planning import RunOptions
 from cra.harness.run import run_harness
 from cra.harness.validate import ValidateOptions, validate_repo
 from cra.loop.limits import Limits
+from cra.ranker.base import ranker_base_dir
+from cra.ranker.evaluate import evaluate_ranker
 from cra.ranker.train import RankerTrainOptions, train_ranker
+from cra.ranker_rows import RANKER_ADAPTER
 from cra.training.train import TrainOptions, train_adapter
 from cra.workspace import Workspace
 
@@ -110,15 +120,17 @@ def ingest(ctx: StepContext) -> StepResult:
         return skipped("no repository to mine")
     result = mine_repo(ctx.workspace, repo)
     counts = {"seen": result.seen, "new": result.new, "qualified": result.qualified}
-    return StepResult("done", f"mined {repo}", counts, {"repo": repo})
+    return StepResult("done", f"mined {repo}", counts, {"repo": repo, "new": str(result.new)})
 
 
 def harness(ctx: StepContext) -> StepResult:
     """Plan new tasks with the baseline planner, then validate them (both --limit
-    tasks_per_cycle)."""
+    tasks_per_cycle; none when it is 0)."""
     repo = ctx.earlier.get("repo") or ctx.repo
     if repo is None:
         return skipped("no repository mined")
+    if ctx.limits.tasks_per_cycle == 0:
+        return skipped("tasks_per_cycle is 0: no tasks planned or validated")
     with closing(ctx.workspace.raw_db()) as conn:
         if not funnel_counts(conn, repo):
             return skipped(f"{repo} is not mined")
@@ -164,19 +176,22 @@ def curate_step(ctx: StepContext) -> StepResult:
     return StepResult("done", None, counts, {"dataset": result.dataset_id})
 
 
-Trainer = Callable[[Workspace, str, str], str]
-"""Trains one adapter on a dataset from the frozen base: (workspace, dataset, adapter)
--> the candidate's ref."""
+Trainer = Callable[[Workspace, str | None, str], str]
+"""Trains one adapter on a dataset from the frozen base: (workspace, dataset or None for
+the mined history, adapter) -> the candidate's ref."""
 
 
-def train_lora(workspace: Workspace, dataset_id: str, adapter: str) -> str:
+def train_lora(workspace: Workspace, dataset_id: str | None, adapter: str) -> str:
     """The default trainer: `train_adapter` (QLoRA SFT from the frozen base)."""
+    if dataset_id is None:
+        raise UsageError(f"{adapter} trains on a dataset only")
     result = train_adapter(workspace, TrainOptions(dataset_id=dataset_id, adapter=adapter))
     return result.version.ref
 
 
-def train_ranker_kind(workspace: Workspace, dataset_id: str, adapter: str) -> str:
-    """The trainer of the ranker kind (`scope-ranker`): `train_ranker` on the dataset."""
+def train_ranker_kind(workspace: Workspace, dataset_id: str | None, adapter: str) -> str:
+    """The trainer of the ranker kind (`scope-ranker`): `train_ranker` on the dataset, or
+    on every mined repository's history (its holdout left out) without one."""
     result = train_ranker(workspace, RankerTrainOptions(adapter=adapter, dataset_id=dataset_id))
     return result.version.ref
 
@@ -185,34 +200,115 @@ TRAINERS: dict[str, Trainer] = {"lora": train_lora, "ranker": train_ranker_kind}
 """The trainer of each adapter kind (:func:`cra.adapters.names.name_kind`)."""
 
 
-def train(ctx: StepContext) -> StepResult:
-    """Train a candidate of each adapter the plan names, with its kind's trainer (a LoRA
-    adapter needs `[model] base`; the ranker has its own base)."""
+def history_ranker(ctx: StepContext) -> str | None:
+    """Why the ranker is not trained on the mined history this cycle, or None when it
+    is: that needs mined commits and a ranker base, and something new since the active
+    version (commits mined this cycle, a mined repository it was not trained on, or an
+    active version trained on a dataset instead)."""
+    try:
+        ranker_base_dir(ctx.workspace.config.settings.ranker.base, ctx.workspace.root)
+    except CraError as exc:
+        return f"{exc} ([ranker] base)"
+    with closing(ctx.workspace.raw_db()) as conn:
+        mined = {row.repo for row in funnel_counts(conn, None)}
+        active = active_version(conn, ctx.workspace.root, RANKER_ADAPTER)
+    if not mined:
+        return "no mined commits to train the ranker on"
+    if active is not None and active.dataset_id is None and ctx.earlier.get("new") == "0":
+        covered = set(active.hyperparams.get("repos") or ())
+        if mined <= covered:
+            return f"nothing mined since {active.ref} was trained on the same history"
+    return None
+
+
+def _jobs(ctx: StepContext) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """(adapter, dataset or None) to train this cycle, and why others are left out: the
+    plan's adapters on its dataset (LoRA ones only with `[model] base`), and the ranker
+    on the mined history when the plan does not name it."""
     dataset = ctx.earlier.get("dataset")
-    if not dataset:
-        return skipped("no dataset this cycle")
-    adapters = _refs(ctx.earlier.get("adapters"))
-    if any(name_kind(a) == "lora" for a in adapters):
+    named = _refs(ctx.earlier.get("adapters")) if dataset else []
+    notes = [] if dataset else ["no dataset this cycle"]
+    if any(name_kind(a) == "lora" for a in named):
         try:
             base_model_dir(ctx.workspace.config.settings.model.base, ctx.workspace.root)
         except CraError as exc:
-            return skipped(f"{exc} ([model] base)")
+            notes.append(f"{exc} ([model] base)")
+            named = [a for a in named if name_kind(a) != "lora"]
+    jobs: list[tuple[str, str | None]] = [(a, dataset) for a in named]
+    if RANKER_ADAPTER not in named:
+        why = history_ranker(ctx)
+        if why is None:
+            jobs.append((RANKER_ADAPTER, None))
+        else:
+            notes.append(why)
+    return jobs, notes
+
+
+def train(ctx: StepContext) -> StepResult:
+    """Train a candidate of each adapter the plan names, with its kind's trainer (a LoRA
+    adapter needs `[model] base`), and of the ranker on the mined history when the plan
+    names none (see :func:`history_ranker`); skipped, saying why, when there is nothing."""
+    jobs, notes = _jobs(ctx)
+    if not jobs:
+        return skipped("; ".join(notes))
     candidates = []
-    for adapter in adapters:
+    for adapter, dataset in jobs:
         ctx.checkpoint()
         trainer = TRAINERS.get(name_kind(adapter))
         if trainer is None:
             ctx.echo(f"no trainer for {adapter} ({name_kind(adapter)}): left out")
             continue
-        candidates.append(trainer(ctx.workspace, dataset, adapter))
-        ctx.echo(f"trained {candidates[-1]}")
+        try:
+            candidates.append(trainer(ctx.workspace, dataset, adapter))
+        except UsageError as exc:
+            if dataset is not None:
+                raise
+            notes.append(f"{adapter} not trained on the mined history: {exc}")
+            continue
+        ctx.echo(f"trained {candidates[-1]}" + ("" if dataset else " on the mined history"))
+    if not candidates:
+        return skipped("; ".join(notes) or "no candidate trained")
     return StepResult(
-        "done", None, {"candidates": len(candidates)}, {"candidates": ",".join(candidates)}
+        "done",
+        "; ".join(notes) or None,
+        {"candidates": len(candidates)},
+        {"candidates": ",".join(candidates)},
     )
 
 
+def on_holdout_of(active: Version, candidate: Version) -> Version:
+    """`active` as the ranker's evaluation reads it, with `candidate`'s holdout: its
+    dataset, or for a ranker trained on the mined history its repositories and holdout
+    share, so the active version is scored on the candidate's (grown) holdout."""
+    keys = ("repos", "holdout_share")
+    held = {k: candidate.hyperparams[k] for k in keys if k in candidate.hyperparams}
+    return replace(
+        active, dataset_id=candidate.dataset_id, hyperparams={**active.hyperparams, **held}
+    )
+
+
+def _evaluate_active(ctx: StepContext, ref: str, result: Mapping[str, Any]) -> int:
+    """Evaluate the active version of `ref`'s adapter on the holdout `result` was
+    measured on, unless it already has been; how many evaluations that took."""
+    name, number = parse_versioned(ref)
+    with closing(ctx.workspace.raw_db()) as conn:
+        active = active_version(conn, ctx.workspace.root, name)
+        candidate = get_version(conn, ctx.workspace.root, name, number)
+    if active is None or active.version == number or result["holdout"] in active.eval_metrics:
+        return 0
+    ctx.checkpoint()
+    if active.kind == "ranker":
+        verify_files(active)
+        evaluate_ranker(ctx.workspace, on_holdout_of(active, candidate))
+    else:
+        evaluate(ctx.workspace, active.ref, dataset_id=result["dataset_id"])
+    return 1
+
+
 def evaluate_step(ctx: StepContext) -> StepResult:
-    """Evaluate each candidate and the active version on the same holdout."""
+    """Evaluate each candidate, and the active version on the same holdout (for a ranker
+    on the mined history, the holdout grows with each repository: the active version is
+    scored on the new one too, so the gate compares the same examples)."""
     refs = _refs(ctx.earlier.get("candidates"))
     if not refs:
         return skipped("no candidates this cycle")
@@ -220,14 +316,7 @@ def evaluate_step(ctx: StepContext) -> StepResult:
     for ref in refs:
         ctx.checkpoint()
         result = evaluate(ctx.workspace, ref)
-        evaluated += 1
-        name, _ = parse_versioned(ref)
-        with closing(ctx.workspace.raw_db()) as conn:
-            active = active_version(conn, ctx.workspace.root, name)
-        if active is not None and result["holdout"] not in active.eval_metrics:
-            ctx.checkpoint()
-            evaluate(ctx.workspace, active.ref, dataset_id=result["dataset_id"])
-            evaluated += 1
+        evaluated += 1 + _evaluate_active(ctx, ref, result)
     return StepResult("done", None, {"evaluated": evaluated})
 
 

@@ -14,6 +14,7 @@ from cra.db.llm_calls import record_call
 from cra.fsutil import now_iso
 from cra.loop.limits import Limits, parse_target
 from cra.loop.steps import FunctionStep, StepContext, StepResult
+from cra.repos.pack import PackOptions, pack
 from cra.workspace import Workspace
 from tests.adapters.helpers import candidate, planted_eval
 
@@ -31,10 +32,17 @@ def limits(**changed: Any) -> Limits:
         "max_failed_cycles": 2,
         "meta_every": 2,
         "targets": (),
+        "widen_every": 0,
     }
     values.update(changed)
     values["targets"] = tuple(parse_target(t) for t in values["targets"])
     return Limits(**values)
+
+
+def pack_copy(workspace: Workspace, source: Path, wheelhouse: Path, name: str) -> None:
+    """Pack the git repository at `source` into `workspace` as package `name`, from the
+    local wheelhouse."""
+    pack(workspace, str(source), PackOptions(name=name, find_links=wheelhouse))
 
 
 def slow_step(name: str, units: int, unit_s: float = 0.1) -> FunctionStep:

@@ -109,3 +109,22 @@ def test_a_signal_outranks_every_other_reason() -> None:
     """An interrupt is reported as such even when a limit is also reached."""
     both = Progress(cycles_done=5, interrupted=True, kill_switch=True, cycle_tokens=10**6)
     assert decide(limits(), both, between_cycles=True).reason is StopReason.INTERRUPTED
+
+
+def test_widen_every_pivots_after_that_many_cycles_on_a_repository() -> None:
+    """With widen_every N the loop pivots after N cycles on one repository while the queue
+    has one, before convergence; with an empty queue or 0 it does not widen."""
+    lim = limits(widen_every=1, patience=5)
+    once = Progress(cycles_done=1, cycles_on_repo=1, queue=("rich",))
+    decision = decide(lim, once, between_cycles=True)
+    assert decision.action is Action.PIVOT
+    assert decision.detail == "1 cycle(s) on this repository (widen_every 1): pivoting to rich"
+    assert decide(lim, Progress(cycles_done=1, cycles_on_repo=1), between_cycles=True).action is (
+        Action.CONTINUE
+    )
+    off = limits(widen_every=0, patience=5)
+    assert decide(off, once, between_cycles=True).action is Action.CONTINUE
+    early = Progress(cycles_done=1, cycles_on_repo=1, queue=("rich",))
+    assert decide(limits(widen_every=2, patience=5), early, between_cycles=True).action is (
+        Action.CONTINUE
+    )
