@@ -50,6 +50,13 @@ class HarnessSettings:
 
 
 @dataclass(frozen=True)
+class RetrieveSettings:
+    """[retrieve] of `cra.toml`."""
+
+    ranker: str
+
+
+@dataclass(frozen=True)
 class MineSettings:
     """[mine] of `cra.toml`."""
 
@@ -138,6 +145,7 @@ class CurateSettings:
     target_precision: float
     target_planning: float
     target_execute: float
+    target_scope_ranker: float
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,7 @@ class LoopSettings:
     max_failed_cycles: int
     meta_every: int
     targets: tuple[str, ...]
+    widen_every: int
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,7 @@ class Settings:
     db: DbSettings
     llm: LlmSettings
     harness: HarnessSettings
+    retrieve: RetrieveSettings
     mine: MineSettings
     score: ScoreSettings
     repos: ReposSettings

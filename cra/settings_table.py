@@ -94,6 +94,8 @@ SECTION_HELP: dict[str, str] = {
     "db": "The SQLite databases under db/.",
     "llm": "The model endpoint (OpenAI-compatible: the local vLLM server, or a teacher API).",
     "harness": "cra harness run: retrieval and the baseline planner.",
+    "retrieve": "cra harness run: how each task's files are ranked (BM25 alone, or BM25's\n"
+    "# candidates reranked by the active scope-ranker version).",
     "mine": "cra harness mine: size bounds of the funnel (word lists live in\n"
     "# cra/harness/messages.py).",
     "score": "Plan-diff alignment: weights of the components (any non-negative numbers;\n"
@@ -186,8 +188,9 @@ LOOP_SETTINGS: tuple[Setting, ...] = (
         "tasks_per_cycle",
         20,
         int,
-        "Tasks one cycle plans (baseline planner) and validates at most (--limit).",
-        between(1, 1_000_000),
+        "Tasks one cycle plans (baseline planner) and validates at most (--limit); 0: the "
+        "harness step plans and validates nothing (a ranker needs only mined commits).",
+        between(0, 1_000_000),
     ),
     Setting(
         "loop",
@@ -212,6 +215,15 @@ LOOP_SETTINGS: tuple[Setting, ...] = (
         list,
         'Targets that end the loop once all are met, e.g. "scope-ranker.recall_at_1>=0.8".',
         loop_targets,
+    ),
+    Setting(
+        "loop",
+        "widen_every",
+        0,
+        int,
+        "Cycles on one repository before the loop pivots to the next unmined one even if it "
+        "has not converged (1: a new repository every cycle); 0: only on convergence.",
+        between(0, 10_000),
     ),
 )
 """The `[loop]` section: `cra loop start` flags override each of them."""
@@ -284,6 +296,14 @@ SETTINGS: tuple[Setting, ...] = (
         int,
         "Symbols per file the baseline planner names.",
         between(0, 10_000),
+    ),
+    Setting(
+        "retrieve",
+        "ranker",
+        "bm25",
+        str,
+        "bm25, or learned: rerank BM25's files with the active scope-ranker (BM25 when none).",
+        one_of("bm25", "learned"),
     ),
     Setting(
         "mine",
@@ -561,6 +581,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("curate", "target_planning", 0.8, float, "Target plan alignment.", unit_interval),
     Setting(
         "curate", "target_execute", 0.6, float, "Target FAIL_TO_PASS pass rate.", unit_interval
+    ),
+    Setting(
+        "curate",
+        "target_scope_ranker",
+        0.9,
+        float,
+        "Target recall@5 of the scope ranker on its chronological holdout.",
+        unit_interval,
     ),
     Setting("train", "rank", 16, int, "LoRA rank r.", between(1, 65_536)),
     Setting(

@@ -78,8 +78,9 @@ def run_command(
     """Plan each qualifying commit of REPO and score the plan against the real diff.
 
     Per commit, oldest first: check out the parent (no later history), index it with
-    tree-sitter, retrieve with BM25, plan, score plan-diff alignment, record it all in
-    raw.db. Then (unless --no-validate) run each commit's tests before and after it,
+    tree-sitter, retrieve with BM25 (reranked by the active scope-ranker version when
+    cra.toml sets [retrieve] ranker = "learned"), plan, score plan-diff alignment, record
+    it all in raw.db. Then (unless --no-validate) run each commit's tests before and after it,
     sandboxed, to find the tasks its tests verify. Interrupting is safe: running again
     resumes without duplicating anything. One writing command at a time per workspace:
     a second one refuses while this one runs.
@@ -120,6 +121,7 @@ def _run(
 ) -> None:
     from cra.harness.planning import RunOptions
     from cra.harness.run import parse_temperatures, run_harness
+    from cra.ranker.pipeline import pipeline_ranker
 
     options = RunOptions(
         planner=planner,
@@ -139,8 +141,9 @@ def _run(
 
         # Before planning: a run that cannot validate stops here, saying what to install.
         require_sandbox(workspace.config.settings.validate.sandbox_uid, allow_unsafe=unsafe)
+    ranker = pipeline_ranker(workspace, say=lambda line: click.echo(line, err=True))
     with counted_progress("planning", hidden=as_json) as progress:
-        summary = run_harness(workspace, repo, options, progress=progress)
+        summary = run_harness(workspace, repo, options, progress=progress, ranker=ranker)
     data = summary.as_dict()
     validation = None
     if validate:
