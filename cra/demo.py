@@ -336,7 +336,7 @@ def _ranker(workspace: Workspace, echo: Echo) -> None:
 
 
 def _loop(workspace: Workspace, echo: Echo) -> None:
-    """A short `cra loop` on the sample: at most three cycles, one task each, patience 2;
+    """A short `cra loop` on the sample: at most four cycles, one task each, patience 2;
     without plan and curate (the dataset of [8] stands), so its train step fits the ranker
     on the mined history instead of four LoRA adapters per cycle."""
     from cra.db import loop as store
@@ -351,7 +351,7 @@ def _loop(workspace: Workspace, echo: Echo) -> None:
         echo(f"  loop run {run_id} already ran: {last.stop_reason}")
     else:
         steps = tuple(s for s in DEFAULT_STEPS if s.name not in ("plan", "curate"))
-        limits = {"max_cycles": 3, "patience": 2, "tasks_per_cycle": 1, "cycle_timeout_s": 900.0}
+        limits = {"max_cycles": 4, "patience": 2, "tasks_per_cycle": 1, "cycle_timeout_s": 900.0}
         outcome = start_loop(workspace, limits, steps=steps)
         run_id = outcome.run_id
         echo(f"  cra loop start: {outcome.reason.value} ({outcome.detail}), {outcome.report_md}")

@@ -204,7 +204,8 @@ def history_ranker(ctx: StepContext) -> str | None:
     """Why the ranker is not trained on the mined history this cycle, or None when it
     is: that needs mined commits and a ranker base, and something new since the active
     version (commits mined this cycle, a mined repository it was not trained on, or an
-    active version trained on a dataset instead)."""
+    active version trained on a dataset instead); a cycle that mined nothing has nothing
+    new."""
     try:
         ranker_base_dir(ctx.workspace.config.settings.ranker.base, ctx.workspace.root)
     except CraError as exc:
@@ -214,7 +215,7 @@ def history_ranker(ctx: StepContext) -> str | None:
         active = active_version(conn, ctx.workspace.root, RANKER_ADAPTER)
     if not mined:
         return "no mined commits to train the ranker on"
-    if active is not None and active.dataset_id is None and ctx.earlier.get("new") == "0":
+    if active is not None and active.dataset_id is None and ctx.earlier.get("new", "0") == "0":
         covered = set(active.hyperparams.get("repos") or ())
         if mined <= covered:
             return f"nothing mined since {active.ref} was trained on the same history"

@@ -235,6 +235,8 @@ def fit_ranker(
     say = echo or (lambda _m: None)
     rows = sorted(rows, key=lambda r: (r.authored_at, r.task_id))
     fit_rows, val_rows = holdout_split(rows, hp["validation_share"])
+    if not fit_rows or not val_rows:
+        raise UsageError(f"{len(rows)} ranker rows are too few to train and choose a weight on")
     say(f"{len(fit_rows)} rows train the encoder, {len(val_rows)} choose its weight ({base})")
     encoder = load_encoder(base, max_seq_length=hp["max_seq_length"])
     pairs = pairs_of(snaps, fit_rows, hp["hard_negatives"])
