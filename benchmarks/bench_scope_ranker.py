@@ -1,0 +1,316 @@
+"""The learned scope ranker on real histories, against BM25 and a frequency prior measured
+in the same run on the same tasks.
+
+Each repository of a workspace (packed and mined) is split by time: the newest 20% of its
+tasks (qualified commits) are the holdout, and every ranker row authored before them
+(tested and untested: commits dropped only for their tests) may train. ONE ranker is
+trained on the pooled train splits through the product's code (`cra.ranker.train.
+fit_ranker`, `[ranker]` settings unless overridden), then the holdout is scored: per
+repository and pooled, recall@1/@5 and MRR of the prior, BM25 and the ranker (and the
+ratio ranker/BM25), with the noise floor (two standard errors of the paired per-task
+difference in recall@1); the same stratified by lexical overlap (the task text names a
+gold file's path stem or one of its top-level definitions, or not); training seconds
+(wall and CPU); the latency of reranking 50 candidates with file embeddings cached.
+`--loro` adds leave-one-repository-out (train on the others, evaluate on the one).
+
+Usage: python benchmarks/bench_scope_ranker.py --workspace WS [--loro] [--json]
+       python benchmarks/bench_scope_ranker.py --bundles ../shared/real-repos/ [--keep DIR]
+Indexing writes its cache to the workspace's curated.db: point it at a copy to keep one
+untouched. Overrides: --epochs, --hard-negatives, --candidates, --batch-size,
+--learning-rate, --max-seq-length, --tested-only (train on tested rows only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from cra.db.repos import repo_names
+from cra.harness.mine import mine_repo
+from cra.ranker.base import ranker_base_dir
+from cra.ranker.evaluate import Scoring, score_rows, workspace_snapshots
+from cra.ranker.history import Snapshots, history_rows, holdout_split
+from cra.ranker.metrics import mean
+from cra.ranker.train import RankerTrainOptions, fit_ranker, ranker_hyperparams
+from cra.ranker_rows import RankerRow
+from cra.repos.pack import PackOptions, pack
+from cra.workspace import Workspace, init_workspace, open_workspace
+
+HOLDOUT = 0.2
+SHOWN = ("recall@1", "recall@5", "mrr")
+SYSTEMS = ("prior", "bm25", "ranker")
+WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PLAN_SKIP = (
+    "plan alignment skipped: the baseline planner (cra.harness.planners.baseline_plan) "
+    "takes BM25's hits and score_plan needs each task's gold symbols and import graph, "
+    "which the harness computes only inside `cra harness run`; no cheap hook takes a "
+    "reranked file order yet"
+)
+
+
+def _args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--workspace", type=Path, help="a workspace with repos packed and mined")
+    src.add_argument("--bundles", type=Path, help="a folder of *.bundle to pack and mine")
+    ap.add_argument("--keep", type=Path, help="with --bundles: build the workspace here")
+    ap.add_argument("--loro", action="store_true", help="also leave-one-repository-out")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--tested-only", action="store_true", help="train on tested rows only")
+    for flag, kind in (
+        ("epochs", float),
+        ("hard-negatives", int),
+        ("candidates", int),
+        ("batch-size", int),
+        ("learning-rate", float),
+        ("max-seq-length", int),
+    ):
+        ap.add_argument(f"--{flag}", type=kind, default=None)
+    return ap.parse_args()
+
+
+def _build(bundles: Path, root: Path) -> Workspace:
+    """Pack (single environment) and mine every bundle with defaults into `root`."""
+    workspace = init_workspace(root).workspace
+    with tempfile.TemporaryDirectory() as tmp:
+        for bundle in sorted(bundles.glob("*.bundle")):
+            source = Path(tmp) / bundle.stem
+            subprocess.run(["git", "clone", "-q", str(bundle), str(source)], check=True)
+            options = PackOptions(name=bundle.stem, single_env=True)
+            pack(workspace, str(source), options, echo=lambda _m: None)
+            mine_repo(workspace, bundle.stem)
+    return workspace
+
+
+def _hyperparams(workspace: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    settings = workspace.config.settings.ranker
+    changes = {
+        "hard_negatives": args.hard_negatives,
+        "candidates": args.candidates,
+        "max_seq_length": args.max_seq_length,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in changes.items() if v})
+    options = RankerTrainOptions(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate
+    )
+    return ranker_hyperparams(settings, options, HOLDOUT)
+
+
+def named(snaps: Snapshots, row: RankerRow) -> bool:
+    """Whether the task text names a gold file: its path stem (the package for an
+    `__init__.py`) or one of its top-level definitions, as a whole word, any case."""
+    words = {w.lower() for w in WORD.findall(row.query)}
+    view = snaps.view(row.repo, row.parent_sha)
+    for path in row.positives:
+        parts = path.removesuffix(".py").split("/")
+        names = {parts[-2] if parts[-1] == "__init__" and len(parts) > 1 else parts[-1]}
+        parsed = view.index.parsed.get(path)
+        if parsed is not None:
+            names |= {s.name for s in parsed.symbols if "." not in s.qualname}
+        if {n.lower() for n in names if len(n) > 2} & words:
+            return True
+    return False
+
+
+def _figures(scored: Sequence[Scoring], weight: float) -> dict[str, Any]:
+    """Mean metrics of each system, the ratio ranker/BM25 and the recall@1 noise floor."""
+    per = {
+        "prior": [s.prior_only() for s in scored],
+        "bm25": [s.bm25_only() for s in scored],
+        "ranker": [s.at(weight) for s in scored],
+    }
+    out: dict[str, Any] = {"n": len(scored), **{k: mean(v) for k, v in per.items()}}
+    if not scored:
+        return out
+    out["ratio"] = {
+        m: (out["ranker"][m] / out["bm25"][m]) if out["bm25"][m] else math.inf for m in SHOWN
+    }
+    diffs = [r["recall@1"] - b["recall@1"] for r, b in zip(per["ranker"], per["bm25"], strict=True)]
+    sd = statistics.pstdev(diffs) if len(diffs) > 1 else 0.0
+    out["noise_r1"] = 2 * sd / math.sqrt(len(diffs))
+    return out
+
+
+def _table(title: str, groups: dict[str, dict[str, Any]]) -> None:
+    print(f"\n{title}")
+    head = "".join(f" {s[:6]:>6} {'R@1':>5} {'R@5':>5} {'MRR':>5}" for s in SYSTEMS)
+    print(f"{'group':<22}{'n':>4}{head}   ranker/BM25 R@1  R@5  MRR  noise(R@1)")
+    for name, fig in groups.items():
+        if not fig["n"]:
+            print(f"{name:<22}{0:>4}")
+            continue
+        cells = "".join(
+            f" {'':>6} " + " ".join(f"{fig[s][m]:5.3f}" for m in SHOWN) for s in SYSTEMS
+        )
+        ratio = " ".join(f"{fig['ratio'][m]:5.2f}" for m in SHOWN)
+        print(f"{name:<22}{fig['n']:>4}{cells}   {ratio:>21}  {fig['noise_r1']:.3f}")
+
+
+def _groups(
+    scored: Sequence[Scoring], weight: float, key: Any, names: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    return {n: _figures([s for s in scored if key(s) == n], weight) for n in names}
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _train(
+    snaps: Snapshots, rows: Sequence[RankerRow], hp: dict[str, Any], base: Path
+) -> tuple[Any, dict[str, Any]]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fitted = fit_ranker(snaps, rows, hp, base, echo=_say)
+    seconds = {
+        "wall_s": round(time.perf_counter() - wall, 1),
+        "cpu_s": round(time.process_time() - cpu, 1),
+        "fit_s": fitted.metrics["seconds"],
+        "steps": fitted.metrics["steps"],
+        "pairs": fitted.metrics["pairs"],
+        "weight": fitted.ranker.weight,
+    }
+    return fitted.ranker, seconds
+
+
+def _latency(ranker: Any, snaps: Snapshots, held: Sequence[RankerRow]) -> dict[str, float]:
+    """ms per rerank of 50 BM25 candidates, embeddings cached (a warm-up pass first)."""
+    cands = [(r.query, snaps.view(r.repo, r.parent_sha).candidates(r.query, 50)) for r in held]
+    for query, cs in cands:
+        ranker.rerank(query, cs)
+    times = []
+    for query, cs in cands:
+        started = time.perf_counter()
+        ranker.rerank(query, cs)
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"p50_ms": times[len(times) // 2], "p95_ms": times[int(len(times) * 0.95)]}
+
+
+def _loro(
+    snaps: Snapshots,
+    rows: Sequence[RankerRow],
+    train: Sequence[RankerRow],
+    held: Sequence[RankerRow],
+    hp: dict[str, Any],
+    base: Path,
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for repo in sorted({r.repo for r in held}):
+        ranker, _ = _train(snaps, [r for r in train if r.repo != repo], hp, base)
+        mine = [r for r in held if r.repo == repo]
+        scored = score_rows(ranker, snaps, mine, rows, candidates=hp["candidates"])
+        out[repo] = _figures(scored, ranker.weight)
+    fair = [f for f in out.values() if f["n"]]
+    out["mean over repos"] = {
+        "n": sum(f["n"] for f in fair),
+        **{s: {m: statistics.fmean(f[s][m] for f in fair) for m in SHOWN} for s in SYSTEMS},
+    }
+    avg = out["mean over repos"]
+    avg["ratio"] = {m: avg["ranker"][m] / avg["bm25"][m] for m in SHOWN}
+    avg["noise_r1"] = math.nan
+    return out
+
+
+def run(workspace: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    """Every figure of the benchmark, printed as tables unless --json."""
+    hp = _hyperparams(workspace, args)
+    base = ranker_base_dir(workspace.config.settings.ranker.base, workspace.root)
+    with closing(workspace.raw_db()) as raw, closing(workspace.curated_db()) as curated:
+        repos = repo_names(raw)
+        snaps = workspace_snapshots(workspace, curated, repos)
+        started = time.perf_counter()
+        rows = history_rows(raw, snaps, repos, negatives=10, untested=not args.tested_only)
+        rows_s = round(time.perf_counter() - started, 1)
+        train, held = holdout_split(rows, HOLDOUT)
+        ranker, seconds = _train(snaps, train, hp, base)
+        scored = score_rows(ranker, snaps, held, rows, candidates=hp["candidates"])
+        overlap = {s.row.task_id: named(snaps, s.row) for s in scored}
+        w = ranker.weight
+        result: dict[str, Any] = {
+            "hyperparams": hp,
+            "rows": {
+                "tested": sum(r.kind == "tested" for r in rows),
+                "untested": sum(r.kind == "untested" for r in rows),
+                "train": len(train),
+                "holdout": len(held),
+                "build_s": rows_s,
+            },
+            "training": seconds,
+            "repos": {
+                **_groups(scored, w, lambda s: s.row.repo, repos),
+                "pooled": _figures(scored, w),
+            },
+            "overlap": _groups(
+                scored,
+                w,
+                lambda s: "names a gold file" if overlap[s.row.task_id] else "names none",
+                ("names a gold file", "names none"),
+            ),
+            "latency": _latency(ranker, snaps, held),
+            "plan_alignment": PLAN_SKIP,
+        }
+        if args.loro:
+            result["loro"] = _loro(snaps, rows, train, held, hp, base)
+    return result
+
+
+def _print(result: dict[str, Any]) -> None:
+    hp, r, t, lat = result["hyperparams"], result["rows"], result["training"], result["latency"]
+    print(
+        f"\nrows: {r['tested']} tested + {r['untested']} untested ({r['build_s']} s); "
+        f"train {r['train']}, holdout {r['holdout']} (newest {HOLDOUT:.0%} of each repo's tasks)"
+    )
+    print(
+        f"hyperparams: epochs {hp['epochs']}, batch {hp['batch_size']}, lr "
+        f"{hp['learning_rate']}, hard negatives {hp['hard_negatives']}, candidates "
+        f"{hp['candidates']}, max_seq_length {hp['max_seq_length']}"
+    )
+    _table("holdout per repository and pooled", result["repos"])
+    _table("holdout by lexical overlap", result["overlap"])
+    if "loro" in result:
+        _table("leave-one-repository-out (trained on the other repositories)", result["loro"])
+    print(
+        f"\ntraining: {t['wall_s']} s wall, {t['cpu_s']} s CPU ({t['pairs']} pairs, "
+        f"{t['steps']} steps, encoder fit {t['fit_s']} s), weight {t['weight']}"
+    )
+    print(
+        f"rerank 50 candidates (embeddings cached): p50 {lat['p50_ms']:.1f} ms, "
+        f"p95 {lat['p95_ms']:.1f} ms"
+    )
+    print(result["plan_alignment"])
+
+
+def main() -> None:
+    args = _args()
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+    except ImportError:
+        pass
+    if args.bundles:
+        root = args.keep or Path(tempfile.mkdtemp(prefix="cra-bench-ranker-")) / "ws"
+        workspace = _build(args.bundles, root)
+    else:
+        workspace = open_workspace(args.workspace)
+    result = run(workspace, args)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    else:
+        _print(result)
+
+
+if __name__ == "__main__":
+    main()
