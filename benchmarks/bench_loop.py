@@ -195,7 +195,8 @@ def main() -> None:
         _pack(workspace, name, scratch)
     packed_s = time.perf_counter() - started
     loop_args = ["--widen-every", "1", "--tasks-per-cycle", "0", "--patience", "1"]
-    loop_args += ["--max-cycles", str(len(names) + 1), "--cycle-timeout-s", "21600"]
+    # One cycle per repository, one with nothing new (patience 1: converged), one spare.
+    loop_args += ["--max-cycles", str(len(names) + 2), "--cycle-timeout-s", "21600"]
     loop_args += ["--max-hours", str(args.max_hours), "--min-hours", str(args.max_hours)]
     started = time.perf_counter()
     done = _cra(workspace.root, "loop", "start", *loop_args)
