@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,26 +190,32 @@ def read_rows(
         if actual != expected:
             raise ChecksumMismatch(path, expected=expected, actual=actual)
     rows: list[dict[str, Any]] = []
+    for number, row in json_lines(path):
+        meta = row.get("meta") if isinstance(row, dict) else None
+        if not isinstance(meta, dict):
+            raise UsageError(f"{path}, line {number}: the row has no meta object")
+        if meta.get("adapter") != adapter:
+            continue
+        if meta.get("technique") == RANKER_TECHNIQUE:
+            continue  # a ranker row of this name: read by `read_ranker_rows`
+        if method is not None and meta.get("technique") != method:
+            continue
+        _check_shape(row, meta.get("technique"), path, number)
+        rows.append(row)
+    return rows
+
+
+def json_lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """Each non-blank line of the JSONL file `path`, parsed, with its line number; a line
+    that is not JSON is a UsageError naming it."""
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                yield number, json.loads(line)
             except ValueError as exc:
                 raise UsageError(f"{path}, line {number}: not JSON: {exc}") from None
-            meta = row.get("meta") if isinstance(row, dict) else None
-            if not isinstance(meta, dict):
-                raise UsageError(f"{path}, line {number}: the row has no meta object")
-            if meta.get("adapter") != adapter:
-                continue
-            if meta.get("technique") == RANKER_TECHNIQUE:
-                continue  # a ranker row of this name: read by `read_ranker_rows`
-            if method is not None and meta.get("technique") != method:
-                continue
-            _check_shape(row, meta.get("technique"), path, number)
-            rows.append(row)
-    return rows
 
 
 def _check_shape(row: dict[str, Any], technique: object, path: Path, number: int) -> None:

@@ -14,12 +14,11 @@ back, checking every field.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cra.datasets_store import RANKER_TECHNIQUE, Dataset
+from cra.datasets_store import RANKER_TECHNIQUE, Dataset, json_lines
 from cra.errors import ChecksumMismatch, NotFound, UsageError
 from cra.fsutil import sha256_file
 
@@ -127,21 +126,14 @@ def read_ranker_rows(
 
 def _parse_lines(path: Path, adapter: str) -> list[RankerRow]:
     rows: list[RankerRow] = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                raise UsageError(f"{path}, line {number}: not JSON: {exc}") from None
-            meta = obj.get("meta") if isinstance(obj, dict) else None
-            if not isinstance(meta, dict) or meta.get("adapter") != adapter:
-                continue
-            if meta.get("technique") != TECHNIQUE:
-                continue
-            try:
-                rows.append(parse_row(obj))
-            except UsageError as exc:
-                raise UsageError(f"{path}, line {number}: {exc}") from None
+    for number, obj in json_lines(path):
+        meta = obj.get("meta") if isinstance(obj, dict) else None
+        if not isinstance(meta, dict) or meta.get("adapter") != adapter:
+            continue
+        if meta.get("technique") != TECHNIQUE:
+            continue
+        try:
+            rows.append(parse_row(obj))
+        except UsageError as exc:
+            raise UsageError(f"{path}, line {number}: {exc}") from None
     return rows
