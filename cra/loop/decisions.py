@@ -3,6 +3,7 @@ loop's next move (go on, pivot and why, or the stop reason), read from the loop'
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import closing
 from dataclasses import dataclass
 
@@ -46,10 +47,16 @@ def _gate(steps: list[store.LoopStep]) -> str:
 def cycle_decisions(workspace: Workspace, run_id: int) -> list[CycleDecision]:
     """The run's finished cycles with their decisions, oldest first."""
     with closing(workspace.raw_db()) as conn:
-        run = store.get_run(conn, run_id)
-        cycles = [c for c in store.cycles(conn, run_id) if c.status != "running"]
-        pivots = iter([e for e in store.events(conn, run_id) if e.kind == "pivot"])
-        steps = {c.number: store.steps(conn, run_id, c.number) for c in cycles}
+        return decisions_of(conn, run_id)
+
+
+def decisions_of(conn: sqlite3.Connection, run_id: int) -> list[CycleDecision]:
+    """The run's finished cycles with their decisions, read from `conn` (which may be
+    read-only), oldest first."""
+    run = store.get_run(conn, run_id)
+    cycles = [c for c in store.cycles(conn, run_id) if c.status != "running"]
+    pivots = iter([e for e in store.events(conn, run_id) if e.kind == "pivot"])
+    steps = {c.number: store.steps(conn, run_id, c.number) for c in cycles}
     moves: dict[int, str] = {}
     for cycle in cycles:
         if cycle.summary.get("pivot") and cycle.number > 1:

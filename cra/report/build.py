@@ -14,10 +14,11 @@ from cra.db.logs import LogAnalysis
 from cra.errors import NotFound
 from cra.fsutil import atomic_write_text
 from cra.report.harness_view import harness_section, planning_section
+from cra.report.loop_view import loop_section
 from cra.report.model import Report, Section
 from cra.report.models_view import registry_section, training_section
 from cra.report.page import render
-from cra.report.resources_view import loop_section, resources_section
+from cra.report.resources_view import resources_section
 from cra.workspace import Workspace
 
 REPORT_NAME = "report.html"
@@ -77,7 +78,7 @@ def read_sections(conn: sqlite3.Connection, root: Path) -> tuple[Section, ...]:
         registry_section(conn, root),
         resources_section(conn, analysis, root),
     ]
-    loop = loop_section(table_names(conn))
+    loop = loop_section(conn, table_names(conn), root)
     if loop is not None:
         sections.append(loop)
     return tuple(sections)

@@ -1,4 +1,4 @@
-"""The resources section (time, tokens, disk) and the place kept for the loop."""
+"""The resources section: time, tokens, disk."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from cra.db.logs import LogAnalysis
 from cra.db.runs import list_runs
 from cra.report.harness_view import run_seconds
 from cra.report.model import Chart, Section, Series
-
-LOOP_TABLES = ("loop_runs", "loop_cycles", "loop_steps", "loop_events")
 
 
 def resources_section(conn: sqlite3.Connection, analysis: LogAnalysis, root: Path) -> Section:
@@ -64,19 +62,3 @@ def disk_usage(root: Path) -> dict[str, int]:
                     total += path.stat().st_size
         usage[folder.name] = total
     return usage
-
-
-def loop_section(tables: frozenset[str]) -> Section | None:
-    """The place kept for the self-improvement loop's view; None while `raw.db` has no
-    loop tables. Its charts are drawn by the loop's own view once it has one."""
-    present = [t for t in LOOP_TABLES if t in tables]
-    if not present:
-        return None
-    return Section(
-        "loop",
-        "Loop",
-        "cra loop",
-        notes=(
-            f"The loop's tables are present ({', '.join(present)}); its view is not drawn yet.",
-        ),
-    )

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-from cra.adapters.registry import Registration, add_event, register
+from cra.adapters.registry import Registration, add_event, register, store_eval
+from cra.db import loop as loop_store
 from cra.db import transaction
 from cra.db.commits import MinedCommit, upsert_commits
 from cra.db.repos import repo_id, repo_names
@@ -56,6 +57,41 @@ def fill_workspace(workspace: Workspace, base: Path) -> None:
     with closing(workspace.raw_db()) as conn, transaction(conn):
         add_event(conn, "scope", 1, "promoted", reason="better alignment")
         add_event(conn, "scope", 2, "rejected", reason=HOSTILE)
+
+
+LOOP_STEPS = ("ingest", "train", "evaluate", "promote")
+LOOP_CYCLES = 3
+
+
+def record_loop(workspace: Workspace) -> int:
+    """A finished three-cycle loop run through the loop store, after `fill_workspace`:
+    scope@v1 and @v2 are the first two cycles' candidates (evaluated), the third trains
+    nothing; a hostile repository name. The run's id."""
+    for version, accuracy in ((1, 0.6), (2, 0.7)):
+        store_eval(workspace, "scope", version, "holdout-1", {"metrics": {"accuracy": accuracy}})
+    with closing(workspace.raw_db()) as conn:
+        run = loop_store.start_run(conn, {"targets": ["scope.accuracy>=0.8"], "max_cycles": 3})
+        for cycle in range(1, LOOP_CYCLES + 1):
+            candidates = [f"scope@v{cycle}"] if cycle < LOOP_CYCLES else []
+            loop_store.start_cycle(conn, run, cycle, HOSTILE)
+            for position, step in enumerate(LOOP_STEPS):
+                loop_store.start_step(conn, run, cycle, position, step)
+                outputs = {"candidates": ",".join(candidates)} if step == "train" else {}
+                loop_store.end_step(
+                    conn,
+                    run,
+                    cycle,
+                    position,
+                    status="done",
+                    reason=None,
+                    counts={},
+                    outputs=outputs,
+                )
+            loop_store.update_cycle(conn, run, cycle, runtime_s=1.5 * cycle, tokens=100 * cycle)
+            summary = {"repo": HOSTILE, "candidates": candidates, "promoted": []}
+            loop_store.end_cycle(conn, run, cycle, status="done", promoted=0, summary=summary)
+        loop_store.end_run(conn, run, reason="max_cycles", exit_code=0, runtime_s=4.5)
+    return run
 
 
 def _dropped(repo: int) -> MinedCommit:

@@ -19,10 +19,13 @@ from cra.report.build import write_report
 from cra.workspace import Workspace
 from tests.report.helpers import (
     HOSTILE,
+    LOOP_CYCLES,
+    LOOP_STEPS,
     Drawn,
     chromium,
     fill_workspace,
     png_variance,
+    record_loop,
     run_chromium,
 )
 
@@ -39,6 +42,28 @@ def test_empty_workspace_report_names_the_command_that_fills_each_section(
     with closing(workspace.raw_db()) as conn:
         loop_tables = any(t.startswith("loop_") for t in table_names(conn))
     assert ("loop" in {s.key for s in result.sections}) == loop_tables
+    if loop_tables:
+        assert "loop" in empty and "run <code>cra loop start</code>" in text
+
+
+def test_loop_charts_draw_one_point_per_cycle_and_the_chain_verifies(
+    workspace: Workspace, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A recorded loop: time and tokens per cycle, each step's time, the target line one
+    point per cycle, the candidates' metric per cycle that had one; decisions and events
+    tabled, the chain said to verify, the hostile repository escaped."""
+    fill_workspace(workspace, tiny_model_dir)
+    run = record_loop(workspace)
+    result = write_report(workspace, tmp_path / "out")
+    loop = next(s for s in result.sections if s.key == "loop")
+    assert not loop.empty
+    assert loop.charts["loop-tokens"] == (LOOP_CYCLES,)
+    assert loop.charts["loop-time"] == (LOOP_CYCLES,) * (len(LOOP_STEPS) + 1)
+    assert loop.charts["loop-metrics"] == (LOOP_CYCLES - 1, LOOP_CYCLES)
+    text = result.path.read_text()
+    assert f"Loop run {run}: ended, stopped: max_cycles" in text
+    assert "hash chain verifies" in text and "stop: max_cycles" in text
+    assert HOSTILE not in text
 
 
 def test_chart_points_match_the_rows_in_raw_db_and_raw_db_is_untouched(
@@ -101,6 +126,7 @@ def test_chromium_draws_every_point_offline_and_makes_no_request(
     if binary is None:
         pytest.skip("chromium is not installed (make test installs it with apt-get as root)")
     fill_workspace(workspace, tiny_model_dir)
+    record_loop(workspace)
     result = write_report(workspace, tmp_path / "out")
     dom = run_chromium(binary, result.path, tmp_path, "--dump-dom")
     drawn = Drawn()
@@ -109,6 +135,7 @@ def test_chromium_draws_every_point_offline_and_makes_no_request(
     assert drawn.rendered == str(len(expected)), dom.stderr[-2000:]
     assert drawn.expected == expected
     assert drawn.charts == expected
+    assert {"loop-metrics", "loop-time", "loop-tokens"} <= set(drawn.charts)
     assert [u for u in drawn.links if u.startswith(("http:", "https:", "//"))] == []
     assert "Content Security Policy" not in dom.stderr, dom.stderr[-2000:]
     shot = tmp_path / "shot.png"
