@@ -297,14 +297,16 @@ def _summary(
         return [r for r in outputs.get(key, "").split(",") if r]
 
     promoted, rolled = refs("promoted"), refs("rolled_back")
+    improved = refs("improved") if "improved" in outputs else promoted
     return {
         "repo": outputs.get("repo"),
         "pivot": pivot,
         "steps": dict(statuses),
         "candidates": refs("candidates"),
         "promoted": promoted,
+        "improved": improved,
         "rolled_back": rolled,
-        "helped": bool(promoted) and not rolled,
+        "helped": bool(improved) and not rolled,
     }
 
 

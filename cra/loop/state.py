@@ -18,10 +18,12 @@ ENDED_STEP = ("done", "skipped", "failed")
 
 
 def stale_cycles(done: Sequence[LoopCycle]) -> int:
-    """Finished cycles since the last promotion (a pivot starts the count afresh)."""
+    """Finished cycles since the last improvement: a promotion beyond the noise floor
+    (`improved` of the cycle's summary; a pivot starts the count afresh)."""
     count = 0
     for cycle in reversed(done):
-        if cycle.promoted > 0:
+        improved = cycle.summary.get("improved")
+        if (cycle.promoted > 0) if improved is None else bool(improved):
             break
         count += 1
         if cycle.summary.get("pivot"):

@@ -321,22 +321,44 @@ def evaluate_step(ctx: StepContext) -> StepResult:
     return StepResult("done", None, {"evaluated": evaluated})
 
 
+def not_improved(details: Mapping[str, Any]) -> str | None:
+    """Why a promotion the gate passed is no improvement (no primary metric rose beyond
+    its noise floor), or None when it is one; with nothing to compare against (a first
+    version without base metrics) it is one."""
+    metrics: Mapping[str, Mapping[str, float]] = details.get("metrics") or {}
+    if not metrics or any(m["delta"] > m["noise_floor"] for m in metrics.values()):
+        return None
+    within = ", ".join(
+        f"{name} {m['delta']:+.3f} (floor {m['noise_floor']:.3f})" for name, m in metrics.items()
+    )
+    against = details.get("against")
+    return f"no primary metric rose beyond the noise floor against {against}: {within}"
+
+
 def promote_step(ctx: StepContext) -> StepResult:
-    """Promote each candidate through the gate, or record why it was rejected."""
+    """Promote each candidate through the gate, or record why it was rejected; only a
+    promotion whose primary metric rose beyond the noise floor counts as `improved`."""
     refs = _refs(ctx.earlier.get("candidates"))
     if not refs:
         return skipped("no candidates this cycle")
-    promoted, rejected, reasons = [], 0, []
+    promoted, improved, rejected, reasons = [], [], 0, []
     for ref in refs:
         ctx.checkpoint()
         try:
-            promote(ctx.workspace, ref, reason="cra loop: passed the gate")
-            promoted.append(ref)
+            move = promote(ctx.workspace, ref, reason="cra loop: passed the gate")
         except PromotionRefused as exc:
             rejected += 1
             reasons.append(str(exc))
+            continue
+        promoted.append(ref)
+        why = not_improved(move.details or {})
+        if why is None:
+            improved.append(ref)
+        else:
+            reasons.append(f"{ref} promoted, but not an improvement: {why}")
     counts = {"promoted": len(promoted), "rejected": rejected}
-    return StepResult("done", "; ".join(reasons) or None, counts, {"promoted": ",".join(promoted)})
+    outputs = {"promoted": ",".join(promoted), "improved": ",".join(improved)}
+    return StepResult("done", "; ".join(reasons) or None, counts, outputs)
 
 
 def check_step(ctx: StepContext) -> StepResult:

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cra.adapters.registry import active_version, adapter_names, list_versions
 from cra.db import loop as store
 from cra.db.llm_calls import record_call
+from cra.fixtures.ranker import build_ranker_history
 from cra.fsutil import now_iso
 from cra.loop.limits import Limits, parse_target
 from cra.loop.steps import FunctionStep, StepContext, StepResult
 from cra.repos.pack import PackOptions, pack
-from cra.workspace import Workspace
+from cra.workspace import Workspace, open_workspace
 from tests.adapters.helpers import candidate, planted_eval
 
 
@@ -128,3 +130,35 @@ def candidate_step(recalls: list[list[float]], tmp: Path) -> FunctionStep:
         return StepResult("done", None, {"candidates": 1}, {"candidates": f"scope@v{number}"})
 
     return FunctionStep("candidate", run)
+
+
+def ranker_loop_workspace(
+    workspace: Workspace, encoder: Path, epochs: float, extra: str = ""
+) -> Workspace:
+    """`workspace` training the ranker from the tiny `encoder` for `epochs` on a synthetic
+    mined history (no package: ingest and harness skip, train/evaluate/promote run)."""
+    (workspace.root / "cra.toml").write_text(
+        f'[ranker]\nbase = "{encoder}"\nepochs = {epochs}\nbatch_size = 8\n'
+        f"learning_rate = 0.001\n{extra}"
+    )
+    workspace = open_workspace(workspace.root)
+    build_ranker_history(workspace, commits=60)
+    return workspace
+
+
+def active_versions(workspace: Workspace) -> dict[str, int | None]:
+    """The active version of each adapter in the registry (None: none is active)."""
+    with closing(workspace.raw_db()) as conn:
+        return {
+            name: getattr(active_version(conn, workspace.root, name), "version", None)
+            for name in adapter_names(conn)
+        }
+
+
+def registered_versions(workspace: Workspace) -> tuple[set[str], set[str]]:
+    """(refs in `adapter_versions`, `NAME@vN` folders under the workspace's adapters/)."""
+    with closing(workspace.raw_db()) as conn:
+        rows = {v.ref for v in list_versions(conn, workspace.root)}
+    folder = workspace.adapters_dir
+    found = {f"{d.name}@{v.name}" for d in folder.glob("*") for v in d.glob("*")}
+    return rows, found
