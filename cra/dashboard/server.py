@@ -75,9 +75,14 @@ class Dashboard:
         self.stopping.set()
         with self._changed:
             self._changed.notify_all()
+        # A rebuild of the views can take seconds on a big raw.db: stopping does not wait
+        # for it; its process is ended and the refresher sees the pool broken.
+        workers = list((self._pool._processes or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
         if self._thread.is_alive():
-            self._thread.join(timeout=30)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            self._thread.join(timeout=10)
 
     def refresh(self) -> float:
         """Read the views now; the seconds it took. A failed read keeps the last views."""
