@@ -181,14 +181,7 @@ def read_rows(
     line."""
     if method is not None and method not in METHODS:
         raise UsageError(f"unknown method {method!r}", hint=f"choose one of {', '.join(METHODS)}")
-    path = dataset.split_path(split)
-    if not path.is_file():
-        raise NotFound(f"dataset {dataset.id}: {path} is missing")
-    expected = dataset.sha256.get(path.name)
-    if expected:
-        actual = sha256_file(path)
-        if actual != expected:
-            raise ChecksumMismatch(path, expected=expected, actual=actual)
+    path = checked_split(dataset, split)
     rows: list[dict[str, Any]] = []
     for number, row in json_lines(path):
         meta = row.get("meta") if isinstance(row, dict) else None
@@ -203,6 +196,19 @@ def read_rows(
         _check_shape(row, meta.get("technique"), path, number)
         rows.append(row)
     return rows
+
+
+def checked_split(dataset: Dataset, split: str) -> Path:
+    """The file of `split`, after checking it exists and matches its recorded sha256."""
+    path = dataset.split_path(split)
+    if not path.is_file():
+        raise NotFound(f"dataset {dataset.id}: {path} is missing")
+    expected = dataset.sha256.get(path.name)
+    if expected:
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ChecksumMismatch(path, expected=expected, actual=actual)
+    return path
 
 
 def json_lines(path: Path) -> Iterator[tuple[int, Any]]:

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cra.datasets_store import RANKER_TECHNIQUE, Dataset, json_lines
-from cra.errors import ChecksumMismatch, NotFound, UsageError
-from cra.fsutil import sha256_file
+from cra.datasets_store import RANKER_TECHNIQUE, Dataset, checked_split, json_lines
+from cra.errors import UsageError
 
 TECHNIQUE = RANKER_TECHNIQUE
 RANKER_ADAPTER = "scope-ranker"
@@ -113,15 +112,7 @@ def read_ranker_rows(
 ) -> list[RankerRow]:
     """The ranker rows of `split` for `adapter`, after checking the file's recorded
     sha256; other rows are skipped. A malformed ranker line is an error naming the line."""
-    path = dataset.split_path(split)
-    if not path.is_file():
-        raise NotFound(f"dataset {dataset.id}: {path} is missing")
-    expected = dataset.sha256.get(path.name)
-    if expected:
-        actual = sha256_file(path)
-        if actual != expected:
-            raise ChecksumMismatch(path, expected=expected, actual=actual)
-    return _parse_lines(path, adapter)
+    return _parse_lines(checked_split(dataset, split), adapter)
 
 
 def _parse_lines(path: Path, adapter: str) -> list[RankerRow]:
