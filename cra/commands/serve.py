@@ -55,14 +55,18 @@ def serve(
     if detach:
         click.echo("stop it with `cra serve stop`")
         return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # Both set explicitly: a shell starting `cra serve &` without job control leaves
+    # SIGINT ignored, and Ctrl-C or `kill -INT` must still stop the server.
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, signal.default_int_handler) for sig in stops}
     try:
         server.process.wait()
         click.echo(f"vLLM exited with code {server.process.returncode}")
     except KeyboardInterrupt:
         click.echo("stopping")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         stop_server(workspace)
 
 

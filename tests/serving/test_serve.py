@@ -226,12 +226,14 @@ def test_restart_restores_the_active_versions_and_ctrl_c_stops_cleanly(
     stopped = run_cra(served, "serve", "stop")
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert running_state(served.serve_state_path) is None
-    # In the foreground this time, as a user runs it, until Ctrl-C.
+    # In the foreground this time, until Ctrl-C; started with SIGINT ignored, as a shell
+    # without job control starts `cra serve &`, which must not make it deaf to Ctrl-C.
     proc = subprocess.Popen(
         [sys.executable, "-m", "cra", "-w", str(served.root), "serve"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         lines = []
