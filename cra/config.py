@@ -207,6 +207,8 @@ class LoopSettings:
     meta_every: int
     targets: tuple[str, ...]
     widen_every: int
+    meta_epochs_step: float
+    meta_max_epochs: float
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,8 @@ LOOP_SETTINGS: tuple[Setting, ...] = (
         "meta_every",
         5,
         int,
-        "Every this many cycles, a meta event compares the last cycles with those before.",
+        "Every this many cycles, a meta step compares the last cycles with those before "
+        "and rewrites the loop's strategy.",
         between(1, 10_000),
     ),
     Setting(
@@ -224,6 +225,22 @@ LOOP_SETTINGS: tuple[Setting, ...] = (
         "Cycles on one repository before the loop pivots to the next unmined one even if it "
         "has not converged (1: a new repository every cycle); 0: only on convergence.",
         between(0, 10_000),
+    ),
+    Setting(
+        "loop",
+        "meta_epochs_step",
+        1.0,
+        float,
+        "Epochs the meta step adds to the ranker's when nothing was promoted for two windows.",
+        between(0.1, 100),
+    ),
+    Setting(
+        "loop",
+        "meta_max_epochs",
+        8.0,
+        float,
+        "Epochs the meta step never raises the ranker's over.",
+        between(0.1, 1000),
     ),
 )
 """The `[loop]` section: `cra loop start` flags override each of them."""

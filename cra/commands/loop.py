@@ -34,6 +34,8 @@ _LIMITS: tuple[tuple[str, type, str], ...] = (
         int,
         "Cycles on one repository before pivoting to the next (0: on convergence).",
     ),
+    ("meta-epochs-step", float, "Epochs a meta step may add to the ranker's."),
+    ("meta-max-epochs", float, "Epochs a meta step never raises the ranker's over."),
 )
 
 
@@ -112,6 +114,12 @@ def status(ctx: Context, as_json: bool) -> None:
         click.echo(f"target {target.target}: {measured} {'met' if target.met else 'not met'}")
     for budget in found.budgets:
         click.echo(f"{budget.name}: {budget.used:g} used of {budget.limit:g}, {budget.left:g} left")
+    click.echo(f"strategy: {found.strategy.text}")
+    for change in found.meta:
+        cycles = ",".join(map(str, change.cycles))
+        click.echo(f"meta after cycles {cycles}: {change.old.text} -> {change.new.text}")
+        for why in change.why:
+            click.echo(f"  {why}")
     for event in found.last_events:
         click.echo(f"  {event.created_at} {event.kind} {json.dumps(dict(event.payload))}")
 

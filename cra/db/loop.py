@@ -370,6 +370,20 @@ def events(
     return [LoopEvent(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in reversed(rows)]
 
 
+def latest_event(conn: sqlite3.Connection, run_id: int, kind: str) -> LoopEvent | None:
+    """The run's newest journal entry of `kind`, or None when it has none."""
+    row = conn.execute(
+        "SELECT id, run_id, kind, payload, created_at, prev_sha256, sha256 FROM loop_events "
+        "WHERE run_id = ? AND kind = ? ORDER BY id DESC LIMIT 1",
+        (run_id, kind),
+    ).fetchone()
+    return (
+        LoopEvent(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6])
+        if row
+        else None
+    )
+
+
 def verify_journal(conn: sqlite3.Connection) -> tuple[int, BrokenLink | None]:
     """Recompute the whole chain: how many events hold, and the first broken link."""
     prev, checked = "", 0

@@ -69,6 +69,8 @@ class Limits:
     meta_every: int
     targets: tuple[Target, ...]
     widen_every: int = 0
+    meta_epochs_step: float = 1.0
+    meta_max_epochs: float = 8.0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view (targets as written), as the run records it."""

@@ -15,7 +15,8 @@ from cra.db import loop as store
 from cra.db.llm_calls import tokens_since
 from cra.fsutil import atomic_write_text
 from cra.loop.limits import limits_from_record
-from cra.loop.state import active_metrics
+from cra.loop.state import active_metrics, current_strategy
+from cra.loop.strategy import Strategy, strategy_from
 from cra.workspace import Workspace
 
 
@@ -43,19 +44,57 @@ class TargetState:
 
 
 @dataclass(frozen=True)
+class MetaChange:
+    """One meta step: the cycles it compared, the strategy before and after, and why."""
+
+    cycles: tuple[int, ...]
+    old: Strategy
+    new: Strategy
+    why: tuple[str, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        return {
+            "cycles": list(self.cycles),
+            "old": self.old.as_dict(),
+            "new": self.new.as_dict(),
+            "why": list(self.why),
+        }
+
+
+def meta_changes(events: list[store.LoopEvent]) -> tuple[MetaChange, ...]:
+    """The meta steps among `events` that recorded a strategy, oldest first."""
+    return tuple(
+        MetaChange(
+            tuple(e.payload.get("cycles") or ()),
+            strategy_from(e.payload["old"]),
+            strategy_from(e.payload["new"]),
+            tuple(e.payload.get("why") or ()),
+        )
+        for e in events
+        if e.kind == "meta" and "new" in e.payload
+    )
+
+
+@dataclass(frozen=True)
 class LoopStatus:
-    """Where the latest run stands: cycle, step, targets, budgets and the last events."""
+    """Where the latest run stands: cycle, step, targets, budgets, the last events, the
+    current strategy and each meta step's change."""
 
     run: store.LoopRun
     step: store.LoopStep | None
     targets: tuple[TargetState, ...]
     budgets: tuple[Budget, ...]
     last_events: tuple[store.LoopEvent, ...]
+    strategy: Strategy
+    meta: tuple[MetaChange, ...]
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready view."""
         out = asdict(self)
         out["budgets"] = [{**asdict(b), "left": b.left} for b in self.budgets]
+        out["strategy"] = self.strategy.as_dict()
+        out["meta"] = [m.as_dict() for m in self.meta]
         return out
 
 
@@ -68,6 +107,7 @@ def loop_status(workspace: Workspace, events: int = 10) -> LoopStatus | None:
         rows = store.steps(conn, run.id, run.cycle) if run.cycle else []
         every = store.cycles(conn, run.id)
         last = store.events(conn, run.id, last=events)
+        meta = meta_changes(store.events(conn, run.id))
         current = next((c for c in every if c.number == run.cycle), None)
         tokens = tokens_since(conn, current.started_at) if current else 0
     limits = limits_from_record(run.limits)
@@ -82,7 +122,15 @@ def loop_status(workspace: Workspace, events: int = 10) -> LoopStatus | None:
         Budget("cycle_tokens", tokens, limits.tokens_per_cycle),
         Budget("cycle_seconds", current.runtime_s if current else 0.0, limits.cycle_timeout_s),
     )
-    return LoopStatus(run, rows[-1] if rows else None, targets, budgets, tuple(last))
+    return LoopStatus(
+        run,
+        rows[-1] if rows else None,
+        targets,
+        budgets,
+        tuple(last),
+        current_strategy(workspace, run.id),
+        meta,
+    )
 
 
 def _best_versions(workspace: Workspace, adapters: set[str]) -> dict[str, Any]:
@@ -107,6 +155,7 @@ def report_data(workspace: Workspace, run_id: int, reason: str, detail: str) -> 
     with closing(workspace.raw_db()) as conn:
         run = store.get_run(conn, run_id)
         every = store.cycles(conn, run_id)
+        meta = meta_changes(store.events(conn, run_id))
     adapters = {ref.split("@")[0] for c in every for ref in c.summary.get("candidates", [])}
     return {
         "run_id": run_id,
@@ -115,6 +164,8 @@ def report_data(workspace: Workspace, run_id: int, reason: str, detail: str) -> 
         "runtime_s": run.runtime_s if run else 0.0,
         "limits": dict(run.limits) if run else {},
         "best_versions": _best_versions(workspace, adapters),
+        "strategy": current_strategy(workspace, run_id).as_dict(),
+        "meta": [m.as_dict() for m in meta],
         "cycles": [
             {
                 "cycle": c.number,
@@ -145,6 +196,7 @@ def report_markdown(data: dict[str, Any]) -> str:
         lines.append(f"- {name}: {best['version'] if best else 'none active'}")
     if not data["best_versions"]:
         lines.append("- no adapter was trained")
+    lines += _strategy_lines(data)
     lines += [
         "",
         "## Cycles",
@@ -163,6 +215,20 @@ def report_markdown(data: dict[str, Any]) -> str:
             f"{changed} | {helped} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _strategy_lines(data: dict[str, Any]) -> list[str]:
+    """The report's strategy section: the final strategy and each meta step's change."""
+    lines = ["", "## Strategy", "", f"Final: {strategy_from(data['strategy']).text}.", ""]
+    for step in data["meta"]:
+        cycles = step["cycles"]
+        span = f"{cycles[0]}-{cycles[-1]}" if len(cycles) > 1 else "".join(map(str, cycles))
+        old, new = strategy_from(step["old"]).text, strategy_from(step["new"]).text
+        lines.append(f"- after cycles {span}: {old} -> {new}")
+        lines += [f"  - {why}" for why in step["why"]]
+    if not data["meta"]:
+        lines.append("- no meta step ran")
+    return lines
 
 
 def write_report(workspace: Workspace, run_id: int, reason: str, detail: str) -> tuple[Path, Path]:

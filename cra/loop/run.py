@@ -10,6 +10,7 @@ and takes the workspace writer lock for each step.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -25,10 +26,11 @@ from cra.lock import WorkspaceBusy, writer_lock
 from cra.loop.decide import Action, Decision, StopReason, decide
 from cra.loop.interrupts import Watch
 from cra.loop.limits import Limits, limits_from, limits_from_record
-from cra.loop.queue import repo_queue
+from cra.loop.queue import repo_domains, repo_queue
 from cra.loop.report import write_report
 from cra.loop.state import (
     active_metrics,
+    current_strategy,
     finished_steps,
     outputs_of,
     progress_of,
@@ -36,6 +38,7 @@ from cra.loop.state import (
     with_outside,
 )
 from cra.loop.steps import DEFAULT_STEPS, Step, StepContext, StepResult
+from cra.loop.strategy import EpochBounds, rewrite
 from cra.workspace import Workspace
 from cra.writing import hold_workspace
 
@@ -102,6 +105,7 @@ class _Driver:
         self.cycle_since: str | None = None
         self.beats = 0
         self.watch = Watch(self._probe)
+        self.strategy = current_strategy(workspace, run.id)
 
     def _probe(self) -> str | None:
         """What should stop the running step now (polled from the watch's thread, which
@@ -143,7 +147,7 @@ class _Driver:
         progress = with_outside(
             progress_of(state, self.clock.runtime(), cycle_runtime_s),
             metrics=active_metrics(self.ws, self.limits),
-            queue=repo_queue(self.ws) if between_cycles else (),
+            queue=repo_queue(self.ws, self.strategy.back_domains) if between_cycles else (),
             cause=self.watch.cause,
         )
         return decide(self.limits, progress, between_cycles=between_cycles)
@@ -172,20 +176,37 @@ class _Driver:
                 store.add_event(conn, self.run_id, "pivot", {"detail": decision.detail})
                 self.echo(decision.detail)
             if done and done % self.limits.meta_every == 0:
-                every = store.cycles(conn, self.run_id)
-                n = self.limits.meta_every
-                last, before = every[-n:], every[-2 * n : -n]
-                store.add_event(
-                    conn,
-                    self.run_id,
-                    "meta",
-                    {
-                        "cycles": [c.number for c in last],
-                        "promoted": sum(c.promoted for c in last),
-                        "promoted_before": sum(c.promoted for c in before),
-                        "failed": sum(c.status == "failed" for c in last),
-                    },
-                )
+                self._meta(conn)
+
+    def _meta(self, conn: sqlite3.Connection) -> None:
+        """The meta step: rewrite the strategy from the last `meta_every` cycles and
+        those before them, and journal the old and new strategy and why."""
+        every = store.cycles(conn, self.run_id)
+        n = self.limits.meta_every
+        last, before = every[-n:], every[-2 * n : -n]
+        bounds = EpochBounds(
+            base=self.ws.config.settings.ranker.epochs,
+            step=self.limits.meta_epochs_step,
+            most=self.limits.meta_max_epochs,
+        )
+        new = rewrite(self.strategy, last, before, bounds, repo_domains(self.ws))
+        store.add_event(
+            conn,
+            self.run_id,
+            "meta",
+            {
+                "cycles": [c.number for c in last],
+                "promoted": sum(c.promoted for c in last),
+                "promoted_before": sum(c.promoted for c in before),
+                "failed": sum(c.status == "failed" for c in last),
+                "old": self.strategy.as_dict(),
+                "new": new.strategy.as_dict(),
+                "why": list(new.why),
+            },
+        )
+        for line in new.why:
+            self.echo(f"meta: {line}")
+        self.strategy = new.strategy
 
     def _cycle(self, number: int) -> Decision | None:
         """Run (or go on with) cycle `number`; a stop decision, or None to go on."""
@@ -214,11 +235,12 @@ class _Driver:
                 self.limits,
                 number,
                 self.repo,
-                repo_queue(self.ws),
+                repo_queue(self.ws, self.strategy.back_domains),
                 pivot,
                 outputs_of(kept),
                 self._checkpoint,
                 self.echo,
+                self.strategy,
             )
             result = self._step(number, position, step, ctx)
             if result is None:
@@ -296,6 +318,9 @@ def _summary(
     def refs(key: str) -> list[str]:
         return [r for r in outputs.get(key, "").split(",") if r]
 
+    def count(key: str) -> int | None:
+        return int(outputs[key]) if key in outputs else None
+
     promoted, rolled = refs("promoted"), refs("rolled_back")
     improved = refs("improved") if "improved" in outputs else promoted
     return {
@@ -307,6 +332,8 @@ def _summary(
         "improved": improved,
         "rolled_back": rolled,
         "helped": bool(improved) and not rolled,
+        "new_commits": count("new"),
+        "new_tasks": count("tasks"),
     }
 
 

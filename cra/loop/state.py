@@ -8,9 +8,10 @@ from dataclasses import dataclass, replace
 
 from cra.adapters.registry import active_version
 from cra.db.llm_calls import tokens_since
-from cra.db.loop import LoopCycle, LoopStep, cycles, steps
+from cra.db.loop import LoopCycle, LoopStep, cycles, latest_event, steps
 from cra.loop.decide import Progress
 from cra.loop.limits import Limits
+from cra.loop.strategy import Strategy, strategy_from
 from cra.workspace import Workspace
 
 ENDED_STEP = ("done", "skipped", "failed")
@@ -138,3 +139,13 @@ def with_outside(
         interrupted=cause == "interrupted",
         cycle_cut=progress.cycle_cut or cause == "cycle_timeout",
     )
+
+
+def current_strategy(workspace: Workspace, run_id: int) -> Strategy:
+    """The run's strategy: the `new` one of its latest `meta` event (the default before
+    the first), so a resumed loop goes on with it."""
+    with closing(workspace.raw_db()) as conn:
+        event = latest_event(conn, run_id, "meta")
+    if event is None or "new" not in event.payload:
+        return Strategy()
+    return strategy_from(event.payload["new"])

@@ -37,6 +37,7 @@ from cra.harness.planning import RunOptions
 from cra.harness.run import run_harness
 from cra.harness.validate import ValidateOptions, validate_repo
 from cra.loop.limits import Limits
+from cra.loop.strategy import Strategy
 from cra.ranker.base import ranker_base_dir
 from cra.ranker.evaluate import evaluate_ranker
 from cra.ranker.train import RankerTrainOptions, train_ranker
@@ -64,7 +65,8 @@ def skipped(reason: str) -> StepResult:
 @dataclass(frozen=True)
 class StepContext:
     """What a step may use: the workspace, the limits, the cycle, its repository, the
-    outputs of the cycle's earlier steps and the safe point to call between units."""
+    outputs of the cycle's earlier steps, the safe point to call between units and the
+    loop's strategy (which adapters are paused, the ranker's epochs)."""
 
     workspace: Workspace
     limits: Limits
@@ -75,6 +77,7 @@ class StepContext:
     earlier: Mapping[str, str]
     checkpoint: Callable[[], None]
     echo: Callable[[str], None]
+    strategy: Strategy = field(default_factory=Strategy)
 
 
 class Step(Protocol):
@@ -144,7 +147,7 @@ def harness(ctx: StepContext) -> StepResult:
         "validated": checked.tasks_done,
         **{f"verdict_{k}": int(v) for k, v in checked.verdicts.items()},
     }
-    return StepResult("done", None, counts)
+    return StepResult("done", None, counts, {"tasks": str(checked.tasks_done)})
 
 
 def plan(ctx: StepContext) -> StepResult:
@@ -176,12 +179,14 @@ def curate_step(ctx: StepContext) -> StepResult:
     return StepResult("done", None, counts, {"dataset": result.dataset_id})
 
 
-Trainer = Callable[[Workspace, str | None, str], str]
+Trainer = Callable[[Workspace, str | None, str, Strategy], str]
 """Trains one adapter on a dataset from the frozen base: (workspace, dataset or None for
-the mined history, adapter) -> the candidate's ref."""
+the mined history, adapter, the loop's strategy) -> the candidate's ref."""
 
 
-def train_lora(workspace: Workspace, dataset_id: str | None, adapter: str) -> str:
+def train_lora(
+    workspace: Workspace, dataset_id: str | None, adapter: str, _strategy: Strategy
+) -> str:
     """The default trainer: `train_adapter` (QLoRA SFT from the frozen base)."""
     if dataset_id is None:
         raise UsageError(f"{adapter} trains on a dataset only")
@@ -189,10 +194,16 @@ def train_lora(workspace: Workspace, dataset_id: str | None, adapter: str) -> st
     return result.version.ref
 
 
-def train_ranker_kind(workspace: Workspace, dataset_id: str | None, adapter: str) -> str:
+def train_ranker_kind(
+    workspace: Workspace, dataset_id: str | None, adapter: str, strategy: Strategy
+) -> str:
     """The trainer of the ranker kind (`scope-ranker`): `train_ranker` on the dataset, or
-    on every mined repository's history (its holdout left out) without one."""
-    result = train_ranker(workspace, RankerTrainOptions(adapter=adapter, dataset_id=dataset_id))
+    on every mined repository's history (its holdout left out) without one, for the
+    strategy's epochs (None: `[ranker] epochs`)."""
+    options = RankerTrainOptions(
+        adapter=adapter, dataset_id=dataset_id, epochs=strategy.ranker_epochs
+    )
+    result = train_ranker(workspace, options)
     return result.version.ref
 
 
@@ -225,10 +236,12 @@ def history_ranker(ctx: StepContext) -> str | None:
 def _jobs(ctx: StepContext) -> tuple[list[tuple[str, str | None]], list[str]]:
     """(adapter, dataset or None) to train this cycle, and why others are left out: the
     plan's adapters on its dataset (LoRA ones only with `[model] base`), and the ranker
-    on the mined history when the plan does not name it."""
+    on the mined history when the plan does not name it; none the strategy pauses."""
     dataset = ctx.earlier.get("dataset")
     named = _refs(ctx.earlier.get("adapters")) if dataset else []
     notes = [] if dataset else ["no dataset this cycle"]
+    notes += [f"{a} paused by the loop's strategy" for a in ctx.strategy.paused]
+    named = [a for a in named if a not in ctx.strategy.paused]
     if any(name_kind(a) == "lora" for a in named):
         try:
             base_model_dir(ctx.workspace.config.settings.model.base, ctx.workspace.root)
@@ -236,7 +249,7 @@ def _jobs(ctx: StepContext) -> tuple[list[tuple[str, str | None]], list[str]]:
             notes.append(f"{exc} ([model] base)")
             named = [a for a in named if name_kind(a) != "lora"]
     jobs: list[tuple[str, str | None]] = [(a, dataset) for a in named]
-    if RANKER_ADAPTER not in named:
+    if RANKER_ADAPTER not in named and RANKER_ADAPTER not in ctx.strategy.paused:
         why = history_ranker(ctx)
         if why is None:
             jobs.append((RANKER_ADAPTER, None))
@@ -260,7 +273,7 @@ def train(ctx: StepContext) -> StepResult:
             ctx.echo(f"no trainer for {adapter} ({name_kind(adapter)}): left out")
             continue
         try:
-            candidates.append(trainer(ctx.workspace, dataset, adapter))
+            candidates.append(trainer(ctx.workspace, dataset, adapter, ctx.strategy))
         except UsageError as exc:
             if dataset is not None:
                 raise

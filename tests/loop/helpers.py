@@ -162,3 +162,27 @@ def registered_versions(workspace: Workspace) -> tuple[set[str], set[str]]:
     folder = workspace.adapters_dir
     found = {f"{d.name}@{v.name}" for d in folder.glob("*") for v in d.glob("*")}
     return rows, found
+
+
+def cycle_record(
+    number: int,
+    *,
+    repo: str | None = None,
+    candidates: tuple[str, ...] = (),
+    promoted: tuple[str, ...] = (),
+    improved: tuple[str, ...] | None = None,
+    new_commits: int | None = None,
+    new_tasks: int | None = None,
+) -> store.LoopCycle:
+    """A finished cycle as the loop records it, with these refs and counts in its summary
+    (`improved` defaults to `promoted`)."""
+    summary = {
+        "candidates": list(candidates),
+        "promoted": list(promoted),
+        "improved": list(promoted if improved is None else improved),
+        "new_commits": new_commits,
+        "new_tasks": new_tasks,
+    }
+    return store.LoopCycle(
+        1, number, repo, "done", 1.0, 0, len(promoted), summary, now_iso(), now_iso()
+    )
