@@ -195,9 +195,10 @@ def test_chromium_shows_new_steps_without_a_reload(filled: Workspace, tmp_path: 
         start_loop(conn)
     served = start_dashboard(filled.root)
     try:
-        # About 12 writes in 6 s; each answers one of the page's polls at once. The 20
-        # polls of 40 s of virtual time outlast the writer: idle polls wait 2 s each.
-        writer = start_writer(filled.root, 6.0, 0.5)
+        # About 14 writes in 14 s, so a page that chromium is slow to start under load still
+        # sees several; each answers one of the page's polls at once. The 20 polls of 40 s
+        # of virtual time outlast the writer: idle polls wait 2 s each.
+        writer = start_writer(filled.root, 14.0, 1.0)
         dom = dump_live_page(binary, served.url, tmp_path, 40000)
         writer.communicate(timeout=60)
         final = data(served.url)
