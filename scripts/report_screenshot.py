@@ -99,12 +99,15 @@ def chromium_argv(binary: str, tmp: Path, url: str, shot: Path) -> list[str]:
 
 def build_page(tmp: Path) -> Path:
     """The workspace's records and its report; the report's path."""
-    workspace = init_workspace(tmp / "ws").workspace
+    workspace = init_workspace(tmp / "cra-demo").workspace
     with closing(workspace.raw_db()) as conn:
         build_synthetic_log(conn, tasks_per_repo=4)
     register_versions(workspace, build_tiny_model(tmp / "model"))
     record_loop(workspace)
-    return write_report(workspace, tmp / "out").path
+    page = write_report(workspace, tmp / "out").path
+    # The picture names the workspace as a user's would read, not the temporary folder.
+    page.write_text(page.read_text().replace(f"{tmp}/", ""))
+    return page
 
 
 def loop_only(page: Path) -> Path:

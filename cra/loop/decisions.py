@@ -41,7 +41,7 @@ def _gate(steps: list[store.LoopStep]) -> str:
         return f"{promote.status} ({promote.reason})" if promote.reason else promote.status
     if promote.counts.get("promoted"):
         return "promoted " + str(promote.outputs.get("promoted", ""))
-    return f"rejected ({promote.reason})"
+    return f"rejected ({promote.reason})" if promote.reason else "nothing promoted"
 
 
 def cycle_decisions(workspace: Workspace, run_id: int) -> list[CycleDecision]:
