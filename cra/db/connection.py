@@ -48,6 +48,11 @@ def connect(
     """Open `path` with busy_timeout (set first), WAL, foreign keys on, rows as `sqlite3.Row`.
 
     The connection is in autocommit mode: group writes with :func:`transaction`.
+    The file is never opened outside SQLite while it may be in use: POSIX locks belong to
+    the process, so closing any descriptor of the file drops the locks of every
+    connection this process has on it, and another process closing its connection would
+    then take itself for the last one, checkpoint and delete the WAL under the live
+    connection ("database disk image is malformed").
     `check_same_thread=False` lets a thread other than the opener close it (the caller
     still uses it from one thread at a time).
     """
@@ -56,11 +61,6 @@ def connect(
     path = Path(path)
     if path.is_dir():
         raise DatabaseError("is a directory, not a database file", path=path)
-    if path.exists() and path.stat().st_size > 0:
-        with path.open("rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
-        if head != SQLITE_MAGIC:
-            raise DatabaseError("is not an SQLite database", path=path, hint=DAMAGED_HINT)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = sqlite3.connect(
@@ -76,9 +76,19 @@ def connect(
     except sqlite3.OperationalError as exc:
         raise DatabaseError(f"cannot open: {exc}", path=path) from exc
     except sqlite3.DatabaseError as exc:
+        if not _has_magic(path):
+            raise DatabaseError("is not an SQLite database", path=path, hint=DAMAGED_HINT) from exc
         raise DatabaseError(f"is damaged: {exc}", path=path, hint=DAMAGED_HINT) from exc
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _has_magic(path: Path) -> bool:
+    """Whether `path` starts as an SQLite database does. Only read once SQLite refused the
+    file: closing a descriptor of a database file this process has open in a connection
+    drops that connection's POSIX locks (see :func:`connect`)."""
+    with path.open("rb") as fh:
+        return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
 
 
 def connect_readonly(path: Path, *, busy_timeout_ms: int) -> sqlite3.Connection:
