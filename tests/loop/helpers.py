@@ -3,6 +3,11 @@ tables through their store."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
 import time
 from contextlib import closing
 from dataclasses import dataclass
@@ -11,14 +16,18 @@ from typing import Any
 
 from cra.adapters.registry import active_version, adapter_names, list_versions
 from cra.db import loop as store
+from cra.db.connection import connect_readonly
 from cra.db.llm_calls import record_call
+from cra.errors import DatabaseError as CraDatabaseError
 from cra.fixtures.ranker import build_ranker_history
 from cra.fsutil import now_iso
 from cra.loop.limits import Limits, parse_target
 from cra.loop.steps import FunctionStep, StepContext, StepResult
+from cra.ranker.train import RankerTrainOptions, train_ranker
 from cra.repos.pack import PackOptions, pack
 from cra.workspace import Workspace, open_workspace
 from tests.adapters.helpers import candidate, planted_eval
+from tests.workspace_helpers import wait_for
 
 
 def limits(**changed: Any) -> Limits:
@@ -186,3 +195,93 @@ def cycle_record(
     return store.LoopCycle(
         1, number, repo, "done", 1.0, 0, len(promoted), summary, now_iso(), now_iso()
     )
+
+
+def copy_workspace(workspace: Workspace, target: Path) -> Workspace:
+    """A copy of `workspace` at `target`, its databases copied through SQLite's backup API
+    (a consistent snapshot even while a process writes them, which copying a database
+    file and its -wal file one after the other is not)."""
+    databases = {workspace.raw_db_path.name, workspace.curated_db_path.name}
+
+    def left_out(folder: str, names: list[str]) -> set[str]:
+        if Path(folder) != workspace.db_dir:
+            return set()
+        return {n for n in names if n.split("-")[0] in databases}
+
+    shutil.copytree(workspace.root, target, symlinks=True, ignore=left_out)
+    for name in databases:
+        source = sqlite3.connect(f"{(workspace.db_dir / name).as_uri()}?mode=ro", uri=True)
+        with closing(source), closing(sqlite3.connect(target / "db" / name)) as copy:
+            source.backup(copy)
+    return open_workspace(target)
+
+
+def _running_now(workspace: Workspace, name: str) -> bool:
+    """Whether step `name` runs, read at once, without waiting on a lock a stopped writer
+    holds (then it is not known yet: False)."""
+    try:
+        conn = connect_readonly(workspace.raw_db_path, busy_timeout_ms=20)
+    except CraDatabaseError:
+        return False
+    with closing(conn):
+        try:
+            run = store.latest_run(conn)
+            rows = store.steps(conn, run.id) if run else []
+        except sqlite3.OperationalError:  # locked by the stopped writer
+            return False
+    return any(s.step == name and s.status == "running" for s in rows)
+
+
+def _stopped(pid: int) -> bool:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return fields[0] in ("T", "t")
+
+
+def kill_9_in_step(
+    proc: subprocess.Popen[str],
+    workspace: Workspace,
+    step: str,
+    *,
+    after: str,
+    slice_s: float = 0.01,
+) -> None:
+    """SIGKILL the loop process `proc` while it runs `step`, even a step of a few
+    milliseconds: polled until the step `after` (the one before it) runs, then the process
+    runs in slices of `slice_s`, stopped (SIGSTOP, and waited for) between them while its
+    recorded steps are read, and killed stopped as soon as `step` is running."""
+    wait_for(lambda: running_step(workspace, after) or running_step(workspace, step), timeout=180)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        os.kill(proc.pid, signal.SIGSTOP)
+        while not _stopped(proc.pid):
+            if proc.poll() is not None:
+                raise AssertionError(f"the loop ended before {step} was caught")
+            time.sleep(0.0005)
+        if _running_now(workspace, step):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return
+        os.kill(proc.pid, signal.SIGCONT)
+        if proc.poll() is not None:
+            raise AssertionError(f"the loop ended before {step} was caught: {proc.returncode}")
+        time.sleep(slice_s)
+    raise AssertionError(f"{step} was not caught running")
+
+
+def seeded_ranker_step(seeds: list[int]) -> FunctionStep:
+    """A train step that trains the ranker on the mined history exactly as configured,
+    except `[ranker] seed`: cycle N trains with `seeds[N-1]`."""
+
+    def run(ctx: StepContext) -> StepResult:
+        config = ctx.workspace.root / "cra.toml"
+        seed = f"seed = {seeds[ctx.cycle - 1]}\n"
+        text = config.read_text()
+        config.write_text(text.replace("[ranker]\n", f"[ranker]\n{seed}"))
+        try:
+            result = train_ranker(open_workspace(ctx.workspace.root), RankerTrainOptions())
+        finally:
+            config.write_text(text)
+        ref = result.version.ref
+        return StepResult("done", None, {"candidates": 1}, {"candidates": ref})
+
+    return FunctionStep("train", run)

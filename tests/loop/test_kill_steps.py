@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
+from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from cra.workspace import Workspace, open_workspace
+from cra.db.llm_calls import record_call
+from cra.fsutil import now_iso
+from cra.loop.report import loop_status
+from cra.workspace import Workspace
 from tests.helpers import run_cra
 from tests.loop.helpers import (
     active_versions,
+    copy_workspace,
+    kill_9_in_step,
     ranker_loop_workspace,
     recorded,
     registered_versions,
@@ -45,10 +51,16 @@ def _loop_workspace(step: str, request: pytest.FixtureRequest, encoder: Path) ->
     if step == "ingest":
         request.getfixturevalue("packed")
         return request.getfixturevalue("workspace")
-    return ranker_loop_workspace(request.getfixturevalue("workspace"), encoder, 2)
+    epochs = 2 if step == "train" else 1  # training long enough to be caught, else short
+    return ranker_loop_workspace(request.getfixturevalue("workspace"), encoder, epochs)
 
 
-@pytest.mark.parametrize("step", ["ingest", "train"])
+BEFORE = {"promote": "evaluate", "check": "evaluate"}
+"""For each step too quick to be caught by polling alone, a step before it that polling
+catches, from which on the process runs in slices (see kill_9_in_step)."""
+
+
+@pytest.mark.parametrize("step", ["ingest", "train", "evaluate", "promote", "check"])
 def test_kill_9_in_a_step_then_resume_ends_as_an_uninterrupted_loop(
     step: str, request: pytest.FixtureRequest, encoder: Path, tmp_path: Path
 ) -> None:
@@ -56,11 +68,14 @@ def test_kill_9_in_a_step_then_resume_ends_as_an_uninterrupted_loop(
     cycle, runtime carries over, the journal holds, and the registry's active versions
     equal those of an uninterrupted loop on a copy of the workspace."""
     workspace = _loop_workspace(step, request, encoder)
-    twin = open_workspace(Path(shutil.copytree(workspace.root, tmp_path / "twin")))
+    twin = copy_workspace(workspace, tmp_path / "twin")
     proc = cra_popen(workspace.root, "loop", "start", *ONE_CYCLE)
-    wait_for(lambda: running_step(workspace, step), timeout=120)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.communicate()
+    if step in BEFORE:
+        kill_9_in_step(proc, workspace, step, after=BEFORE[step])
+    else:
+        wait_for(lambda: running_step(workspace, step), timeout=120)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
     crashed = recorded(workspace)
     assert (crashed.run.status, crashed.run.cycle) == ("running", 1)
     assert (crashed.steps[-1].step, crashed.steps[-1].status) == (step, "running")
@@ -106,3 +121,55 @@ def test_the_stop_file_during_training_ends_the_loop_within_10_s(workspace, enco
     rows, folders = registered_versions(ws)
     assert rows == folders
     assert _journal_holds(ws)
+
+
+def test_kill_9_then_resume_carries_the_cycles_tokens_and_runtime_over(workspace, encoder) -> None:
+    """Tokens recorded in `llm_calls` during a cycle and the runtime used before a SIGKILL
+    are carried over by `cra loop resume`, never reset: the cycle ends with those tokens,
+    and the run's runtime is what the killed process recorded plus what the resumed one
+    ran, the seconds while no loop process ran not counted."""
+    ws = ranker_loop_workspace(workspace, encoder, 2)
+    proc = cra_popen(ws.root, "loop", "start", *ONE_CYCLE)
+    wait_for(lambda: running_step(ws, "train"), timeout=120)
+    with closing(ws.raw_db()) as conn:
+        record_call(
+            conn,
+            {
+                "stage": "plan",
+                "model": "teacher",
+                "messages": "[]",
+                "prompt_tokens": 300,
+                "completion_tokens": 45,
+                "created_at": now_iso(),
+            },
+        )
+    wait_for(lambda: recorded(ws).run.runtime_s >= 4.0, timeout=60)  # a heartbeat in train
+    assert running_step(ws, "train")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    crashed = recorded(ws)
+    status = loop_status(ws)
+    assert status is not None
+    assert {b.name: b.used for b in status.budgets}["cycle_tokens"] == 345
+    time.sleep(3.0)  # no loop process runs: not counted
+
+    started = time.monotonic()
+    result = run_cra(ws, "loop", "resume", timeout=300)
+    wall = time.monotonic() - started
+    assert result.returncode == 2, result.stderr
+    final = recorded(ws)
+    assert (final.run.id, final.run.cycle, [c.number for c in final.cycles]) == (
+        crashed.run.id,
+        1,
+        [1],
+    )
+    assert final.cycles[0].tokens == 345
+    resumed = next(e for e in final.events if e.kind == "resumed")
+    assert resumed.payload["runtime_s"] == crashed.run.runtime_s
+    ran = sum(
+        (datetime.fromisoformat(s.ended_at) - datetime.fromisoformat(s.started_at)).total_seconds()
+        for s in final.steps[len(crashed.steps) :]
+        if s.ended_at
+    )
+    assert crashed.run.runtime_s + ran <= final.run.runtime_s <= crashed.run.runtime_s + wall
+    assert final.cycles[0].runtime_s >= crashed.cycles[0].runtime_s + ran
