@@ -44,10 +44,16 @@ from cra.harness.mine import mine_repo
 from cra.harness.planning import RunOptions
 from cra.harness.run import run_harness
 from cra.ranker.base import ranker_base_dir
-from cra.ranker.evaluate import Scoring, score_rows, workspace_snapshots
+from cra.ranker.evaluate import (
+    ChangeHistory,
+    Scoring,
+    mix_label,
+    score_rows,
+    workspace_snapshots,
+)
 from cra.ranker.history import Snapshots, history_rows, holdout_split
 from cra.ranker.metrics import mean
-from cra.ranker.model import Ranker
+from cra.ranker.model import Mix, Ranker
 from cra.ranker.pipeline import SnapshotRanker
 from cra.ranker.train import RankerTrainOptions, fit_ranker, ranker_hyperparams
 from cra.ranker_rows import RankerRow
@@ -124,12 +130,12 @@ def named(snaps: Snapshots, row: RankerRow) -> bool:
     return False
 
 
-def _figures(scored: Sequence[Scoring], weight: float) -> dict[str, Any]:
+def _figures(scored: Sequence[Scoring], mix: Mix) -> dict[str, Any]:
     """Mean metrics of each system, the ratio ranker/BM25 and the recall@1 noise floor."""
     per = {
         "prior": [s.prior_only() for s in scored],
         "bm25": [s.bm25_only() for s in scored],
-        "ranker": [s.at(weight) for s in scored],
+        "ranker": [s.at(mix) for s in scored],
     }
     out: dict[str, Any] = {"n": len(scored), **{k: mean(v) for k, v in per.items()}}
     if not scored:
@@ -159,9 +165,9 @@ def _table(title: str, groups: dict[str, dict[str, Any]]) -> None:
 
 
 def _groups(
-    scored: Sequence[Scoring], weight: float, key: Any, names: Sequence[str]
+    scored: Sequence[Scoring], mix: Mix, key: Any, names: Sequence[str]
 ) -> dict[str, dict[str, Any]]:
-    return {n: _figures([s for s in scored if key(s) == n], weight) for n in names}
+    return {n: _figures([s for s in scored if key(s) == n], mix) for n in names}
 
 
 def _say(message: str) -> None:
@@ -179,20 +185,27 @@ def _train(
         "fit_s": fitted.metrics["seconds"],
         "steps": fitted.metrics["steps"],
         "pairs": fitted.metrics["pairs"],
-        "weight": fitted.ranker.weight,
+        "mix": mix_label(fitted.ranker.mix),
     }
     return fitted.ranker, seconds
 
 
-def _latency(ranker: Any, snaps: Snapshots, held: Sequence[RankerRow]) -> dict[str, float]:
-    """ms per rerank of 50 BM25 candidates, embeddings cached (a warm-up pass first)."""
-    cands = [(r.query, snaps.view(r.repo, r.parent_sha).candidates(r.query, 50)) for r in held]
-    for query, cs in cands:
-        ranker.rerank(query, cs)
+def _latency(
+    ranker: Any, snaps: Snapshots, held: Sequence[RankerRow], rows: Sequence[RankerRow]
+) -> dict[str, float]:
+    """ms per rerank of 50 BM25 candidates with the recency prior, file embeddings cached
+    (a warm-up pass first)."""
+    earlier = ChangeHistory(rows)
+    cands = [
+        (r.query, snaps.view(r.repo, r.parent_sha).candidates(r.query, 50), earlier.before(r))
+        for r in held
+    ]
+    for query, cs, changes in cands:
+        ranker.rerank(query, cs, changes)
     times = []
-    for query, cs in cands:
+    for query, cs, changes in cands:
         started = time.perf_counter()
-        ranker.rerank(query, cs)
+        ranker.rerank(query, cs, changes)
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
     return {"p50_ms": times[len(times) // 2], "p95_ms": times[int(len(times) * 0.95)]}
@@ -211,7 +224,7 @@ def _loro(
         ranker, _ = _train(snaps, [r for r in train if r.repo != repo], hp, base)
         mine = [r for r in held if r.repo == repo]
         scored = score_rows(ranker, snaps, mine, rows, candidates=hp["candidates"])
-        out[repo] = _figures(scored, ranker.weight)
+        out[repo] = _figures(scored, ranker.mix)
     fair = [f for f in out.values() if f["n"]]
     out["mean over repos"] = {
         "n": sum(f["n"] for f in fair),
@@ -281,7 +294,7 @@ def run(workspace: Workspace, args: argparse.Namespace) -> dict[str, Any]:
         ranker, seconds = _train(snaps, train, hp, base)
         scored = score_rows(ranker, snaps, held, rows, candidates=hp["candidates"])
         overlap = {s.row.task_id: named(snaps, s.row) for s in scored}
-        w = ranker.weight
+        w = ranker.mix
         result: dict[str, Any] = {
             "hyperparams": hp,
             "rows": {
@@ -302,7 +315,7 @@ def run(workspace: Workspace, args: argparse.Namespace) -> dict[str, Any]:
                 lambda s: "names a gold file" if overlap[s.row.task_id] else "names none",
                 ("names a gold file", "names none"),
             ),
-            "latency": _latency(ranker, snaps, held),
+            "latency": _latency(ranker, snaps, held, rows),
         }
         if args.loro:
             result["loro"] = _loro(snaps, rows, train, held, hp, base)
@@ -327,7 +340,7 @@ def _print(result: dict[str, Any]) -> None:
         _table("leave-one-repository-out (trained on the other repositories)", result["loro"])
     print(
         f"\ntraining: {t['wall_s']} s wall, {t['cpu_s']} s CPU ({t['pairs']} pairs, "
-        f"{t['steps']} steps, encoder fit {t['fit_s']} s), weight {t['weight']}"
+        f"{t['steps']} steps, encoder fit {t['fit_s']} s); mix: {t['mix']}"
     )
     print(
         f"rerank 50 candidates (embeddings cached): p50 {lat['p50_ms']:.1f} ms, "

@@ -319,7 +319,7 @@ def _ranker(workspace: Workspace, echo: Echo) -> None:
     echo(
         f"  cra train --adapter {RANKER_ADAPTER} --dataset demo-1: {ref} candidate, "
         f"{m['steps']} steps, loss {m['first_loss']:.2f} -> {m['last_loss']:.2f}, "
-        f"weight {m['weight']} against BM25, {seconds:.0f} s"
+        f"mix: {m['mix']}, {seconds:.0f} s"
     )
     report = evaluate(workspace, ref)
     ranked, bm25 = report["metrics"], report["bm25_metrics"]

@@ -150,6 +150,6 @@ def _train_ranker(
         return
     click.echo(
         f"{version.ref}: {m['steps']} steps, loss {m['first_loss']:.3f} -> {m['last_loss']:.3f}, "
-        f"{m['seconds']:.1f}s, weight {m['weight']}"
+        f"{m['seconds']:.1f}s; mix: {m['mix']}"
     )
     click.echo(f"next: cra adapter eval {version.ref}")

@@ -5,7 +5,7 @@ retrieve, plan, and score the plans against the real diff; nothing is written he
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -141,13 +141,15 @@ def _retrieve(
     *,
     k: int,
     ranker: FileRanker | None,
+    changes: Sequence[Sequence[str]] = (),
 ) -> tuple[list[Hit], Retrieval]:
     """BM25's hits for `query` in the parent snapshot; with `ranker`, regrouped in the
-    order it gives the snapshot's files (the same snapshot, nothing later)."""
+    order it gives the snapshot's files (the same snapshot and the files earlier commits
+    changed, nothing later)."""
     hits = retrieve(index, query, k=k, exclude=tests)
     if ranker is None:
         return hits, BM25
-    files = tuple(ranker.rank_files(index, repo_dir, query, exclude=tests))
+    files = tuple(ranker.rank_files(index, repo_dir, query, exclude=tests, changes=changes))
     retrieval = Retrieval("learned", ranker.name, ranker.version, files)
     return files_first(hits, files, k=k), retrieval
 
@@ -162,9 +164,11 @@ def process_commit(
     options: RunOptions,
     client: LLMClient | None,
     ranker: FileRanker | None = None,
+    changes: Sequence[Sequence[str]] = (),
 ) -> TaskResult:
     """Do everything for one commit except writing the results; with `ranker`, the
-    planner reads the files in the ranker's order."""
+    planner reads the files in the ranker's order (`changes`: the files each earlier
+    commit of the repository changed, oldest first)."""
     config = workspace.config
     task_id = task_id_for(repo, commit.sha)
     scratch = workspace.harness_dir / "worktrees" / task_id.replace("@", "-")
@@ -175,8 +179,9 @@ def process_commit(
     gold_files, gold_symbols = _gold(worker.indexer, repo_dir, commit, index)
     deps = closure(import_graph({p: index.imports(p) for p in index.parsed}))
     tests = {p for p in index.parsed if _is_test(p, set(commit.files_tests))}
+    top_k = config.settings.harness.top_k
     hits, retrieval = _retrieve(
-        index, repo_dir, commit.task_text, tests, k=config.settings.harness.top_k, ranker=ranker
+        index, repo_dir, commit.task_text, tests, k=top_k, ranker=ranker, changes=changes
     )
     if options.planner == "baseline":
         plan = baseline_plan(

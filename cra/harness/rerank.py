@@ -18,16 +18,23 @@ from cra.harness.retrieve import Hit
 
 @dataclass(frozen=True)
 class RankedFile:
-    """A file in the ranker's order: its mixed score and the two parts (normalised)."""
+    """A file in the ranker's order: its mixed score and its parts (normalised)."""
 
     path: str
     score: float
     encoder: float
     bm25: float
+    prior: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form, as recorded in `retrievals.files`."""
-        return {"path": self.path, "score": self.score, "encoder": self.encoder, "bm25": self.bm25}
+        return {
+            "path": self.path,
+            "score": self.score,
+            "encoder": self.encoder,
+            "bm25": self.bm25,
+            "prior": self.prior,
+        }
 
 
 class FileRanker(Protocol):
@@ -37,10 +44,17 @@ class FileRanker(Protocol):
     version: int
 
     def rank_files(
-        self, index: SnapshotIndex, repo_dir: Path, query: str, *, exclude: set[str]
+        self,
+        index: SnapshotIndex,
+        repo_dir: Path,
+        query: str,
+        *,
+        exclude: set[str],
+        changes: Sequence[Sequence[str]] = (),
     ) -> Sequence[RankedFile]:
         """The snapshot's candidate files for `query`, best first (files of `exclude` left
-        out); blobs are read from `repo_dir` by the shas `index` names."""
+        out); blobs are read from `repo_dir` by the shas `index` names; `changes` are the
+        files each earlier commit of the repository changed, oldest first."""
         ...
 
 

@@ -8,6 +8,7 @@ are recorded is skipped, never duplicated.
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import threading
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cra.db import RAW_MIGRATIONS, open_db
-from cra.db.commits import Commit, qualified_commits
+from cra.db.commits import Commit, qualified_commits, untested_commits
 from cra.db.plans import has_plans
 from cra.db.runs import finish_run, run_label, start_run
 from cra.db.tasks import task_id_for
@@ -194,6 +195,8 @@ def _plan_all(
     if progress:
         progress(done, summary.tasks_total, "")
 
+    earlier = EarlierChanges(conn, repo_id) if threads.ranker is not None else None
+
     def work(commit: Commit) -> TaskResult:
         return process_commit(
             threads.worker(),
@@ -204,6 +207,7 @@ def _plan_all(
             options=options,
             client=threads.thread_client(),
             ranker=threads.ranker,
+            changes=earlier.before(commit) if earlier else (),
         )
 
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
@@ -213,6 +217,22 @@ def _plan_all(
             done += 1
             if progress:
                 progress(done, summary.tasks_total, result.task_id)
+
+
+class EarlierChanges:
+    """The source files each mined commit of a repository changed (its qualifying commits
+    and those dropped only for their tests), oldest first, cut before any commit: what a
+    ranker's recency prior reads, nothing later than the task."""
+
+    def __init__(self, conn: sqlite3.Connection, repo_id: int) -> None:
+        mined = qualified_commits(conn, repo_id, None) + untested_commits(conn, repo_id)
+        mined.sort(key=lambda c: (c.authored_at, c.id))
+        self._times = [c.authored_at for c in mined]
+        self._files = [c.files_source for c in mined]
+
+    def before(self, commit: Commit) -> tuple[tuple[str, ...], ...]:
+        """The changed files of every commit authored before `commit`, oldest first."""
+        return tuple(self._files[: bisect.bisect_left(self._times, commit.authored_at)])
 
 
 def _split(

@@ -1,9 +1,11 @@
 """The scoring API: a trained ranker reorders candidate files for a query, in-process on
-the CPU. The score is `weight * encoder + (1 - weight) * bm25`, each min-max normalised
-over the candidates; file embeddings are cached by blob sha.
+the CPU. The score is `weight * encoder + prior_weight * recency + (1 - weight -
+prior_weight) * bm25`, each min-max normalised over the candidates (recency: the files the
+repository's earlier commits changed, see `cra.ranker.prior`); file embeddings are cached
+by blob sha.
 
 A ranker version's folder holds `encoder/` (a sentence-transformers model) and
-`ranker.json` (the weight and how texts were cut).
+`ranker.json` (the mix of the signals and how texts were cut).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cra.adapters.registry import active_version
 from cra.errors import UsageError
 from cra.ranker.base import load_encoder
 from cra.ranker.history import Candidate
+from cra.ranker.prior import recency
 from cra.ranker_rows import RANKER_ADAPTER
 from cra.workspace import Workspace
 
@@ -30,13 +33,40 @@ RANKER_JSON = "ranker.json"
 
 
 @dataclass(frozen=True)
+class Mix:
+    """How the signals are mixed: the encoder's weight, the recency prior's weight and
+    half-life (no prior when its weight is 0), BM25 the rest."""
+
+    weight: float
+    prior_weight: float = 0.0
+    half_life: float | None = None
+
+    def prior(self, paths: Sequence[str], changes: Sequence[Sequence[str]]) -> np.ndarray:
+        """The recency score of each of `paths` (zeros without a prior)."""
+        if not self.prior_weight or not self.half_life or not changes:
+            return np.zeros(len(paths))
+        scores = recency(changes, self.half_life)
+        return np.asarray([scores.get(p, 0.0) for p in paths], dtype=np.float64)
+
+    def scores(self, encoder: np.ndarray, bm25: np.ndarray, prior: np.ndarray) -> np.ndarray:
+        """The hybrid score of each candidate."""
+        lexical = 1.0 - self.weight - self.prior_weight
+        return (
+            self.weight * normalised(encoder)
+            + self.prior_weight * normalised(prior)
+            + lexical * normalised(bm25)
+        )
+
+
+@dataclass(frozen=True)
 class Scored:
-    """A candidate's place: its path, the mixed score and the two parts (normalised)."""
+    """A candidate's place: its path, the mixed score and its parts (normalised)."""
 
     path: str
     score: float
     encoder: float
     bm25: float
+    prior: float = 0.0
 
 
 def normalised(values: np.ndarray) -> np.ndarray:
@@ -49,21 +79,18 @@ def normalised(values: np.ndarray) -> np.ndarray:
     return (values - low) / (high - low)
 
 
-def mixed(encoder: np.ndarray, bm25: np.ndarray, weight: float) -> np.ndarray:
-    """The hybrid score of each candidate."""
-    return weight * normalised(encoder) + (1.0 - weight) * normalised(bm25)
-
-
 def _key(candidate: Candidate) -> str:
     return candidate.blob or "text:" + hashlib.sha256(candidate.text.encode()).hexdigest()
 
 
 @dataclass
 class Ranker:
-    """An encoder and the weight it is mixed with BM25 at."""
+    """An encoder and how it is mixed with BM25 and the recency prior."""
 
     encoder: Any
     weight: float
+    prior_weight: float = 0.0
+    half_life: float | None = None
     batch_size: int = 64
     _cache: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -94,17 +121,31 @@ class Ranker:
             return np.zeros(0)
         return self.file_embeddings(candidates) @ self.encode([query])[0]
 
-    def rerank(self, query: str, candidates: Sequence[Candidate]) -> list[Scored]:
-        """The candidates best first by the hybrid score (ties: BM25's order)."""
+    @property
+    def mix(self) -> Mix:
+        """How this ranker mixes its signals."""
+        return Mix(self.weight, self.prior_weight, self.half_life)
+
+    def rerank(
+        self,
+        query: str,
+        candidates: Sequence[Candidate],
+        changes: Sequence[Sequence[str]] = (),
+    ) -> list[Scored]:
+        """The candidates best first by the hybrid score (ties: BM25's order); `changes`
+        are the files each earlier commit of the repository changed, oldest first."""
         if not candidates:
             return []
         sims = self.similarities(query, candidates).astype(np.float64)
         bm25 = np.asarray([c.bm25 for c in candidates], dtype=np.float64)
-        scores = mixed(sims, bm25, self.weight)
-        enc, lex = normalised(sims), normalised(bm25)
+        prior = self.mix.prior([c.path for c in candidates], changes)
+        scores = self.mix.scores(sims, bm25, prior)
+        enc, lex, rec = normalised(sims), normalised(bm25), normalised(prior)
         order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
         return [
-            Scored(candidates[i].path, float(scores[i]), float(enc[i]), float(lex[i]))
+            Scored(
+                candidates[i].path, float(scores[i]), float(enc[i]), float(lex[i]), float(rec[i])
+            )
             for i in order
         ]
 
@@ -116,7 +157,13 @@ def load_ranker(folder: Path) -> Ranker:
         raise UsageError(f"{folder} is not a ranker (no {RANKER_JSON} or {ENCODER_DIR}/)")
     config = json.loads(config_path.read_text(encoding="utf-8"))
     encoder = load_encoder(folder / ENCODER_DIR, max_seq_length=int(config["max_seq_length"]))
-    return Ranker(encoder, float(config["weight"]))
+    half_life = config.get("half_life")
+    return Ranker(
+        encoder,
+        float(config["weight"]),
+        prior_weight=float(config.get("prior_weight", 0.0)),
+        half_life=None if half_life is None else float(half_life),
+    )
 
 
 def load_active_ranker(workspace: Workspace, name: str = RANKER_ADAPTER) -> Ranker | None:

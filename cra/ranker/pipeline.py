@@ -54,14 +54,24 @@ class SnapshotRanker:
         return out
 
     def rank_files(
-        self, index: SnapshotIndex, repo_dir: Path, query: str, *, exclude: set[str]
+        self,
+        index: SnapshotIndex,
+        repo_dir: Path,
+        query: str,
+        *,
+        exclude: set[str],
+        changes: Sequence[Sequence[str]] = (),
     ) -> Sequence[RankedFile]:
-        """BM25's top candidate files of the snapshot for `query`, reranked best first."""
+        """BM25's top candidate files of the snapshot for `query`, reranked best first
+        (`changes` feed the recency prior)."""
         with self._lock:
             view = View(index, self.texts(index, repo_dir, exclude))
-            scored = self.ranker.rerank(query, view.candidates(query, self.candidates))
+            cands = view.candidates(query, self.candidates)
+            scored = self.ranker.rerank(query, cands, changes)
         return [
-            RankedFile(s.path, round(s.score, 6), round(s.encoder, 6), round(s.bm25, 6))
+            RankedFile(
+                s.path, round(s.score, 6), round(s.encoder, 6), round(s.bm25, 6), round(s.prior, 6)
+            )
             for s in scored
         ]
 

@@ -26,11 +26,17 @@ from cra.db.repos import repo_names
 from cra.errors import UsageError
 from cra.fsutil import atomic_write_text
 from cra.ranker.base import load_encoder, ranker_base_dir
-from cra.ranker.evaluate import choose_weight, score_rows, workspace_rows, workspace_snapshots
+from cra.ranker.evaluate import (
+    choose_mix,
+    mix_label,
+    score_rows,
+    workspace_rows,
+    workspace_snapshots,
+)
 from cra.ranker.fit import FitResult, Pair, StepHook, fit
 from cra.ranker.history import Snapshots, holdout_split
 from cra.ranker.metrics import mean
-from cra.ranker.model import ENCODER_DIR, RANKER_JSON, Ranker
+from cra.ranker.model import ENCODER_DIR, RANKER_JSON, Mix, Ranker
 from cra.ranker.steps import stamp_run, step_recorder
 from cra.ranker_rows import RANKER_ADAPTER, RankerRow, read_ranker_rows
 from cra.workspace import Workspace
@@ -136,12 +142,14 @@ def pairs_of(snapshots: Snapshots, rows: Sequence[RankerRow], negatives: int) ->
     return [Pair(p.query, p.positive, p.negatives[:width]) for p in pairs]
 
 
-def _save(staging: Path, encoder: Any, weight: float, hp: dict[str, Any]) -> Path:
+def _save(staging: Path, ranker: Ranker, hp: dict[str, Any]) -> Path:
     """The version folder: the encoder and `ranker.json`."""
     folder = staging / "version"
-    encoder.save(str(folder / ENCODER_DIR))
+    ranker.encoder.save(str(folder / ENCODER_DIR))
     config = {
-        "weight": weight,
+        "weight": ranker.weight,
+        "prior_weight": ranker.prior_weight,
+        "half_life": ranker.half_life,
         "max_seq_length": hp["max_seq_length"],
         "candidates": hp["candidates"],
         "representation": REPRESENTATION,
@@ -186,10 +194,10 @@ def train_ranker(
         snaps = workspace_snapshots(workspace, curated, repos)
         hook = step_recorder(steps, run_id, options.adapter)
         fitted = fit_ranker(snaps, rows, hp, base, progress=progress, echo=say, on_step=hook)
-    encoder, weight, metrics = fitted.ranker.encoder, fitted.ranker.weight, fitted.metrics
     staging = workspace.training_dir / "runs" / f".{options.adapter}-{stamp}"
+    metrics = fitted.metrics
     try:
-        folder = _save(staging, encoder, weight, hp)
+        folder = _save(staging, fitted.ranker, hp)
         version = register(
             workspace,
             Registration(
@@ -254,14 +262,15 @@ def fit_ranker(
         on_step=on_step,
     )
     scored = score_rows(Ranker(encoder, 1.0), snaps, val_rows, rows, candidates=hp["candidates"])
-    weight, grid = choose_weight(scored)
-    say(f"weight {weight} (validation MRR {grid[str(weight)]:.3f}, BM25 {grid['0.0']:.3f})")
-    metrics = _train_metrics(fitted, len(pairs), weight, grid, scored)
-    return FittedRanker(Ranker(encoder, weight), metrics)
+    mix, grid = choose_mix(scored)
+    bm25 = mean([s.bm25_only() for s in scored])["mrr"]
+    say(f"mix: {mix_label(mix)} (validation MRR {grid[mix_label(mix)]:.3f}, BM25 {bm25:.3f})")
+    metrics = _train_metrics(fitted, len(pairs), mix, grid, scored)
+    return FittedRanker(Ranker(encoder, mix.weight, mix.prior_weight, mix.half_life), metrics)
 
 
 def _train_metrics(
-    fitted: FitResult, pairs: int, weight: float, grid: dict[str, float], scored: Sequence
+    fitted: FitResult, pairs: int, mix: Mix, grid: dict[str, float], scored: Sequence
 ) -> dict[str, Any]:
     return {
         "backend": "sentence-transformers (cpu)",
@@ -271,9 +280,12 @@ def _train_metrics(
         "first_loss": fitted.losses[0] if fitted.losses else None,
         "last_loss": fitted.losses[-1] if fitted.losses else None,
         "seconds": fitted.seconds,
-        "weight": weight,
+        "weight": mix.weight,
+        "prior_weight": mix.prior_weight,
+        "half_life": mix.half_life,
+        "mix": mix_label(mix),
         "validation_rows": len(scored),
-        "validation_mrr_by_weight": grid,
+        "validation_mrr_by_mix": grid,
         "validation_bm25": mean([s.bm25_only() for s in scored]),
-        "validation_ranker": mean([s.at(weight) for s in scored]),
+        "validation_ranker": mean([s.at(mix) for s in scored]),
     }
