@@ -1,11 +1,11 @@
-"""`cra train --adapter scope-ranker`: fine-tune the encoder on ranker rows, choose its
-weight against BM25 on the newest part of the training period, and register the result
-as a candidate version of kind `ranker`.
+"""`cra train --adapter scope-ranker`: fine-tune the encoder on ranker rows, choose how it
+is mixed with BM25 and the recency prior on the newest part of the training period, and
+register the result as a candidate version of kind `ranker`.
 
 Rows come from a dataset's `train.jsonl` (`--dataset`), else straight from the mined
 history of the workspace's repositories, whose newest `[curate] eval_share` is held out
 for `cra adapter eval` and never trained on. Within the training rows the newest
-`[ranker] validation_share` chooses the weight; the rest trains the encoder.
+`[ranker] validation_share` chooses the mix; the rest trains the encoder.
 """
 
 from __future__ import annotations
@@ -238,14 +238,14 @@ def fit_ranker(
     on_step: StepHook | None = None,
 ) -> FittedRanker:
     """Fine-tune the encoder at `base` on the older rows (hyperparameters `hp`, as
-    `ranker_hyperparams` writes them) and choose its weight on the newest
-    `validation_share` of each repository's rows; nothing is registered."""
+    `ranker_hyperparams` writes them) and choose its mix with BM25 and the recency prior
+    on the newest `validation_share` of each repository's rows; nothing is registered."""
     say = echo or (lambda _m: None)
     rows = sorted(rows, key=lambda r: (r.authored_at, r.task_id))
     fit_rows, val_rows = holdout_split(rows, hp["validation_share"])
     if not fit_rows or not val_rows:
-        raise UsageError(f"{len(rows)} ranker rows are too few to train and choose a weight on")
-    say(f"{len(fit_rows)} rows train the encoder, {len(val_rows)} choose its weight ({base})")
+        raise UsageError(f"{len(rows)} ranker rows are too few to train and choose a mix on")
+    say(f"{len(fit_rows)} rows train the encoder, {len(val_rows)} choose its mix ({base})")
     encoder = load_encoder(base, max_seq_length=hp["max_seq_length"])
     pairs = pairs_of(snaps, fit_rows, hp["hard_negatives"])
     if not pairs:
