@@ -743,7 +743,7 @@ SETTINGS: tuple[Setting, ...] = (
         "validation_share",
         0.2,
         float,
-        "Newest share of the training rows that chooses the encoder/BM25 weight.",
+        "Newest share of the training rows that chooses the mix of encoder, BM25 and prior.",
         between(0.05, 0.9),
     ),
     Setting("ranker", "seed", 13, int, "Random seed of the run.", between(0, 2**32 - 1)),
