@@ -25,6 +25,7 @@ from cra.adapters.live import live_scores
 from cra.adapters.metrics import bootstrap_floor, compare, mean_metrics, primary_metrics
 from cra.adapters.names import name_kind
 from cra.adapters.registry import (
+    Event,
     Version,
     active_version,
     add_event,
@@ -223,6 +224,42 @@ def promote(
     )
     _swap(workspace, name, cand, active, switch, echo)
     return Move(name, "promoted", number, active.version if active else None, text, force, details)
+
+
+def _decision(workspace: Workspace, ref: str, status: str, event: str) -> Event | None:
+    """The registry event that left `NAME@vN` in `status`, when that is its status and its
+    latest promotion, rollback to it or rejection is an `event`; otherwise None."""
+    name, number = parse_versioned(ref)
+    with closing(workspace.raw_db()) as conn:
+        if get_version(conn, workspace.root, name, number).status != status:
+            return None
+        history = events(conn, name)
+    kinds = ("promoted", "rolled_back", "rejected")
+    last = next((e for e in reversed(history) if e.version == number and e.event in kinds), None)
+    return last if last is not None and last.event == event else None
+
+
+def promotion(workspace: Workspace, ref: str) -> Move | None:
+    """The promotion that made `NAME@vN` the active version, when it still is (what a
+    promote that already happened did, for a caller re-running it); otherwise None."""
+    event = _decision(workspace, ref, "active", "promoted")
+    if event is None:
+        return None
+    name, number = parse_versioned(ref)
+    reason = event.reason or ""
+    return Move(name, "promoted", number, event.from_version, reason, event.forced, event.details)
+
+
+def rejection(workspace: Workspace, ref: str) -> PromotionRefused | None:
+    """The refusal with which the gate rejected `NAME@vN`, when that is what last became of
+    it (what a promote that already happened raised, for a caller re-running it)."""
+    event = _decision(workspace, ref, "rejected", "rejected")
+    if event is None:
+        return None
+    name, number = parse_versioned(ref)
+    return PromotionRefused(
+        f"{name}@v{number} {event.reason}", hint="use --force to promote it anyway"
+    )
 
 
 def previous_active(conn: sqlite3.Connection, name: str, current: int) -> int | None:

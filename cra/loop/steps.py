@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cra.adapters.evaluate import evaluate
-from cra.adapters.lifecycle import PromotionRefused, check, promote
+from cra.adapters.lifecycle import Move, PromotionRefused, check, promote, promotion, rejection
 from cra.adapters.names import name_kind
 from cra.adapters.registry import (
     Version,
@@ -337,20 +337,35 @@ def evaluate_step(ctx: StepContext) -> StepResult:
 def not_improved(details: Mapping[str, Any]) -> str | None:
     """Why a promotion the gate passed is no improvement (no primary metric rose beyond
     its noise floor), or None when it is one; with nothing to compare against (a first
-    version without base metrics) it is one."""
+    version without base metrics) it is one. Metrics are named in sorted order, so the
+    registry's stored copy of `details` gives the same text."""
     metrics: Mapping[str, Mapping[str, float]] = details.get("metrics") or {}
     if not metrics or any(m["delta"] > m["noise_floor"] for m in metrics.values()):
         return None
     within = ", ".join(
-        f"{name} {m['delta']:+.3f} (floor {m['noise_floor']:.3f})" for name, m in metrics.items()
+        f"{name} {m['delta']:+.3f} (floor {m['noise_floor']:.3f})"
+        for name, m in sorted(metrics.items())
     )
     against = details.get("against")
     return f"no primary metric rose beyond the noise floor against {against}: {within}"
 
 
+def _promote_once(workspace: Workspace, ref: str) -> Move:
+    """Promote `ref` through the gate; when it was already promoted or rejected (by this
+    step, before a crash cut it), return that promotion or raise that refusal again."""
+    done = promotion(workspace, ref)
+    if done is not None:
+        return done
+    refused = rejection(workspace, ref)
+    if refused is not None:
+        raise refused
+    return promote(workspace, ref, reason="cra loop: passed the gate")
+
+
 def promote_step(ctx: StepContext) -> StepResult:
     """Promote each candidate through the gate, or record why it was rejected; only a
-    promotion whose primary metric rose beyond the noise floor counts as `improved`."""
+    promotion whose primary metric rose beyond the noise floor counts as `improved`. A
+    candidate this step already promoted or rejected (before a crash) counts as it did."""
     refs = _refs(ctx.earlier.get("candidates"))
     if not refs:
         return skipped("no candidates this cycle")
@@ -358,7 +373,7 @@ def promote_step(ctx: StepContext) -> StepResult:
     for ref in refs:
         ctx.checkpoint()
         try:
-            move = promote(ctx.workspace, ref, reason="cra loop: passed the gate")
+            move = _promote_once(ctx.workspace, ref)
         except PromotionRefused as exc:
             rejected += 1
             reasons.append(str(exc))

@@ -23,6 +23,7 @@ from cra.adapters.registry import (
 )
 from cra.artefacts import IncompatibleAdapter
 from cra.db import transaction
+from cra.errors import UsageError
 from cra.fixtures.datasets import write_dataset
 from cra.fsutil import now_iso
 from cra.workspace import Workspace, open_workspace
@@ -95,6 +96,24 @@ def test_promote_refuses_a_regressing_candidate_and_accepts_an_improving_one(
     with closing(ws.raw_db()) as conn:
         history = [(e.event, e.version, e.from_version) for e in events(conn, "scope")]
     assert ("rejected", 2, 1) in history and history[-1] == ("promoted", 3, 1)
+
+
+def test_promoting_the_active_version_is_refused_and_promotion_tells_what_made_it_active(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """Promoting the active version again is refused; `promotion` returns the move that
+    made it active, and None once it no longer is."""
+    v1 = candidate(ws, tmp_path, 1)
+    planted_eval(ws, v1, [1.0, 0.0] * 8)
+    first = lifecycle.promote(ws, "scope@v1", reason="first")
+    with pytest.raises(UsageError, match="already the active version"):
+        lifecycle.promote(ws, "scope@v1")
+    again = lifecycle.promotion(ws, "scope@v1")
+    assert again is not None
+    assert (again.to_version, again.from_version, again.reason) == (1, None, "first")
+    assert again.details == json.loads(json.dumps(first.details))
+    lifecycle.rollback(ws, "scope")
+    assert lifecycle.promotion(ws, "scope@v1") is None
 
 
 def test_a_drop_within_the_noise_floor_is_not_a_regression(ws: Workspace, tmp_path: Path) -> None:

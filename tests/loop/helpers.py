@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cra.adapters.registry import active_version, adapter_names, list_versions
+from cra.adapters.registry import Event, active_version, adapter_names, events, list_versions
 from cra.db import loop as store
 from cra.db.connection import connect_readonly
 from cra.db.llm_calls import record_call
@@ -162,6 +162,12 @@ def active_versions(workspace: Workspace) -> dict[str, int | None]:
             name: getattr(active_version(conn, workspace.root, name), "version", None)
             for name in adapter_names(conn)
         }
+
+
+def registry_events(workspace: Workspace, name: str) -> list[Event]:
+    """The registry's history of adapter `name`, oldest first."""
+    with closing(workspace.raw_db()) as conn:
+        return events(conn, name)
 
 
 def registered_versions(workspace: Workspace) -> tuple[set[str], set[str]]:

@@ -11,9 +11,9 @@ import pytest
 from cra.fixtures.datasets import write_dataset
 from cra.loop.decide import StopReason
 from cra.loop.run import start_loop
-from cra.loop.steps import DEFAULT_STEPS
+from cra.loop.steps import DEFAULT_STEPS, FunctionStep, StepContext, StepResult, promote_step
 from cra.workspace import Workspace, open_workspace
-from tests.loop.helpers import candidate_step, recorded
+from tests.loop.helpers import active_versions, candidate_step, recorded, registry_events
 
 
 @pytest.fixture
@@ -45,3 +45,27 @@ def test_only_promotions_through_the_gate_count_as_improvement(ws, tmp_path) -> 
     assert report["best_versions"]["scope"]["version"] == "scope@v1"
     assert [c["helped"] for c in report["cycles"]] == [True, False, False]
     assert "| 1 | - | done | 0 | promoted scope@v1 | yes |" in outcome.report_md.read_text()
+
+
+def test_a_promote_step_run_again_after_its_moves_counts_them_as_it_did(ws, tmp_path):
+    """A promote step run again after promoting or rejecting (as resume does after a crash
+    before the step's end) counts the candidate as before, with no second registry move."""
+    results: list[StepResult] = []
+
+    def twice(ctx: StepContext) -> StepResult:
+        results.extend([promote_step(ctx), promote_step(ctx)])
+        return results[-1]
+
+    better, worse = [1.0, 0.0] * 8, [0.0, 0.0] * 8
+    steps = (candidate_step([better, better, worse], tmp_path), FunctionStep("promote", twice))
+    start_loop(ws, {"patience": 5, "max_cycles": 3}, steps=steps)
+    promotes = [(s.status, s.counts) for s in recorded(ws).steps if s.step == "promote"]
+    assert promotes == [("done", {"promoted": 1, "rejected": 0})] * 2 + [
+        ("done", {"promoted": 0, "rejected": 1})
+    ]
+    assert results[0::2] == results[1::2]
+    assert "scope@v2 promoted, but not an improvement" in (results[3].reason or "")
+    assert "scope@v3 regresses against scope@v2" in (results[5].reason or "")
+    assert active_versions(ws) == {"scope": 2}
+    moves = [e.event for e in registry_events(ws, "scope")]
+    assert (moves.count("promoted"), moves.count("rejected")) == (2, 1)
