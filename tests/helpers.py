@@ -255,3 +255,17 @@ def misplaced_comments(text: str) -> list[str]:
         if wanted is not None and above != " ".join(wanted.replace("\n# ", " ").split()):
             problems.append(f"[{section}] {line.split('=', 1)[0].strip()}: under {above!r}")
     return problems
+
+
+def model_workspace(workspace: Workspace, model_dir: Path) -> Workspace:
+    """`workspace` with `model_dir` as its base model, no drain wait when serving, and
+    the fixture dataset written; reopened."""
+    from cra.fixtures.datasets import write_dataset
+    from cra.workspace import open_workspace
+
+    (workspace.root / "cra.toml").write_text(
+        f'[model]\nbase = "{model_dir}"\n[serve]\ndrain_s = 0.0\n'
+    )
+    workspace = open_workspace(workspace.root)
+    write_dataset(workspace)
+    return workspace

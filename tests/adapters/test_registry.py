@@ -24,20 +24,16 @@ from cra.adapters.registry import (
 from cra.artefacts import IncompatibleAdapter
 from cra.db import transaction
 from cra.errors import UsageError
-from cra.fixtures.datasets import write_dataset
 from cra.fsutil import now_iso
 from cra.workspace import Workspace, open_workspace
 from tests.adapters.helpers import candidate, planted_eval, status
+from tests.helpers import model_workspace
 
 
 @pytest.fixture
 def ws(workspace: Workspace, tiny_model_dir: Path) -> Workspace:
-    (workspace.root / "cra.toml").write_text(
-        f'[model]\nbase = "{tiny_model_dir}"\n[serve]\ndrain_s = 0.0\n'
-    )
-    workspace = open_workspace(workspace.root)
-    write_dataset(workspace)
-    return workspace
+    """A workspace whose base model is the tiny model, with a dataset."""
+    return model_workspace(workspace, tiny_model_dir)
 
 
 def test_versions_are_numbered_checksummed_and_kept(ws: Workspace, tmp_path: Path) -> None:

@@ -8,23 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from cra.fixtures.datasets import write_dataset
 from cra.loop.decide import StopReason
 from cra.loop.run import start_loop
 from cra.loop.steps import DEFAULT_STEPS, FunctionStep, StepContext, StepResult, promote_step
-from cra.workspace import Workspace, open_workspace
+from cra.workspace import Workspace
+from tests.helpers import model_workspace
 from tests.loop.helpers import active_versions, candidate_step, recorded, registry_events
 
 
 @pytest.fixture
 def ws(workspace: Workspace, tiny_model_dir: Path) -> Workspace:
     """A workspace whose base model is the tiny model, with a dataset."""
-    (workspace.root / "cra.toml").write_text(
-        f'[model]\nbase = "{tiny_model_dir}"\n[serve]\ndrain_s = 0.0\n'
-    )
-    workspace = open_workspace(workspace.root)
-    write_dataset(workspace)
-    return workspace
+    return model_workspace(workspace, tiny_model_dir)
 
 
 def test_only_promotions_through_the_gate_count_as_improvement(ws, tmp_path) -> None:

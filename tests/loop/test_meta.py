@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from cra.db import loop as store
-from cra.fixtures.datasets import write_dataset
 from cra.loop import steps as loop_steps
 from cra.loop.decide import StopReason
 from cra.loop.queue import queue_order
@@ -22,8 +21,9 @@ from cra.loop.run import resume_loop, start_loop
 from cra.loop.state import current_strategy
 from cra.loop.steps import DEFAULT_STEPS, FunctionStep, StepContext, StepResult
 from cra.loop.strategy import EpochBounds, Strategy, rewrite, strategy_from
-from cra.workspace import Workspace, open_workspace
+from cra.workspace import Workspace
 from tests.adapters.helpers import candidate, planted_eval
+from tests.helpers import model_workspace
 from tests.loop.helpers import cycle_record, recorded
 
 BOUNDS = EpochBounds(base=1.0, step=1.0, most=3.0)
@@ -144,12 +144,7 @@ def test_the_ranker_trainer_takes_the_strategys_epochs(
 @pytest.fixture
 def ws(workspace: Workspace, tiny_model_dir: Path) -> Workspace:
     """A workspace whose base model is the tiny model, with a dataset."""
-    (workspace.root / "cra.toml").write_text(
-        f'[model]\nbase = "{tiny_model_dir}"\n[serve]\ndrain_s = 0.0\n'
-    )
-    workspace = open_workspace(workspace.root)
-    write_dataset(workspace)
-    return workspace
+    return model_workspace(workspace, tiny_model_dir)
 
 
 def _planned(_ctx: StepContext) -> StepResult:
