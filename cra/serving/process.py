@@ -155,5 +155,9 @@ def start_vllm(
     )
     log.close()
     server = VllmServer(process, host, port, log_path, served_model, args)
-    server.wait_healthy(wait_s)
+    try:
+        server.wait_healthy(wait_s)
+    except BaseException:  # Ctrl-C or a caller's timeout while starting: leave no server
+        server.stop()
+        raise
     return server
