@@ -10,7 +10,9 @@ repository and pooled, recall@1/@5 and MRR of the prior, BM25 and the ranker (an
 ratio ranker/BM25), with the noise floor (two standard errors of the paired per-task
 difference in recall@1); the same stratified by lexical overlap (the task text names a
 gold file's path stem or one of its top-level definitions, or not); training seconds
-(wall and CPU); the latency of reranking 50 candidates with file embeddings cached.
+(wall and CPU); the latency of reranking 50 candidates with file embeddings cached;
+the baseline planner's mean plan alignment on the holdout commits planned from BM25's
+files and from the ranker's (through `run_harness`, raw.db restored afterwards).
 `--loro` adds leave-one-repository-out (train on the others, evaluate on the one).
 
 Usage: python benchmarks/bench_scope_ranker.py --workspace WS [--loro] [--json]
