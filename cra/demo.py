@@ -41,7 +41,7 @@ def _build_sample(root: Path, echo: Echo) -> Path:
         echo(f"  sample repository already at {source}")
         return source
     source.parent.mkdir(parents=True, exist_ok=True)
-    repo = build_project_repo(source, extra_commits=60)
+    repo = build_project_repo(source, extra_commits=60, maintenance_every=3)
     echo(f"  built sample repository {source}: {len(repo.commits)} commits")
     return source
 

@@ -25,7 +25,7 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "20 commits" not in first.output  # the demo's sample has extra history
     assert (target / "sources" / "tally" / ".git").is_dir()
     assert re.search(r"raw\.db schema v\d+: 1 repos, 0 commits, 0 tasks", first.output)
-    assert "packed repos/tally: 80 commits" in first.output
+    assert "packed repos/tally: 97 commits" in first.output
     assert "no network" in first.output
     assert "qualifying" in first.output
     assert "alignment min/q1/median/q3/max" in first.output
@@ -45,12 +45,14 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "cra adapter promote scope@v2: active, v1 retired" in first.output
     assert "cra adapter rollback scope: v1 active again" in first.output
     assert "cra adapter promote scope@v3: refused" in first.output
-    # [10] the scope ranker: the plan ranks it like any adapter; the sample's commits
-    # mostly add new files, which teach a ranker nothing, so it has too few rows
-    assert "skip  scope-ranker  rows train/eval ranker" in first.output
-    assert "skipped: dataset demo-1 holds no scope-ranker rows (ranker: not enough data" in (
-        first.output
-    )
+    # [10] the scope ranker: the plan ranks it like any adapter; the sample's fixes and
+    # untested maintenance commits change files their parents hold, so the curated
+    # dataset teaches it; it is trained on that dataset, evaluated next to BM25, promoted
+    assert "train scope-ranker  rows train/eval ranker" in first.output
+    trained = "cra train --adapter scope-ranker --dataset demo-1: scope-ranker@v1 candidate"
+    assert trained in first.output
+    assert re.search(r"eval scope-ranker@v1: recall@5 [\d.]+ \(BM25 [\d.]+\)", first.output)
+    assert "cra adapter promote scope-ranker@v1: active" in first.output
     # [11] a short loop: the ranker trained on the mined history, then nothing new to learn
     assert "cra loop start: " in first.output
     cycles = [line for line in first.output.splitlines() if line.startswith("  cycle ")]
