@@ -19,6 +19,7 @@ import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cra.adapters.live import live_scores
@@ -260,6 +261,29 @@ def rejection(workspace: Workspace, ref: str) -> PromotionRefused | None:
     return PromotionRefused(
         f"{name}@v{number} {event.reason}", hint="use --force to promote it anyway"
     )
+
+
+def automatic_rollback(workspace: Workspace, name: str, since: str) -> Move | None:
+    """The latest automatic rollback (a `check`'s) of `name` recorded at or after the ISO
+    time `since` (what a check that already happened did, for a caller re-running it);
+    None when there is none."""
+    start = datetime.fromisoformat(since)
+    with closing(workspace.raw_db()) as conn:
+        history = events(conn, name)
+    last = next(
+        (
+            e
+            for e in reversed(history)
+            if e.event == "rolled_back"
+            and e.details.get("automatic") is True
+            and datetime.fromisoformat(e.created_at) >= start
+        ),
+        None,
+    )
+    if last is None:
+        return None
+    reason = last.reason or ""
+    return Move(name, "rolled_back", last.version, last.from_version, reason, False, last.details)
 
 
 def previous_active(conn: sqlite3.Connection, name: str, current: int) -> int | None:

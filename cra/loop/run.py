@@ -241,6 +241,7 @@ class _Driver:
                 self._checkpoint,
                 self.echo,
                 self.strategy,
+                self.cycle_since,
             )
             result = self._step(number, position, step, ctx)
             if result is None:

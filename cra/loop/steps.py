@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cra.adapters.evaluate import evaluate
-from cra.adapters.lifecycle import Move, PromotionRefused, check, promote, promotion, rejection
+from cra.adapters.lifecycle import (
+    Move,
+    PromotionRefused,
+    automatic_rollback,
+    check,
+    promote,
+    promotion,
+    rejection,
+)
 from cra.adapters.names import name_kind
 from cra.adapters.registry import (
     Version,
@@ -65,8 +73,9 @@ def skipped(reason: str) -> StepResult:
 @dataclass(frozen=True)
 class StepContext:
     """What a step may use: the workspace, the limits, the cycle, its repository, the
-    outputs of the cycle's earlier steps, the safe point to call between units and the
-    loop's strategy (which adapters are paused, the ranker's epochs)."""
+    outputs of the cycle's earlier steps, the safe point to call between units, the
+    loop's strategy (which adapters are paused, the ranker's epochs) and when the cycle
+    started (an ISO time kept across a resume; None outside a loop)."""
 
     workspace: Workspace
     limits: Limits
@@ -78,6 +87,7 @@ class StepContext:
     checkpoint: Callable[[], None]
     echo: Callable[[str], None]
     strategy: Strategy = field(default_factory=Strategy)
+    cycle_since: str | None = None
 
 
 class Step(Protocol):
@@ -389,21 +399,35 @@ def promote_step(ctx: StepContext) -> StepResult:
     return StepResult("done", "; ".join(reasons) or None, counts, outputs)
 
 
+def _rolled_this_cycle(ctx: StepContext, names: list[str]) -> set[str]:
+    """Those of `names` a check already rolled back this cycle (before a crash cut the
+    step), each echoed with the rollback's reason."""
+    if ctx.cycle_since is None:
+        return set()
+    rolled = set()
+    for name in names:
+        move = automatic_rollback(ctx.workspace, name, ctx.cycle_since)
+        if move is not None:
+            rolled.add(name)
+            ctx.echo(f"{name} already rolled back this cycle: {move.reason}")
+    return rolled
+
+
 def check_step(ctx: StepContext) -> StepResult:
-    """Compare every active version's live metrics with its eval; a regression rolls back."""
+    """Compare every active version's live metrics with its eval; a regression rolls back.
+    An adapter this cycle's check already rolled back (before a crash) counts as rolled
+    back again, with no second check."""
     with closing(ctx.workspace.raw_db()) as conn:
-        names = [
-            n
-            for n in adapter_names(conn)
-            if active_version(conn, ctx.workspace.root, n) is not None
-        ]
+        every = adapter_names(conn)
+        active = {n for n in every if active_version(conn, ctx.workspace.root, n) is not None}
+    done = _rolled_this_cycle(ctx, every)
+    names = [n for n in every if n in active or n in done]
     if not names:
         return skipped("no active version to check")
     rolled = []
     for name in names:
         ctx.checkpoint()
-        move = check(ctx.workspace, name, echo=ctx.echo)
-        if move is not None:
+        if name in done or check(ctx.workspace, name, echo=ctx.echo) is not None:
             rolled.append(name)
     return StepResult(
         "done",

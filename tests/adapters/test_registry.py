@@ -22,11 +22,10 @@ from cra.adapters.registry import (
     store_eval,
 )
 from cra.artefacts import IncompatibleAdapter
-from cra.db import transaction
 from cra.errors import UsageError
 from cra.fsutil import now_iso
 from cra.workspace import Workspace, open_workspace
-from tests.adapters.helpers import candidate, planted_eval, status
+from tests.adapters.helpers import candidate, plant_live_calls, planted_eval, status
 from tests.helpers import model_workspace
 
 
@@ -167,44 +166,6 @@ def test_rollback_restores_the_exact_previous_version(ws: Workspace, tmp_path: P
     assert "active" not in status(ws).values()
 
 
-def _plant_live_calls(ws: Workspace, version: int, answers: list[str]) -> None:
-    """Harness-run calls of scope@vN on tasks whose gold file is src/tally/stats.py."""
-    with closing(ws.raw_db()) as conn, transaction(conn):
-        repo = conn.execute(
-            "INSERT OR IGNORE INTO repos (name, added_at) VALUES ('tally', ?)", (now_iso(),)
-        )
-        repo_id = conn.execute("SELECT id FROM repos WHERE name = 'tally'").fetchone()[0]
-        run = conn.execute(
-            "INSERT INTO harness_runs (repo_id, kind, started_at) VALUES (?, 'plan', ?)",
-            (repo_id, now_iso()),
-        ).lastrowid
-        start = conn.execute("SELECT count(*) FROM commits").fetchone()[0]
-        for i, answer in enumerate(answers, start=start):
-            commit = conn.execute(
-                "INSERT INTO commits (repo_id, sha, authored_at, authored_ts, subject, verdict, "
-                "stage, mined_at) VALUES (?, ?, ?, 0, 'Fix it', 'qualified', 'tests', ?)",
-                (repo_id, f"{i:040x}", now_iso(), now_iso()),
-            ).lastrowid
-            task = f"tally@{i:012x}"
-            conn.execute(
-                "INSERT INTO tasks (task_id, repo_id, commit_id, task_text, gold_files, "
-                "created_at) VALUES (?, ?, ?, 'Fix it', ?, ?)",
-                (
-                    task,
-                    repo_id,
-                    commit,
-                    json.dumps([{"path": "src/tally/stats.py", "old_path": None}]),
-                    now_iso(),
-                ),
-            )
-            conn.execute(
-                "INSERT INTO llm_calls (task_id, run_id, stage, model, adapter, adapter_version, "
-                "messages, response, created_at) VALUES (?, ?, 'scope', ?, 'scope', ?, '[]', ?, ?)",
-                (task, run, f"scope@v{version}", version, answer, now_iso()),
-            )
-    del repo
-
-
 def test_check_rolls_back_automatically_on_a_planted_live_regression(
     ws: Workspace, tmp_path: Path
 ) -> None:
@@ -214,11 +175,11 @@ def test_check_rolls_back_automatically_on_a_planted_live_regression(
     planted_eval(ws, v2, [1.0, 1.0, 1.0, 1.0])
     lifecycle.promote(ws, "scope@v1")
     lifecycle.promote(ws, "scope@v2")
-    _plant_live_calls(ws, 2, ["src/tally/stats.py"] * 3)
+    plant_live_calls(ws, 2, ["src/tally/stats.py"] * 3)
     assert lifecycle.check(ws, "scope") is None  # too few live samples to judge
-    _plant_live_calls(ws, 2, ["src/tally/stats.py"] * 3)
+    plant_live_calls(ws, 2, ["src/tally/stats.py"] * 3)
     assert lifecycle.check(ws, "scope") is None  # live recall 1.0 matches what it promised
-    _plant_live_calls(ws, 2, ["README.md"] * 12)  # the regression: live recall 6/18
+    plant_live_calls(ws, 2, ["README.md"] * 12)  # the regression: live recall 6/18
     move = lifecycle.check(ws, "scope")
     assert move is not None and (move.to_version, move.from_version) == (1, 2)
     assert "automatic: live file_recall 0.333 < promoted 1.000" in move.reason

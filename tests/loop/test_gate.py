@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from cra.adapters import lifecycle
 from cra.loop.decide import StopReason
 from cra.loop.run import start_loop
-from cra.loop.steps import DEFAULT_STEPS, FunctionStep, StepContext, StepResult, promote_step
+from cra.loop.steps import (
+    DEFAULT_STEPS,
+    FunctionStep,
+    StepContext,
+    StepResult,
+    check_step,
+    promote_step,
+)
 from cra.workspace import Workspace
+from tests.adapters.helpers import candidate, plant_live_calls, planted_eval
 from tests.helpers import model_workspace
 from tests.loop.helpers import active_versions, candidate_step, recorded, registry_events
 
@@ -64,3 +73,24 @@ def test_a_promote_step_run_again_after_its_moves_counts_them_as_it_did(ws, tmp_
     assert active_versions(ws) == {"scope": 2}
     moves = [e.event for e in registry_events(ws, "scope")]
     assert (moves.count("promoted"), moves.count("rejected")) == (2, 1)
+
+
+def test_a_check_step_run_again_after_its_rollback_reports_it_as_it_did(ws, tmp_path):
+    """A check step run again after its automatic rollback (as resume does after a crash
+    before the step's end) reports that rollback as before, with no second one."""
+    results: list[StepResult] = []
+
+    def twice(ctx: StepContext) -> StepResult:
+        results.extend([check_step(ctx), check_step(ctx)])
+        return results[-1]
+
+    for seed, recall in ((1, [1.0, 0.0, 1.0, 1.0]), (2, [1.0] * 4)):
+        planted_eval(ws, candidate(ws, tmp_path, seed), recall)
+        lifecycle.promote(ws, f"scope@v{seed}")
+    plant_live_calls(ws, 2, ["src/tally/stats.py"] * 6 + ["README.md"] * 12)
+    start_loop(ws, {"max_cycles": 1}, steps=(FunctionStep("check", twice),))
+    assert results[0] == results[1]
+    assert results[1].counts == {"checked": 1, "rolled_back": 1}
+    assert recorded(ws).cycles[0].summary["rolled_back"] == ["scope"]
+    assert active_versions(ws) == {"scope": 1}
+    assert [e.event for e in registry_events(ws, "scope")].count("rolled_back") == 1
