@@ -39,6 +39,7 @@ def test_demo_runs_twice(tmp_path: Path) -> None:
     assert "dataset training/datasets/demo-1:" in first.output
     card = json.loads((target / "training" / "datasets" / "demo-1" / "card.json").read_text())
     groups = {"scope/sft", "precision/sft", "planning/sft", "execute-code/sft"}
+    groups |= {"scope-ranker/ranker"}  # the rows the demo's ranker trains from
     assert set(card["counts"]["train"]["by_group"]) == groups
     assert (target / "planning" / "demo-plan.json").is_file()
     assert "cra adapter eval scope@v1: file recall 1.00 (base model 0.00)" in first.output
