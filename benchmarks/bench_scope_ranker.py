@@ -14,8 +14,13 @@ gold file's path stem or one of its top-level definitions, or not); training sec
 the baseline planner's mean plan alignment on the holdout commits planned from BM25's
 files and from the ranker's (through `run_harness`, raw.db restored afterwards).
 `--loro` adds leave-one-repository-out (train on the others, evaluate on the one).
+Latency is timed for both runtimes of the same trained encoder: sentence-transformers on
+torch (the baseline) and ONNX Runtime (what a saved version serves with), printed with
+their ratio; `--latency-only` times only that, for `--ranker DIR` (a version folder) or
+the base encoder (same architecture, same cost), without training.
 
 Usage: python benchmarks/bench_scope_ranker.py --workspace WS [--loro] [--json]
+       python benchmarks/bench_scope_ranker.py --workspace WS --latency-only [--ranker DIR]
        python benchmarks/bench_scope_ranker.py --bundles ../shared/real-repos/ [--keep DIR]
 Indexing writes its cache to the workspace's curated.db: point it at a copy to keep one
 untouched. Overrides: --epochs, --hard-negatives, --candidates, --batch-size,
@@ -45,7 +50,7 @@ from cra.db.repos import repo_names
 from cra.harness.mine import mine_repo
 from cra.harness.planning import RunOptions
 from cra.harness.run import run_harness
-from cra.ranker.base import ranker_base_dir
+from cra.ranker.base import load_encoder, ranker_base_dir
 from cra.ranker.evaluate import (
     ChangeHistory,
     Scoring,
@@ -55,8 +60,9 @@ from cra.ranker.evaluate import (
 )
 from cra.ranker.history import Snapshots, history_rows, holdout_split
 from cra.ranker.metrics import mean
-from cra.ranker.model import Mix, Ranker
+from cra.ranker.model import ENCODER_DIR, Mix, Ranker, load_ranker
 from cra.ranker.pipeline import SnapshotRanker
+from cra.ranker.runtime import OnnxEncoder, export_encoder, onnx_encoder
 from cra.ranker.train import RankerTrainOptions, fit_ranker, ranker_hyperparams
 from cra.ranker_rows import RankerRow
 from cra.repos.pack import PackOptions, pack
@@ -77,6 +83,12 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--loro", action="store_true", help="also leave-one-repository-out")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     ap.add_argument("--tested-only", action="store_true", help="train on tested rows only")
+    ap.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="no training: time reranking with --ranker (a version folder) or the base",
+    )
+    ap.add_argument("--ranker", type=Path, help="with --latency-only: a ranker version folder")
     for flag, kind in (
         ("epochs", float),
         ("hard-negatives", int),
@@ -192,25 +204,75 @@ def _train(
     return fitted.ranker, seconds
 
 
+def _runtimes(ranker: Ranker, folder: Path) -> dict[str, Ranker]:
+    """The ranker as trained (sentence-transformers on torch) and, where the export can be
+    made, the same encoder through ONNX Runtime (what a saved version serves with)."""
+    out = {"torch": ranker}
+    if export_encoder(ranker.encoder, folder) is not None:
+        fast = onnx_encoder(ranker.encoder, folder)
+        out["onnx"] = dataclasses.replace(ranker, encoder=fast, _cache={})
+    return out
+
+
 def _latency(
-    ranker: Any, snaps: Snapshots, held: Sequence[RankerRow], rows: Sequence[RankerRow]
-) -> dict[str, float]:
+    ranker: Ranker, snaps: Snapshots, held: Sequence[RankerRow], rows: Sequence[RankerRow]
+) -> dict[str, Any]:
     """ms per rerank of 50 BM25 candidates with the recency prior, file embeddings cached
-    (a warm-up pass first)."""
+    (a warm-up pass first), for each runtime, timed in turn on each task; the share of
+    tasks where ONNX Runtime ranks the same top 5 as torch."""
     earlier = ChangeHistory(rows)
     cands = [
         (r.query, snaps.view(r.repo, r.parent_sha).candidates(r.query, 50), earlier.before(r))
         for r in held
     ]
-    for query, cs, changes in cands:
-        ranker.rerank(query, cs, changes)
-    times = []
-    for query, cs, changes in cands:
-        started = time.perf_counter()
-        ranker.rerank(query, cs, changes)
-        times.append((time.perf_counter() - started) * 1000)
-    times.sort()
+    with tempfile.TemporaryDirectory(prefix="cra-bench-onnx-") as tmp:
+        rankers = _runtimes(ranker, Path(tmp))
+        top: dict[str, list[list[str]]] = {name: [] for name in rankers}
+        for name, each in rankers.items():
+            for query, cs, changes in cands:
+                top[name].append([s.path for s in each.rerank(query, cs, changes)[:5]])
+        times: dict[str, list[float]] = {name: [] for name in rankers}
+        for query, cs, changes in cands:
+            for name, each in rankers.items():
+                started = time.perf_counter()
+                each.rerank(query, cs, changes)
+                times[name].append((time.perf_counter() - started) * 1000)
+    out: dict[str, Any] = {name: _percentiles(ts) for name, ts in times.items()}
+    if "onnx" in out:
+        out["ratio_p50"] = out["onnx"]["p50_ms"] / out["torch"]["p50_ms"]
+        same = [a == b for a, b in zip(top["torch"], top["onnx"], strict=True)]
+        out["same_top5"] = sum(same) / max(len(same), 1)
+    return out
+
+
+def _percentiles(times: list[float]) -> dict[str, float]:
+    times = sorted(times)
     return {"p50_ms": times[len(times) // 2], "p95_ms": times[int(len(times) * 0.95)]}
+
+
+def _base_ranker(base: Path, hp: dict[str, Any]) -> Ranker:
+    """The untrained base encoder in the benchmark's usual mix: a trained version has the
+    same architecture, so the same cost per query."""
+    encoder = load_encoder(base, max_seq_length=hp["max_seq_length"])
+    return Ranker(encoder, 0.6, prior_weight=0.2, half_life=10.0)
+
+
+def latency_only(workspace: Workspace, args: argparse.Namespace) -> dict[str, Any]:
+    """Only the latency figures, for `--ranker` (a version folder) or the base encoder."""
+    hp = _hyperparams(workspace, args)
+    base = ranker_base_dir(workspace.config.settings.ranker.base, workspace.root)
+    ranker = load_ranker(args.ranker) if args.ranker else _base_ranker(base, hp)
+    if isinstance(ranker.encoder, OnnxEncoder):
+        torch_encoder = load_encoder(
+            args.ranker / ENCODER_DIR, max_seq_length=ranker.encoder.max_seq_length
+        )
+        ranker = dataclasses.replace(ranker, encoder=torch_encoder)
+    with closing(workspace.raw_db()) as raw, closing(workspace.curated_db()) as curated:
+        repos = repo_names(raw)
+        snaps = workspace_snapshots(workspace, curated, repos)
+        rows = history_rows(raw, snaps, repos, negatives=10, untested=not args.tested_only)
+        _, held = holdout_split(rows, HOLDOUT)
+        return {"tasks": len(held), "latency": _latency(ranker, snaps, held, rows)}
 
 
 def _loro(
@@ -344,16 +406,27 @@ def _print(result: dict[str, Any]) -> None:
         f"\ntraining: {t['wall_s']} s wall, {t['cpu_s']} s CPU ({t['pairs']} pairs, "
         f"{t['steps']} steps, encoder fit {t['fit_s']} s); mix: {t['mix']}"
     )
-    print(
-        f"rerank 50 candidates (embeddings cached): p50 {lat['p50_ms']:.1f} ms, "
-        f"p95 {lat['p95_ms']:.1f} ms"
-    )
+    _print_latency(lat)
     plan = result["plan_alignment"]
     print(
         f"baseline planner on the holdout commits ({plan['plans']} plans each): mean "
         f"alignment {plan['bm25']:.3f} with BM25, {plan['ranker']:.3f} reranked "
         f"(ratio {plan['ratio']:.2f})"
     )
+
+
+def _print_latency(lat: dict[str, Any]) -> None:
+    for name in ("torch", "onnx"):
+        if name in lat:
+            print(
+                f"rerank 50 candidates (embeddings cached), {name}: p50 "
+                f"{lat[name]['p50_ms']:.1f} ms, p95 {lat[name]['p95_ms']:.1f} ms"
+            )
+    if "ratio_p50" in lat:
+        print(
+            f"onnx/torch p50 ratio {lat['ratio_p50']:.2f}; same top 5 on "
+            f"{lat['same_top5']:.1%} of the tasks"
+        )
 
 
 def main() -> None:
@@ -369,7 +442,14 @@ def main() -> None:
         workspace = _build(args.bundles, root)
     else:
         workspace = open_workspace(args.workspace)
-    result = run(workspace, args)
+    if args.latency_only:
+        result = latency_only(workspace, args)
+        if not args.json:
+            print(f"{result['tasks']} holdout tasks")
+            _print_latency(result["latency"])
+            return
+    else:
+        result = run(workspace, args)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str))
     else:

@@ -4,8 +4,10 @@ prior_weight) * bm25`, each min-max normalised over the candidates (recency: the
 repository's earlier commits changed, see `cra.ranker.prior`); file embeddings are cached
 by blob sha.
 
-A ranker version's folder holds `encoder/` (a sentence-transformers model) and
-`ranker.json` (the mix of the signals and how texts were cut).
+A ranker version's folder holds `encoder/` (a sentence-transformers model),
+`encoder.onnx` (the same transformer for ONNX Runtime, which serves queries when it is
+there, see `cra.ranker.runtime`) and `ranker.json` (the mix of the signals and how texts
+were cut).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from cra.errors import UsageError
 from cra.ranker.base import load_encoder
 from cra.ranker.history import Candidate
 from cra.ranker.prior import recency
+from cra.ranker.runtime import onnx_encoder
 from cra.ranker_rows import RANKER_ADAPTER
 from cra.workspace import Workspace
 
@@ -157,6 +160,7 @@ def load_ranker(folder: Path) -> Ranker:
         raise UsageError(f"{folder} is not a ranker (no {RANKER_JSON} or {ENCODER_DIR}/)")
     config = json.loads(config_path.read_text(encoding="utf-8"))
     encoder = load_encoder(folder / ENCODER_DIR, max_seq_length=int(config["max_seq_length"]))
+    encoder = onnx_encoder(encoder, folder) or encoder
     half_life = config.get("half_life")
     return Ranker(
         encoder,

@@ -37,6 +37,7 @@ from cra.ranker.fit import FitResult, Pair, StepHook, fit
 from cra.ranker.history import Snapshots, holdout_split
 from cra.ranker.metrics import mean
 from cra.ranker.model import ENCODER_DIR, RANKER_JSON, Mix, Ranker
+from cra.ranker.runtime import export_encoder
 from cra.ranker.steps import stamp_run, step_recorder
 from cra.ranker_rows import RANKER_ADAPTER, RankerRow, read_ranker_rows
 from cra.workspace import Workspace
@@ -143,9 +144,11 @@ def pairs_of(snapshots: Snapshots, rows: Sequence[RankerRow], negatives: int) ->
 
 
 def _save(staging: Path, ranker: Ranker, hp: dict[str, Any]) -> Path:
-    """The version folder: the encoder and `ranker.json`."""
+    """The version folder: the encoder, its ONNX export where it can be made, and
+    `ranker.json`."""
     folder = staging / "version"
     ranker.encoder.save(str(folder / ENCODER_DIR))
+    export_encoder(ranker.encoder, folder)
     config = {
         "weight": ranker.weight,
         "prior_weight": ranker.prior_weight,
