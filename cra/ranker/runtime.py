@@ -1,7 +1,7 @@
 """The encoder at inference time through ONNX Runtime: the same transformer, exported once
 when a version is saved, runs a query in well under half the time eager torch needs on
-these CPUs (see `benchmarks/bench_ranker_latency.py`), with the same numbers (checked at
-export: the two must agree on a probe to a cosine of 0.99999).
+these CPUs (`benchmarks/bench_scope_ranker.py --latency-only`), with the same numbers
+(checked at export: the two must agree on a probe to a cosine of 0.99999).
 
 A version folder may hold `encoder.onnx` next to `encoder/`; without it, or without
 onnxruntime installed, the ranker runs the sentence-transformers model itself. Only the
