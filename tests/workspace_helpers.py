@@ -41,13 +41,15 @@ def wait_for(condition: Callable[[], bool], *, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def cra_popen(root: Path, *args: str) -> subprocess.Popen[str]:
-    """`cra -w ROOT ARGS...` started in its own process (not waited for)."""
+def cra_popen(root: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`cra -w ROOT ARGS...` started in its own process (not waited for), with `env`
+    added to the environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "cra", "-w", str(root), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env or {})},
     )
 
 

@@ -16,9 +16,7 @@ from typing import Any
 
 from cra.adapters.registry import Event, active_version, adapter_names, events, list_versions
 from cra.db import loop as store
-from cra.db.connection import connect_readonly
 from cra.db.llm_calls import record_call
-from cra.errors import DatabaseError as CraDatabaseError
 from cra.fixtures.ranker import build_ranker_history
 from cra.fsutil import now_iso
 from cra.loop.limits import Limits, parse_target
@@ -27,7 +25,7 @@ from cra.ranker.train import RankerTrainOptions, train_ranker
 from cra.repos.pack import PackOptions, pack
 from cra.workspace import Workspace, open_workspace
 from tests.adapters.helpers import candidate, planted_eval
-from tests.workspace_helpers import wait_for
+from tests.workspace_helpers import cra_popen, wait_for
 
 
 def limits(**changed: Any) -> Limits:
@@ -222,56 +220,32 @@ def copy_workspace(workspace: Workspace, target: Path) -> Workspace:
     return open_workspace(target)
 
 
-def _running_now(workspace: Workspace, name: str) -> bool:
-    """Whether step `name` runs, read at once, without waiting on a lock a stopped writer
-    holds (then it is not known yet: False)."""
-    try:
-        conn = connect_readonly(workspace.raw_db_path, busy_timeout_ms=20)
-    except CraDatabaseError:
-        return False
-    with closing(conn):
-        try:
-            run = store.latest_run(conn)
-            rows = store.steps(conn, run.id) if run else []
-        except sqlite3.OperationalError:  # locked by the stopped writer
-            return False
-    return any(s.step == name and s.status == "running" for s in rows)
+PAUSE_HOOK = Path(__file__).parent / "pause"
+"""The folder of the `sitecustomize` that pauses a loop process in a step (see there)."""
 
 
-def _stopped(pid: int) -> bool:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return fields[0] in ("T", "t")
+def loop_paused_in_step(root: Path, step: str, *args: str) -> subprocess.Popen[str]:
+    """`cra loop start ARGS...` on workspace `root` that pauses once step `step` has done
+    its work, before it returns (see `pause/sitecustomize.py`); `kill_9_paused` ends it."""
+    marker = root / f"paused-in-{step}"
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(PAUSE_HOOK), os.environ.get("PYTHONPATH", "")]),
+        "CRA_PAUSE_STEP": step,
+        "CRA_PAUSE_FILE": str(marker),
+    }
+    return cra_popen(root, "loop", "start", *args, env=env)
 
 
-def kill_9_in_step(
-    proc: subprocess.Popen[str],
-    workspace: Workspace,
-    step: str,
-    *,
-    after: str,
-    slice_s: float = 0.01,
-) -> None:
-    """SIGKILL the loop process `proc` while it runs `step`, even a step of a few
-    milliseconds: polled until the step `after` (the one before it) runs, then the process
-    runs in slices of `slice_s`, stopped (SIGSTOP, and waited for) between them while its
-    recorded steps are read, and killed stopped as soon as `step` is running."""
-    wait_for(lambda: running_step(workspace, after) or running_step(workspace, step), timeout=180)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        os.kill(proc.pid, signal.SIGSTOP)
-        while not _stopped(proc.pid):
-            if proc.poll() is not None:
-                raise AssertionError(f"the loop ended before {step} was caught")
-            time.sleep(0.0005)
-        if _running_now(workspace, step):
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return
-        os.kill(proc.pid, signal.SIGCONT)
-        if proc.poll() is not None:
-            raise AssertionError(f"the loop ended before {step} was caught: {proc.returncode}")
-        time.sleep(slice_s)
-    raise AssertionError(f"{step} was not caught running")
+def kill_9_paused(proc: subprocess.Popen[str], workspace: Workspace, step: str) -> None:
+    """SIGKILL the loop `proc` (from `loop_paused_in_step`) once `step` has done its work
+    and waits, still recorded as running."""
+    marker = workspace.root / f"paused-in-{step}"
+    wait_for(lambda: marker.exists() or proc.poll() is not None, timeout=300)
+    assert proc.poll() is None, f"the loop ended before {step} paused: {proc.communicate()}"
+    assert running_step(workspace, step)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    marker.unlink()
 
 
 def seeded_ranker_step(seeds: list[int]) -> FunctionStep:

@@ -21,7 +21,8 @@ from tests.helpers import run_cra
 from tests.loop.helpers import (
     active_versions,
     copy_workspace,
-    kill_9_in_step,
+    kill_9_paused,
+    loop_paused_in_step,
     ranker_loop_workspace,
     recorded,
     registered_versions,
@@ -55,24 +56,26 @@ def _loop_workspace(step: str, request: pytest.FixtureRequest, encoder: Path) ->
     return ranker_loop_workspace(request.getfixturevalue("workspace"), encoder, epochs)
 
 
-BEFORE = {"promote": "evaluate", "check": "evaluate"}
-"""For each step too quick to be caught by polling alone, a step before it that polling
-catches, from which on the process runs in slices (see kill_9_in_step)."""
+QUICK = ("promote", "check")
+"""Steps too quick to be caught by polling: the loop pauses once such a step has done its
+work, before it returns (see loop_paused_in_step), and is killed there."""
 
 
 @pytest.mark.parametrize("step", ["ingest", "train", "evaluate", "promote", "check"])
 def test_kill_9_in_a_step_then_resume_ends_as_an_uninterrupted_loop(
     step: str, request: pytest.FixtureRequest, encoder: Path, tmp_path: Path
 ) -> None:
-    """SIGKILL while `step` runs, then `cra loop resume`: the step re-runs in the same
-    cycle, runtime carries over, the journal holds, and the registry's active versions
-    equal those of an uninterrupted loop on a copy of the workspace."""
+    """SIGKILL while `step` runs (for a quick step, once it has done its work), then
+    `cra loop resume`: the step re-runs in the same cycle, runtime carries over, the
+    journal holds, and the registry's active versions equal those of an uninterrupted
+    loop on a copy of the workspace."""
     workspace = _loop_workspace(step, request, encoder)
     twin = copy_workspace(workspace, tmp_path / "twin")
-    proc = cra_popen(workspace.root, "loop", "start", *ONE_CYCLE)
-    if step in BEFORE:
-        kill_9_in_step(proc, workspace, step, after=BEFORE[step])
+    if step in QUICK:
+        proc = loop_paused_in_step(workspace.root, step, *ONE_CYCLE)
+        kill_9_paused(proc, workspace, step)
     else:
+        proc = cra_popen(workspace.root, "loop", "start", *ONE_CYCLE)
         wait_for(lambda: running_step(workspace, step), timeout=120)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate()
