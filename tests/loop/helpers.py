@@ -229,7 +229,9 @@ def loop_paused_in_step(root: Path, step: str, *args: str) -> subprocess.Popen[s
     its work, before it returns (see `pause/sitecustomize.py`); `kill_9_paused` ends it."""
     marker = root / f"paused-in-{step}"
     env = {
-        "PYTHONPATH": os.pathsep.join([str(PAUSE_HOOK), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(PAUSE_HOOK), os.environ.get("PYTHONPATH")) if p
+        ),
         "CRA_PAUSE_STEP": step,
         "CRA_PAUSE_FILE": str(marker),
     }
