@@ -11,6 +11,8 @@ from cra.commands import Context, pass_context
 from cra.commands.options import json_option
 from cra.commands.output import notice
 from cra.errors import CraError
+from cra.loop.decide import STOP_REASON_HELP
+from cra.settings_table import LOOP_SETTINGS, Setting
 
 
 @click.group("loop")
@@ -19,29 +21,18 @@ def loop() -> None:
     evaluate, promote and check, until a stop reason (README: `cra loop`)."""
 
 
-_LIMITS: tuple[tuple[str, type, str], ...] = (
-    ("max-cycles", int, "Cycles at most."),
-    ("patience", int, "Cycles without a promotion before the loop has converged."),
-    ("cycle-timeout-s", float, "Seconds one cycle may run."),
-    ("max-hours", float, "Hours of runtime in all."),
-    ("min-hours", float, "Hours before convergence may end the loop (it pivots until then)."),
-    ("tokens-per-cycle", int, "LLM tokens one cycle may use."),
-    ("tasks-per-cycle", int, "Tasks one cycle plans and validates at most."),
-    ("max-failed-cycles", int, "Consecutive failed cycles that end the loop."),
-    ("meta-every", int, "Cycles between meta events."),
-    (
-        "widen-every",
-        int,
-        "Cycles on one repository before pivoting to the next (0: on convergence).",
-    ),
-    ("meta-epochs-step", float, "Epochs a meta step may add to the ranker's."),
-    ("meta-max-epochs", float, "Epochs a meta step never raises the ranker's over."),
-)
+def _default(setting: Setting) -> str:
+    return f"{setting.default:g}" if isinstance(setting.default, float) else str(setting.default)
 
 
 def _limit_options(func: Any) -> Any:
-    for flag, kind, text in reversed(_LIMITS):
-        func = click.option(f"--{flag}", type=kind, default=None, help=f"{text} ([loop])")(func)
+    """A flag for every [loop] setting but the targets, its help and default the table's."""
+    for setting in reversed(LOOP_SETTINGS):
+        if setting.key == "targets":
+            continue
+        text = f"{setting.help} (default {_default(setting)}; [loop] {setting.key})"
+        flag = "--" + setting.key.replace("_", "-")
+        func = click.option(flag, type=setting.type, default=None, help=text)(func)
     return click.option(
         "--target",
         "targets",
@@ -51,7 +42,12 @@ def _limit_options(func: Any) -> Any:
     )(func)
 
 
-@loop.command("start")
+STOP_REASONS = "Stop reasons (exit code):\n\n\b\n" + "\n".join(
+    f"{reason.value} ({reason.exit_code}): {text}" for reason, text in STOP_REASON_HELP.items()
+)
+
+
+@loop.command("start", epilog=STOP_REASONS)
 @_limit_options
 @pass_context
 def start(ctx: Context, targets: tuple[str, ...], **limits: Any) -> None:

@@ -49,6 +49,21 @@ _EXIT_CODES: dict[StopReason, int] = {
 }
 
 
+STOP_REASON_HELP: dict[StopReason, str] = {
+    StopReason.TARGET_MET: "every [loop] target met",
+    StopReason.CONVERGED: "no promotion for `patience` cycles, the queue empty or past `min_hours`",
+    StopReason.STOP_REQUESTED: "cra loop stop",
+    StopReason.FAILED_CYCLES: "`max_failed_cycles` cycles failed in a row",
+    StopReason.MAX_CYCLES: "`max_cycles` cycles ran",
+    StopReason.MAX_HOURS: "`max_hours` of runtime used",
+    StopReason.CYCLE_TIMEOUT: "a cycle ran over `cycle_timeout_s` (its step is cut)",
+    StopReason.TOKEN_BUDGET: "a cycle used over `tokens_per_cycle` LLM tokens",
+    StopReason.KILL_SWITCH: "a STOP file in the workspace",
+    StopReason.INTERRUPTED: "SIGINT or SIGTERM",
+}
+"""What makes the loop stop for each reason (the help of `cra loop start`)."""
+
+
 class Action(enum.Enum):
     """What the loop does next."""
 

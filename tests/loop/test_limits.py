@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
+from cra.cli import cli
 from cra.config import Config
 from cra.errors import UsageError
+from cra.loop.decide import StopReason
 from cra.loop.limits import limits_from, parse_target
+from cra.settings_table import LOOP_SETTINGS
 from tests.helpers import run_cra
 
 
@@ -78,3 +82,16 @@ def test_an_invalid_loop_setting_in_cra_toml_is_refused(workspace) -> None:
     (workspace.root / "cra.toml").write_text("[loop]\npatience = 0\n")
     result = run_cra(workspace, "loop", "status")
     assert result.returncode != 0 and "loop.patience" in result.stderr
+
+
+def test_loop_start_help_names_every_setting_default_and_stop_reason() -> None:
+    """`cra loop start --help` has a flag with its default for every [loop] setting and
+    names every stop reason with its exit code."""
+    text = " ".join(CliRunner().invoke(cli, ["loop", "start", "--help"]).output.split())
+    for setting in LOOP_SETTINGS:
+        flag = "--target" if setting.key == "targets" else "--" + setting.key.replace("_", "-")
+        assert flag in text
+        if setting.key != "targets":
+            assert f"[loop] {setting.key})" in text
+    for reason in StopReason:
+        assert f"{reason.value} ({reason.exit_code}):" in text
