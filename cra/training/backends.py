@@ -16,6 +16,7 @@ from typing import Any
 
 from cra.artefacts import LORA_TARGETS
 from cra.errors import UsageError
+from cra.quiet import quiet_probes
 
 BACKENDS = ("auto", "peft", "unsloth")
 
@@ -134,8 +135,7 @@ def quiet() -> None:
     for module in ("transformers", "trl", "peft", "accelerate", "torch"):
         warnings.filterwarnings("ignore", category=FutureWarning, module=rf"{module}(\.|$)")
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=rf"{module}(\.|$)")
-    # bitsandbytes looks for optional prebuilt CPU kernels and falls back to its own.
-    warnings.filterwarnings("ignore", message="Failed to load CPU gemm_4bit_forward")
+    quiet_probes()
 
 
 def load(backend: str, base: Path, spec: LoraSpec) -> tuple[Any, Any, Any]:
