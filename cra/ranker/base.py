@@ -59,7 +59,10 @@ def go_offline() -> None:
 def load_encoder(path: Path, *, max_seq_length: int | None = None) -> Any:
     """A SentenceTransformer from the local directory `path`, on the CPU, offline."""
     go_offline()
+    import transformers
     from sentence_transformers import SentenceTransformer
+
+    transformers.utils.logging.disable_progress_bar()  # loading and saving: cra reports those
 
     model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     if max_seq_length is not None:
