@@ -249,7 +249,7 @@ def _jobs(ctx: StepContext) -> tuple[list[tuple[str, str | None]], list[str]]:
     on the mined history when the plan does not name it; none the strategy pauses."""
     dataset = ctx.earlier.get("dataset")
     named = _refs(ctx.earlier.get("adapters")) if dataset else []
-    notes = [] if dataset else ["no dataset this cycle"]
+    notes = [] if dataset else ["no curated dataset this cycle for the adapters trained on one"]
     notes += [f"{a} paused by the loop's strategy" for a in ctx.strategy.paused]
     named = [a for a in named if a not in ctx.strategy.paused]
     if any(name_kind(a) == "lora" for a in named):
