@@ -224,10 +224,15 @@ PAUSE_HOOK = Path(__file__).parent / "pause"
 """The folder of the `sitecustomize` that pauses a loop process in a step (see there)."""
 
 
+def _pause_marker(root: Path, step: str) -> Path:
+    """The file a loop paused in `step` creates in workspace `root`."""
+    return root / f"paused-in-{step}"
+
+
 def loop_paused_in_step(root: Path, step: str, *args: str) -> subprocess.Popen[str]:
     """`cra loop start ARGS...` on workspace `root` that pauses once step `step` has done
     its work, before it returns (see `pause/sitecustomize.py`); `kill_9_paused` ends it."""
-    marker = root / f"paused-in-{step}"
+    marker = _pause_marker(root, step)
     env = {
         "PYTHONPATH": os.pathsep.join(
             p for p in (str(PAUSE_HOOK), os.environ.get("PYTHONPATH")) if p
@@ -241,7 +246,7 @@ def loop_paused_in_step(root: Path, step: str, *args: str) -> subprocess.Popen[s
 def kill_9_paused(proc: subprocess.Popen[str], workspace: Workspace, step: str) -> None:
     """SIGKILL the loop `proc` (from `loop_paused_in_step`) once `step` has done its work
     and waits, still recorded as running."""
-    marker = workspace.root / f"paused-in-{step}"
+    marker = _pause_marker(workspace.root, step)
     wait_for(lambda: marker.exists() or proc.poll() is not None, timeout=300)
     assert proc.poll() is None, f"the loop ended before {step} paused: {proc.communicate()}"
     assert running_step(workspace, step)
